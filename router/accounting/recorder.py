@@ -1,0 +1,165 @@
+"""Accounting for finished turns: price them, write the ledger record, move the metrics.
+
+It is the gateway's only writer of cost data, so the ledger and Prometheus always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from decimal import Decimal
+
+from router.accounting.ledger import Ledger, LedgerRecord, RedisStreamLedgerSink, SQLiteLedgerSink, usage_fields
+from router.accounting.pricing import PriceBook
+from router.accounting.usage import Usage
+from router.config import Deployment, GatewayConfig
+from router.gateway import Outcome, Rejection, Turn
+from router.metrics import Metrics
+from router.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens")
+
+
+class Recorder:
+    def __init__(self, config: GatewayConfig, prices: PriceBook, ledger: Ledger, metrics: Metrics) -> None:
+        self._config = config
+        self.prices = prices
+        self.ledger = ledger
+        self.metrics = metrics
+        self._baseline = config.baseline.name
+
+    def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
+        cost = self.prices.cost(deployment.name, usage).cost_usd
+        baseline = self.prices.baseline_cost(usage, self._baseline, deployment.name).cost_usd
+        return float(cost), float(baseline)
+
+    def _shadow(self, turn: Turn, usage: Usage | None, served: str | None) -> dict[str, object]:
+        if turn.shadow is None:
+            return {}
+        _, decision = turn.shadow
+        deployment = decision.deployment or self._config.tiers[decision.tier or ""][0]
+        cost = self.prices.baseline_cost(usage, deployment, served).cost_usd if usage is not None else Decimal(0)
+        return {
+            "shadow_rule": decision.rule,
+            "shadow_tier": decision.tier,
+            "shadow_deployment": deployment,
+            "shadow_cost_usd": float(cost),
+        }
+
+    def record(self, turn: Turn, outcome: Outcome) -> None:
+        try:
+            self._record(turn, outcome)
+        except Exception:  # accounting must never fail a turn that was served
+            logger.exception("could not account for %s", turn.request_id)
+
+    def _record(self, turn: Turn, outcome: Outcome) -> None:
+        deployment = outcome.deployment
+        decision = turn.decision
+        tier = decision.tier or (self._tier_of(deployment.name) if deployment else None)
+        usage = outcome.usage
+        upstream_seconds = sum(a.seconds for a in outcome.attempts.items)
+        reference_ms = outcome.ttft_ms if outcome.ttft_ms is not None else outcome.total_ms
+        overhead_ms = max(0.0, reference_ms - upstream_seconds * 1000) if outcome.attempts.items else None
+        interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
+        classification = turn.classification
+        record = LedgerRecord(
+            request_id=turn.request_id,
+            ts=turn.received_at,
+            call_id=turn.call_id,
+            caller_id=turn.caller_id,
+            tenant=turn.caller.tenant,
+            agent=turn.caller.agent,
+            requested_model=turn.facts.requested_model,
+            intent=classification.intent if classification else None,
+            intent_confidence=classification.intent_confidence if classification else None,
+            risks=dict(classification.risks) if classification else {},
+            high_stakes=decision.high_stakes,
+            rule=decision.rule,
+            tier=tier,
+            deployment=deployment.name if deployment else None,
+            model=deployment.model if deployment else None,
+            policy_version=turn.policy_version,
+            fallbacks=outcome.attempts.fallbacks,
+            stream=turn.stream,
+            status=outcome.status,
+            error_type=outcome.error_type,
+            cost_usd=outcome.cost_usd,
+            baseline_cost_usd=outcome.baseline_cost_usd,
+            interrupted=outcome.interrupted,
+            interrupted_cost_usd=interrupted_cost,
+            classification_ms=turn.classification_ms or None,
+            overhead_ms=overhead_ms,
+            ttft_ms=outcome.ttft_ms,
+            total_ms=outcome.total_ms,
+            voice_call_seconds=turn.facts.voice.call_seconds,
+            **(usage_fields(usage) if usage is not None else {}),
+            **self._shadow(turn, usage, deployment.name if deployment else None),
+        )
+        self.ledger.record(record)
+        self._observe(record, turn, outcome, overhead_ms)
+
+    def _observe(self, record: LedgerRecord, turn: Turn, outcome: Outcome, overhead_ms: float | None) -> None:
+        m = self.metrics
+        labels = (record.tenant, record.agent or "", record.tier or "", record.deployment or "", record.intent or "none")
+        m.requests.labels(*labels, str(record.status)).inc()
+        m.decisions.labels(record.tenant, record.rule or "", record.tier or "").inc()
+        if record.deployment is not None:
+            for kind in TOKEN_KINDS:
+                count = getattr(record, kind)
+                if count:
+                    m.tokens.labels(*labels, kind.removesuffix("_tokens")).inc(count)
+            m.cost.labels(*labels).inc(record.cost_usd)
+            m.baseline_cost.labels(*labels).inc(record.baseline_cost_usd)
+            if record.interrupted:
+                m.interrupted_cost.labels(*labels).inc(record.interrupted_cost_usd)
+        if overhead_ms is not None:
+            m.overhead.labels(record.tier or "").observe(overhead_ms / 1000)
+        if outcome.ttft_ms is not None:
+            m.ttft.labels(record.tier or "", record.deployment or "").observe(outcome.ttft_ms / 1000)
+        elif outcome.attempts.items and record.deployment is not None:
+            m.upstream_latency.labels(record.deployment).observe(outcome.attempts.items[-1].seconds)
+        if turn.classification_ms:
+            m.classification_latency.observe(turn.classification_ms / 1000)
+        for attempt in outcome.attempts.items:
+            if attempt.outcome not in ("ok", "parked"):
+                m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
+        if record.shadow_tier is not None:
+            agrees = "true" if record.shadow_tier == record.tier else "false"
+            m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
+            m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        caller = rejection.caller
+        record = LedgerRecord(
+            request_id=rejection.request_id,
+            ts=rejection.received_at,
+            call_id=rejection.call_id,
+            tenant=caller.tenant if caller else "unknown",
+            agent=caller.agent if caller else None,
+            requested_model=rejection.requested_model,
+            policy_version=rejection.policy_version,
+            status=rejection.status,
+            error_type=rejection.error_type,
+            total_ms=rejection.total_ms,
+        )
+        try:
+            self.ledger.record(record)
+            self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
+        except Exception:
+            logger.exception("could not account for rejected %s", rejection.request_id)
+
+    def _tier_of(self, deployment: str) -> str | None:
+        return next((tier for tier, chain in self._config.tiers.items() if deployment in chain), None)
+
+
+async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
+    """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
+    # One spool per process: uvicorn workers must not interleave writes to one file.
+    ledger = Ledger(sink, settings.data_dir / f"ledger-spool-{os.getpid()}.jsonl")
+    await ledger.start()
+    prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
+    return Recorder(config, prices, ledger, metrics)

@@ -1,0 +1,61 @@
+"""Token estimates for when an upstream reports no usage, and for the policy's ``prompt_tokens`` fact.
+
+tiktoken's encodings are read from the copy litellm bundles, so nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+import tiktoken
+
+# Per-message framing tokens in OpenAI's chat format.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+
+
+def _bundled_encodings_dir() -> Path | None:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+    return folder if folder.is_dir() else None
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> tiktoken.Encoding:
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        bundled = _bundled_encodings_dir()
+        if bundled is not None:
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def text_tokens(text: str) -> int:
+    return len(_encoding().encode(text, disallowed_special=())) if text else 0
+
+
+def content_text(content: Any) -> str:
+    """The text of a message ``content``: a string, ``None`` or a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+    total = TOKENS_PER_REPLY
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + text_tokens(content_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            function = (call.get("function") if isinstance(call, dict) else None) or {}
+            total += text_tokens(str(function.get("name", ""))) + text_tokens(str(function.get("arguments", "")))
+    if tools:
+        total += text_tokens(orjson.dumps(tools).decode())
+    return total

@@ -1,0 +1,26 @@
+"""FastAPI dependencies: the app's services and the caller of a request."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from router.gateway import Caller, Gateway
+from router.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_gateway(request: Request) -> Gateway:
+    return get_services(request).gateway
+
+
+async def get_caller(request: Request) -> Caller:
+    """The tenant and agent of this request: from its virtual key, or from headers when no keys are configured."""
+    return await get_services(request).auth.caller(request.headers)
+
+
+async def require_admin(request: Request) -> None:
+    get_services(request).auth.require_admin(request.headers)

@@ -1,0 +1,39 @@
+"""The FastAPI application factory; services live on ``app.state`` for the app's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from router.api import admin, chat, health, models
+from router.errors import install_error_handlers
+from router.services import build_services
+from router.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        summary="OpenAI-compatible gateway that routes each turn to the cheapest safe model",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+    for module in (chat, models, health, admin):
+        app.include_router(module.router)
+    return app

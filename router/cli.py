@@ -1,0 +1,85 @@
+"""The ``switchboard`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from router.config import load_config
+from router.policy.store import load_policy
+from router.yamlsource import ConfigFileError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Switchboard: an OpenAI-compatible gateway that routes each turn to the cheapest safe model."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (SWITCHBOARD_CONFIG).")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy YAML overriding the config's.")
+@click.option("--host", help="Bind address (SWITCHBOARD_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (SWITCHBOARD_PORT, default 4000).")
+@click.option("--workers", type=int, help="uvicorn worker processes (SWITCHBOARD_WORKERS, default 1).")
+def serve(
+    config_path: Path | None, policy: Path | None, host: str | None, port: int | None, workers: int | None
+) -> None:
+    """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator."""
+    import uvicorn
+
+    from router.settings import Settings
+
+    for name, value in (("CONFIG", config_path), ("POLICY", policy), ("HOST", host), ("PORT", port),
+                        ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"SWITCHBOARD_{name}"] = str(value)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        loaded = load_config(settings.config)
+        load_policy(loaded.policy_path(settings.policy), loaded.config)
+    except ConfigFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Switchboard on http://{settings.host}:{settings.port}/v1 (config: {loaded.source})")
+    uvicorn.run(
+        "router.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )
+
+
+@main.group()
+def policy() -> None:
+    """Work with routing policies."""
+
+
+@policy.command("validate")
+@click.argument("policy_file", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML it must fit.")
+def validate_policy(policy_file: Path, config_path: Path | None) -> None:
+    """Check a policy: schema, unknown tiers/deployments/labels, unreachable rules, floors."""
+    try:
+        loaded = load_policy(policy_file, load_config(config_path).config)
+    except ConfigFileError as exc:
+        click.echo(f"invalid: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"valid: {loaded.version} ({len(loaded.policy.rules)} rules)")
+
+
+def _register_optional_commands() -> None:
+    from router.simulator.cli import simulate
+
+    main.add_command(simulate)
+
+
+_register_optional_commands()

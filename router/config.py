@@ -1,0 +1,177 @@
+"""The gateway YAML: deployments, tiers (ordered fallback chains), limits and the policy to load.
+
+Secrets never live here: a deployment names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router.accounting.pricing import PriceOverride
+from router.yamlsource import YamlDocument
+
+RESERVED_MODEL_NAMES = frozenset({"auto"})
+SIMULATOR_API_BASE = "simulator"
+# litellm provider prefixes whose wire format is OpenAI's: these take the pooled-HTTP fast path.
+OPENAI_COMPATIBLE_PREFIXES = frozenset({"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"})
+DEFAULTS_DIR = Path(__file__).parent / "defaults"
+SHIPPED_POLICIES_DIR = Path(__file__).parent.parent / "policies"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(StrictModel):
+    connect: float = Field(default=3.0, gt=0, description="Seconds to open a connection.")
+    first_token: float = Field(default=15.0, gt=0, description="Seconds until the first byte of the answer.")
+    total: float = Field(default=120.0, gt=0, description="Seconds for the whole answer.")
+
+
+class Deployment(StrictModel):
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1, description="litellm model string, e.g. openai/gpt-4o-mini.")
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+    provider: Literal["auto", "openai_compatible", "litellm"] = "auto"
+    price: PriceOverride | None = Field(default=None, description="Price override (per token or per million).")
+    timeouts: Timeouts | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request.")
+
+    @property
+    def provider_prefix(self) -> str | None:
+        prefix, sep, _ = self.model.partition("/")
+        return prefix if sep else None
+
+    @property
+    def upstream_model(self) -> str:
+        """The model name the upstream itself knows (the litellm provider prefix removed)."""
+        return self.model.partition("/")[2] if self.provider_prefix else self.model
+
+    @property
+    def uses_fast_path(self) -> bool:
+        if self.provider == "auto":
+            return self.api_base is not None and (self.provider_prefix or "openai") in OPENAI_COMPATIBLE_PREFIXES
+        return self.provider == "openai_compatible"
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.api_base == SIMULATOR_API_BASE
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class FallbackConfig(StrictModel):
+    next_tier_up: bool = Field(default=True, description="After a tier's chain, try the tiers above it.")
+    max_attempts: int = Field(default=4, ge=1, description="Deployments tried per request at most.")
+    retry_after_cap_seconds: float = Field(
+        default=60.0, ge=0, description="Longest Retry-After a deployment is parked for."
+    )
+
+
+class Limits(StrictModel):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_messages: int = Field(default=1000, gt=0)
+    max_content_chars: int = Field(default=400_000, gt=0)
+    max_n: int = Field(default=8, gt=0)
+    max_tokens: int = Field(default=128_000, gt=0)
+
+
+class SimulatorSection(StrictModel):
+    embedded: bool = Field(default=False, description="Start the provider simulator inside the gateway.")
+    config: Path | None = Field(default=None, description="SimulatorSettings YAML; unset = its default.")
+
+
+class GatewayConfig(StrictModel):
+    deployments: list[Deployment] = Field(min_length=1)
+    tiers: dict[str, list[str]] = Field(min_length=1, description="Tier name → fallback chain, cheapest first.")
+    policy: Path = Field(default=Path("default"), description="Policy YAML; a bare name = a shipped policy.")
+    shadow_policy: Path | None = None
+    baseline_deployment: str | None = Field(
+        default=None, description="Prices the counterfactual; default: the first deployment of the top tier."
+    )
+    timeouts: Timeouts = Timeouts()
+    fallback: FallbackConfig = FallbackConfig()
+    limits: Limits = Limits()
+    simulator: SimulatorSection = SimulatorSection()
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_not_empty(cls, tiers: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, chain in tiers.items():
+            if not chain:
+                raise ValueError(f"tier '{name}' has no deployments")
+        return tiers
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> GatewayConfig:
+        names = [d.name for d in self.deployments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate deployment names: {', '.join(duplicates)}")
+        for tier, chain in self.tiers.items():
+            for member in chain:
+                if member not in names:
+                    raise ValueError(f"tier '{tier}' names unknown deployment '{member}'")
+        clashes = (set(self.tiers) & set(names)) | ((set(self.tiers) | set(names)) & RESERVED_MODEL_NAMES)
+        if clashes:
+            raise ValueError(f"names used twice (tier, deployment or 'auto'): {', '.join(sorted(clashes))}")
+        if self.baseline_deployment is not None and self.baseline_deployment not in names:
+            raise ValueError(f"baseline_deployment '{self.baseline_deployment}' is not a deployment")
+        return self
+
+    @property
+    def tier_order(self) -> list[str]:
+        return list(self.tiers)
+
+    def deployment(self, name: str) -> Deployment:
+        return next(d for d in self.deployments if d.name == name)
+
+    @property
+    def baseline(self) -> Deployment:
+        name = self.baseline_deployment or self.tiers[self.tier_order[-1]][0]
+        return self.deployment(name)
+
+    def timeouts_for(self, deployment: Deployment) -> Timeouts:
+        return deployment.timeouts or self.timeouts
+
+
+def resolve_policy_path(path: Path, relative_to: Path) -> Path:
+    """A bare name (``default``, ``clinic``) means a policy shipped in ``policies/``; else a path."""
+    if path.suffix == "" and len(path.parts) == 1:
+        return SHIPPED_POLICIES_DIR / f"{path}.yaml"
+    return path if path.is_absolute() else relative_to / path
+
+
+class LoadedConfig(BaseModel):
+    """A validated config plus where it came from (relative paths resolve against its folder)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    config: GatewayConfig
+    source: str
+    folder: Path
+
+    @property
+    def embedded(self) -> bool:
+        return self.source == str(DEFAULTS_DIR / "gateway.yaml")
+
+    def policy_path(self, override: Path | None = None) -> Path:
+        return resolve_policy_path(override or self.config.policy, self.folder if override is None else Path.cwd())
+
+    def shadow_policy_path(self) -> Path | None:
+        shadow = self.config.shadow_policy
+        return resolve_policy_path(shadow, self.folder) if shadow is not None else None
+
+
+def load_config(path: Path | None) -> LoadedConfig:
+    """Load and validate the gateway YAML; ``None`` loads the embedded simulator default."""
+    source = path if path is not None else DEFAULTS_DIR / "gateway.yaml"
+    document = YamlDocument.from_path(source)
+    config = document.validate(GatewayConfig)
+    return LoadedConfig(config=config, source=str(source), folder=source.resolve().parent)

@@ -1,0 +1,369 @@
+"""One turn through the gateway: understand → classify → decide → call → account.
+
+The HTTP layer (``router.api``) parses and shapes answers; everything in between lives here, so the same path
+serves every surface and every test.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from router import headers as H
+from router.accounting.tokens import content_text, prompt_tokens, text_tokens
+from router.accounting.usage import Usage
+from router.config import Deployment, GatewayConfig
+from router.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
+from router.policy.engine import Decision
+from router.policy.facts import CallFacts, Facts, VoiceFacts
+from router.policy.store import PolicyStore
+from router.providers.base import ProviderError
+from router.providers.chain import Attempts, FallbackChain, OpenStream
+from router.schemas import ChatCompletionRequest
+
+logger = logging.getLogger(__name__)
+
+# metadata keys addressed to the gateway; upstreams (OpenAI allows only string values) never see them.
+GATEWAY_METADATA_KEYS = frozenset({"voice", "call_id", "caller_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: from the virtual key, or from headers when the gateway runs without keys."""
+
+    tenant: str
+    agent: str | None = None
+    key_id: str | None = None
+    allowed_tiers: frozenset[str] | None = None
+    allowed_models: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnClassification:
+    intent: str
+    intent_confidence: float
+    risks: dict[str, float]
+    reasons: tuple[str, ...]
+
+
+class TurnClassifier(Protocol):
+    async def classify(self, messages: list[dict[str, Any]], has_tools: bool) -> TurnClassification: ...
+
+
+@dataclass(slots=True)
+class Turn:
+    request_id: str
+    received_at: datetime
+    started: float
+    body: dict[str, Any]
+    upstream_body: dict[str, Any]
+    caller: Caller
+    call_id: str | None
+    caller_id: str | None
+    facts: Facts
+    classification: TurnClassification | None
+    classification_ms: float
+    decision: Decision
+    policy_version: str
+    shadow: tuple[str, Decision] | None
+    stream: bool
+    include_usage: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int = 200
+    error_type: str | None = None
+    deployment: Deployment | None = None
+    attempts: Attempts = field(default_factory=Attempts)
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    baseline_cost_usd: float = 0.0
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+    interrupted: bool = False
+    interrupted_usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    request_id: str
+    received_at: datetime
+    caller: Caller | None
+    requested_model: str | None
+    call_id: str | None
+    status: int
+    error_type: str
+    total_ms: float
+    policy_version: str
+
+
+class Accountant(Protocol):
+    def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
+        """(cost, baseline cost) in USD of these tokens on this deployment."""
+        ...
+
+    def record(self, turn: Turn, outcome: Outcome) -> None:
+        """Ledger + metrics; must not block and must not raise."""
+        ...
+
+    def record_rejection(self, rejection: Rejection) -> None: ...
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        policies: PolicyStore,
+        chain: FallbackChain,
+        accountant: Accountant,
+        classifier: TurnClassifier | None = None,
+        call_state: Callable[[Caller, str | None, str | None], Awaitable[CallFacts | None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.policies = policies
+        self.chain = chain
+        self.accountant = accountant
+        self.classifier = classifier
+        self._call_state = call_state
+        self._deployments = {d.name: d for d in config.deployments}
+
+    # -- understand, classify, decide -----------------------------------------------------------------------
+
+    async def prepare(
+        self,
+        request_id: str,
+        started: float,
+        body: dict[str, Any],
+        request: ChatCompletionRequest,
+        caller: Caller,
+        headers: Mapping[str, str],
+    ) -> Turn:
+        self._check_limits(request)
+        requested = request.model
+        if requested != "auto" and requested not in self.config.tiers and requested not in self._deployments:
+            raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
+        self._check_allowed(caller, requested)
+        metadata = request.metadata or {}
+        call_id = headers.get(H.CALL_ID) or _str(metadata.get("call_id")) or request.user
+        caller_id = headers.get(H.CALLER_ID) or _str(metadata.get("caller_id"))
+        messages = body["messages"]
+        has_tools = bool(request.tools)
+        classification, classification_ms, failed = None, 0.0, False
+        if self.classifier is not None and requested not in self._deployments:
+            t0 = time.perf_counter()
+            try:
+                classification = await self.classifier.classify(messages, has_tools)
+            except Exception:
+                logger.exception("classification failed; routing by the policy's classifier_failure route")
+                failed = True
+            classification_ms = (time.perf_counter() - t0) * 1000
+        call = await self._call_state(caller, call_id, caller_id) if self._call_state else None
+        facts = Facts(
+            tenant=caller.tenant,
+            agent=caller.agent,
+            requested_model=requested,
+            message_count=len(messages),
+            prompt_tokens=prompt_tokens(messages, request.tools),
+            has_tools=has_tools,
+            intent=classification.intent if classification else None,
+            intent_confidence=classification.intent_confidence if classification else None,
+            risks=classification.risks if classification else {},
+            classifier_failed=failed,
+            voice=_voice_facts(metadata.get("voice")),
+            call=call,
+        )
+        loaded = self.policies.active
+        decision = loaded.engine.decide(facts)
+        if decision.tier is not None:
+            self._check_allowed(caller, decision.tier, routed=True)
+        shadow = self.policies.shadow
+        return Turn(
+            request_id=request_id,
+            received_at=datetime.now(UTC),
+            started=started,
+            body=body,
+            upstream_body=_upstream_body(body),
+            caller=caller,
+            call_id=call_id,
+            caller_id=caller_id,
+            facts=facts,
+            classification=classification,
+            classification_ms=classification_ms,
+            decision=decision,
+            policy_version=loaded.version,
+            shadow=(shadow.version, shadow.engine.decide(facts)) if shadow else None,
+            stream=bool(request.stream),
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+
+    def _check_limits(self, request: ChatCompletionRequest) -> None:
+        limits = self.config.limits
+        if len(request.messages) > limits.max_messages:
+            raise InvalidRequest(f"at most {limits.max_messages} messages are accepted", param="messages")
+        for index, message in enumerate(request.messages):
+            if len(content_text(message.content)) > limits.max_content_chars:
+                raise InvalidRequest(
+                    f"message content longer than {limits.max_content_chars} characters",
+                    param=f"messages[{index}].content",
+                )
+        if request.n is not None and request.n > limits.max_n:
+            raise InvalidRequest(f"n must be at most {limits.max_n}", param="n")
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = getattr(request, name)
+            if value is not None and value > limits.max_tokens:
+                raise InvalidRequest(f"{name} must be at most {limits.max_tokens}", param=name)
+
+    def _check_allowed(self, caller: Caller, model: str, routed: bool = False) -> None:
+        if model == "auto":
+            return
+        if model in self.config.tiers:
+            if caller.allowed_tiers is not None and model not in caller.allowed_tiers:
+                why = "the policy routed this turn to" if routed else "this key may not use"
+                raise PermissionDenied(f"{why} tier '{model}', which this key is not allowed", param="model")
+        elif caller.allowed_models is not None and model not in caller.allowed_models:
+            raise PermissionDenied(f"this key may not use the deployment '{model}'", param="model")
+
+    # -- call and account -----------------------------------------------------------------------------------
+
+    def decision_headers(self, turn: Turn, deployment: Deployment, attempts: Attempts) -> dict[str, str]:
+        decision = turn.decision
+        tier = decision.tier or self.policies.active.engine.ladder.tier_of(deployment.name) or ""
+        result = {
+            H.REQUEST_ID: turn.request_id,
+            H.TIER: tier,
+            H.MODEL: deployment.model,
+            H.DEPLOYMENT: deployment.name,
+            H.RULE: decision.rule,
+            H.FALLBACKS: str(attempts.fallbacks),
+            H.POLICY_VERSION: turn.policy_version,
+        }
+        if turn.classification is not None:
+            result[H.INTENT] = turn.classification.intent
+        result[H.RISK] = ",".join(decision.risks_present) or "none"
+        if decision.reasons:
+            result[H.REASONS] = "; ".join(decision.reasons)
+        if deployment.is_simulated:
+            result[H.SIMULATED] = "true"
+        return result
+
+    async def complete(self, turn: Turn) -> tuple[dict[str, Any], dict[str, str]]:
+        outcome = Outcome()
+        candidates = self.chain.candidates(turn.decision.tier, turn.decision.deployment)
+        try:
+            deployment, answer, attempts = await self.chain.complete(candidates, turn.upstream_body)
+        except Exception as exc:
+            self._fail(turn, outcome, exc)
+            raise
+        outcome.deployment, outcome.attempts = deployment, attempts
+        usage = Usage.from_openai(answer.get("usage"))
+        if usage is None:
+            usage = _estimate_usage(turn, _answer_text(answer))
+            answer["usage"] = usage.to_openai()
+        outcome.usage = usage
+        outcome.cost_usd, outcome.baseline_cost_usd = self.accountant.price(deployment, usage)
+        outcome.total_ms = (time.perf_counter() - turn.started) * 1000
+        self.accountant.record(turn, outcome)
+        response_headers = self.decision_headers(turn, deployment, attempts)
+        response_headers[H.COST_USD] = f"{outcome.cost_usd:.8f}"
+        response_headers[H.BASELINE_COST_USD] = f"{outcome.baseline_cost_usd:.8f}"
+        return answer, response_headers
+
+    async def open_stream(self, turn: Turn) -> tuple[OpenStream, dict[str, str]]:
+        candidates = self.chain.candidates(turn.decision.tier, turn.decision.deployment)
+        try:
+            opened = await self.chain.open_stream(candidates, turn.upstream_body)
+        except Exception as exc:
+            self._fail(turn, Outcome(), exc)
+            raise
+        return opened, self.decision_headers(turn, opened.deployment, opened.attempts)
+
+    def _fail(self, turn: Turn, outcome: Outcome, exc: Exception) -> None:
+        outcome.status = getattr(exc, "status_code", 500)
+        outcome.error_type = getattr(exc, "error_type", type(exc).__name__)
+        outcome.total_ms = (time.perf_counter() - turn.started) * 1000
+        self.accountant.record(turn, outcome)
+
+    def record_rejection(
+        self,
+        request_id: str,
+        started: float,
+        caller: Caller | None,
+        body: dict[str, Any] | None,
+        headers: Mapping[str, str],
+        error: GatewayError,
+    ) -> None:
+        """A request refused before it had a decision (bad JSON, auth, limits, unknown model) is recorded too."""
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        self.accountant.record_rejection(
+            Rejection(
+                request_id=request_id,
+                received_at=datetime.now(UTC),
+                caller=caller,
+                requested_model=_str(body.get("model")) if isinstance(body, dict) else None,
+                call_id=headers.get(H.CALL_ID) or _str(metadata.get("call_id")),
+                status=error.status_code,
+                error_type=error.code or error.error_type,
+                total_ms=(time.perf_counter() - started) * 1000,
+                policy_version=self.policies.active.version,
+            )
+        )
+
+    def usage_for_stream(self, turn: Turn, reported: Usage | None, produced_text: str) -> Usage:
+        return reported if reported is not None else _estimate_usage(turn, produced_text)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or not (metadata.keys() & GATEWAY_METADATA_KEYS):
+        return body
+    kept = {k: v for k, v in metadata.items() if k not in GATEWAY_METADATA_KEYS}
+    upstream = {k: v for k, v in body.items() if k != "metadata"}
+    if kept:
+        upstream["metadata"] = kept
+    return upstream
+
+
+def _voice_facts(voice: Any) -> VoiceFacts:
+    if not isinstance(voice, dict):
+        return VoiceFacts()
+
+    def number(key: str) -> float | None:
+        value = voice.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    interruptions = number("interruptions")
+    return VoiceFacts(
+        asr_confidence=number("asr_confidence"),
+        interruptions=int(interruptions) if interruptions is not None else None,
+        call_seconds=number("call_seconds"),
+        ivr_state=_str(voice.get("ivr_state")),
+        language=_str(voice.get("language")),
+    )
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") or {}
+        parts.append(content_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            parts.append(orjson.dumps(call.get("function") or {}).decode())
+    return " ".join(parts)
+
+
+def _estimate_usage(turn: Turn, produced_text: str) -> Usage:
+    return Usage(
+        prompt_tokens=turn.facts.prompt_tokens, completion_tokens=text_tokens(produced_text), estimated=True
+    )

@@ -1,0 +1,21 @@
+"""Names of the HTTP headers the gateway reads and writes: one definition each."""
+
+REQUEST_ID = "x-switchboard-request-id"
+TIER = "x-switchboard-tier"
+MODEL = "x-switchboard-model"
+DEPLOYMENT = "x-switchboard-deployment"
+RULE = "x-switchboard-rule"
+COST_USD = "x-switchboard-cost-usd"
+BASELINE_COST_USD = "x-switchboard-baseline-cost-usd"
+FALLBACKS = "x-switchboard-fallbacks"
+POLICY_VERSION = "x-switchboard-policy-version"
+INTENT = "x-switchboard-intent"
+RISK = "x-switchboard-risk"
+REASONS = "x-switchboard-reasons"
+SIMULATED = "x-switchboard-simulated"
+
+# Set by agents.
+CALL_ID = "x-call-id"
+CALLER_ID = "x-caller-id"
+TENANT = "x-tenant"
+AGENT = "x-agent"

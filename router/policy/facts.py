@@ -1,0 +1,43 @@
+"""What the policy can know about a turn: plain, immutable data (no HTTP, no model runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceFacts:
+    asr_confidence: float | None = None
+    interruptions: int | None = None
+    call_seconds: float | None = None
+    ivr_state: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """The call so far, before this turn."""
+
+    turn: int = 1
+    max_tier: str | None = None
+    escalated_at_turn: int | None = None
+    risks_seen: frozenset[str] = frozenset()
+    caller_open_complaint: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    tenant: str
+    requested_model: str
+    agent: str | None = None
+    message_count: int = 1
+    prompt_tokens: int = 0
+    has_tools: bool = False
+    intent: str | None = None
+    intent_confidence: float | None = None
+    risks: Mapping[str, float] = field(default_factory=dict)
+    classifier_failed: bool = False
+    voice: VoiceFacts = VoiceFacts()
+    call: CallFacts | None = None
+    budget_soft_exceeded: bool = False

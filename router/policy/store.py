@@ -1,0 +1,169 @@
+"""Load, check, version and hot-reload policies; the running policy survives any bad file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from router.config import GatewayConfig
+from router.policy.engine import PolicyEngine, TierLadder
+from router.policy.schema import Condition, Policy, Route
+from router.yamlsource import ConfigFileError, YamlDocument
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    engine: PolicyEngine
+    version: str
+    path: Path
+    loaded_at: float
+
+    @property
+    def policy(self) -> Policy:
+        return self.engine.policy
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Labels a policy may name; empty collections accept anything."""
+
+    intents: Collection[str] = ()
+    risks: Collection[str] = ()
+
+
+def policy_version(policy: Policy, sha256: str) -> str:
+    return f"{policy.name or 'policy'}@{sha256[:12]}"
+
+
+def check_policy(document: YamlDocument, policy: Policy, config: GatewayConfig, vocabulary: Vocabulary) -> None:
+    """Semantic checks pydantic cannot do alone; raises at the offending line."""
+    tiers = set(config.tiers)
+    deployments = {d.name for d in config.deployments}
+
+    def check_tier(loc: tuple[str | int, ...], tier: str | None) -> None:
+        if tier is not None and tier not in tiers:
+            raise document.error(loc, f"unknown tier '{tier}' (tiers: {', '.join(config.tiers)})")
+
+    def check_route(loc: tuple[str | int, ...], route: Route) -> None:
+        check_tier((*loc, "tier"), route.tier)
+        if route.deployment is not None and route.deployment not in deployments:
+            raise document.error((*loc, "deployment"), f"unknown deployment '{route.deployment}'")
+
+    def check_labels(loc: tuple[str | int, ...], names: Collection[str], known: Collection[str], kind: str) -> None:
+        for name in names:
+            if known and name not in known and name != "default":
+                raise document.error(loc, f"unknown {kind} '{name}' (known: {', '.join(sorted(known))})")
+
+    def check_condition(loc: tuple[str | int, ...], condition: Condition) -> None:
+        check_labels((*loc, "intent"), condition.intent or (), vocabulary.intents, "intent")
+        if condition.risk is not None:
+            risk = condition.risk
+            check_labels((*loc, "risk"), [*risk.any, *risk.all, *risk.none], vocabulary.risks, "risk")
+        if condition.call is not None:
+            check_tier((*loc, "call", "reached_tier"), condition.call.reached_tier)
+            check_labels((*loc, "call", "risks_seen"), condition.call.risks_seen or (), vocabulary.risks, "risk")
+        for key in ("any_of", "all_of"):
+            for index, child in enumerate(getattr(condition, key) or ()):
+                check_condition((*loc, key, index), child)
+        if condition.not_ is not None:
+            check_condition((*loc, "not"), condition.not_)
+
+    check_route(("default",), policy.default)
+    check_tier(("floor", "high_stakes"), policy.floor.high_stakes)
+    for risk, tier in policy.floor.risks.items():
+        check_tier(("floor", "risks", risk), tier)
+    check_labels(("floor", "risks"), policy.floor.risks, vocabulary.risks, "risk")
+    check_labels(("thresholds",), policy.thresholds, vocabulary.risks, "risk")
+    if policy.low_confidence is not None:
+        check_tier(("low_confidence", "escalate_to"), policy.low_confidence.escalate_to)
+    if policy.classifier_failure is not None:
+        check_route(("classifier_failure",), policy.classifier_failure)
+    if policy.stickiness is not None:
+        check_tier(("stickiness", "from_tier"), policy.stickiness.from_tier)
+    if policy.budget_downgrade is not None:
+        check_tier(("budget_downgrade", "tier"), policy.budget_downgrade.tier)
+    unconditional: str | None = None
+    for index, rule in enumerate(policy.rules):
+        loc: tuple[str | int, ...] = ("rules", index)
+        if unconditional is not None:
+            raise document.error(loc, f"rule '{rule.name}' is unreachable: rule '{unconditional}' matches every turn")
+        check_condition((*loc, "when"), rule.when)
+        check_route((*loc, "route"), rule.route)
+        if rule.when.is_unconditional:
+            unconditional = rule.name
+
+
+def load_policy(path: Path, config: GatewayConfig, vocabulary: Vocabulary = Vocabulary()) -> LoadedPolicy:
+    """Parse, validate and compile a policy file; :class:`ConfigFileError` names the line and reason."""
+    document = YamlDocument.from_path(path)
+    policy = document.validate(Policy)
+    check_policy(document, policy, config, vocabulary)
+    engine = PolicyEngine(policy, TierLadder(config.tiers), [d.name for d in config.deployments])
+    return LoadedPolicy(engine, policy_version(policy, document.sha256), path, time.time())
+
+
+class PolicyStore:
+    """The active policy (and optional shadow) with reload-on-change; a failed reload keeps the old one."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: GatewayConfig,
+        vocabulary: Vocabulary = Vocabulary(),
+        shadow_path: Path | None = None,
+        on_change: Callable[[LoadedPolicy], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._vocabulary = vocabulary
+        self.on_change = on_change
+        self.active = load_policy(path, config, vocabulary)
+        self.shadow = load_policy(shadow_path, config, vocabulary) if shadow_path else None
+        self.last_error: str | None = None
+        self._mtimes = self._current_mtimes()
+
+    def _current_mtimes(self) -> tuple[float | None, ...]:
+        paths = [self.active.path] + ([self.shadow.path] if self.shadow else [])
+        return tuple(_mtime(p) for p in paths)
+
+    def reload(self, path: Path | None = None) -> LoadedPolicy:
+        """Reload the active policy (from ``path`` if given) and the shadow; raise and keep the old on error."""
+        try:
+            candidate = load_policy(path or self.active.path, self._config, self._vocabulary)
+            shadow = load_policy(self.shadow.path, self._config, self._vocabulary) if self.shadow else None
+        except ConfigFileError as exc:
+            self.last_error = str(exc)
+            logger.error("policy reload rejected, keeping %s: %s", self.active.version, exc)
+            raise
+        changed = candidate.version != self.active.version
+        self.active, self.shadow, self.last_error = candidate, shadow, None
+        self._mtimes = self._current_mtimes()
+        if changed:
+            logger.info("policy %s is active", candidate.version)
+        if self.on_change is not None:
+            self.on_change(candidate)
+        return candidate
+
+    async def watch(self, interval_seconds: float = 1.0) -> None:
+        """Poll the files' modification times and reload on change (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            mtimes = self._current_mtimes()
+            if mtimes != self._mtimes:
+                self._mtimes = mtimes
+                try:
+                    self.reload()
+                except ConfigFileError:
+                    pass  # logged by reload; the running policy stays
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,108 @@
+"""The SSE relay: forward chunks as OpenAI sends them, capture usage, price the turn, survive barge-in.
+
+Usage is always requested upstream; the extra usage chunk is stripped when the client did not ask for it, and
+carries the gateway's cost fields when it did. A client that hangs up cancels the upstream request; the tokens
+produced so far are still recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from router.accounting.tokens import content_text
+from router.accounting.usage import Usage
+from router.gateway import Gateway, Outcome, Turn
+from router.providers.base import ProviderError
+from router.providers.chain import OpenStream
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    parts = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        parts.append(content_text(delta.get("content")))
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            parts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
+    return "".join(parts)
+
+
+async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> AsyncIterator[bytes]:
+    outcome = Outcome(deployment=opened.deployment, attempts=opened.attempts)
+    outcome.ttft_ms = (time.perf_counter() - turn.started) * 1000
+    produced: list[str] = []
+    reported: Usage | None = None
+    deployment = opened.deployment
+
+    def prepare(chunk: dict[str, Any]) -> bytes | None:
+        nonlocal reported
+        usage = Usage.from_openai(chunk.get("usage"))
+        if usage is not None:
+            reported = usage
+        produced.append(_delta_text(chunk))
+        if chunk.get("choices"):
+            if not turn.include_usage:
+                chunk.pop("usage", None)
+            return sse(chunk)
+        if usage is None:
+            return sse(chunk)  # a choices-less chunk without usage (rare): pass through
+        if not turn.include_usage:
+            return None
+        cost, baseline = gateway.accountant.price(deployment, usage)
+        chunk["switchboard"] = _cost_fields(turn, cost, baseline)
+        return sse(chunk)
+
+    try:
+        first = prepare(opened.first_chunk)
+        if first is not None:
+            yield first
+        async with asyncio.timeout_at(_loop_deadline(opened.deadline)):
+            async for chunk in opened.rest:
+                event = prepare(chunk)
+                if event is not None:
+                    yield event
+        yield DONE
+    except (ProviderError, TimeoutError) as exc:
+        # Committed to this deployment: no failover after the first byte, a clean error event instead.
+        outcome.status = 502 if isinstance(exc, ProviderError) else 504
+        outcome.error_type = "upstream_stream_error"
+        message = exc.message if isinstance(exc, ProviderError) else "the upstream stream exceeded its total timeout"
+        yield sse({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}})
+        yield DONE
+    except (asyncio.CancelledError, GeneratorExit):
+        outcome.interrupted = True
+        outcome.status = 499  # client closed request (nginx's convention)
+        outcome.error_type = "client_disconnected"
+        raise
+    finally:
+        await opened.rest.aclose()  # type: ignore[attr-defined]
+        usage = gateway.usage_for_stream(turn, reported, "".join(produced))
+        outcome.usage = usage
+        outcome.cost_usd, outcome.baseline_cost_usd = gateway.accountant.price(deployment, usage)
+        outcome.total_ms = (time.perf_counter() - turn.started) * 1000
+        gateway.accountant.record(turn, outcome)
+
+
+def _cost_fields(turn: Turn, cost: float, baseline: float) -> dict[str, Any]:
+    return {
+        "request_id": turn.request_id,
+        "cost_usd": round(cost, 10),
+        "baseline_cost_usd": round(baseline, 10),
+        "savings_usd": round(baseline - cost, 10),
+    }
+
+
+def _loop_deadline(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())

@@ -1,0 +1,126 @@
+"""Everything a running gateway holds, built once at start-up and closed at shutdown (no module singletons)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from router.accounting.recorder import Recorder, build_recorder
+from router.auth import Authenticator
+from router.config import SIMULATOR_API_BASE, LoadedConfig, load_config
+from router.gateway import Gateway
+from router.metrics import Metrics
+from router.policy.store import PolicyStore
+from router.providers.base import Provider
+from router.providers.chain import FallbackChain
+from router.providers.health import DeploymentHealth
+from router.providers.litellm_provider import LiteLLMProvider
+from router.providers.openai_compatible import OpenAICompatibleProvider
+from router.settings import Settings
+
+if TYPE_CHECKING:
+    from router.simulator import SimulatorServer
+
+logger = logging.getLogger("switchboard")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    loaded: LoadedConfig
+    policies: PolicyStore
+    gateway: Gateway
+    auth: Authenticator
+    metrics: Metrics
+    recorder: Recorder
+    closers: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    simulator: SimulatorServer | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulator is not None
+
+    def degraded(self) -> list[str]:
+        """Components running in a fallback mode; the gateway still serves."""
+        problems = []
+        ledger = self.recorder.ledger
+        if not ledger.healthy:
+            problems.append(f"ledger: sink unavailable, {ledger.spooled_batches} batches spooled locally")
+        return problems
+
+    async def aclose(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for closer in reversed(self.closers):
+            await closer()
+        if self.simulator is not None:
+            self.simulator.stop()
+
+
+def _publish_policy(metrics: Metrics, policies: PolicyStore) -> None:
+    metrics.policy_version.clear()
+    metrics.policy_version.labels(policies.active.version, "active").set(1)
+    if policies.shadow is not None:
+        metrics.policy_version.labels(policies.shadow.version, "shadow").set(1)
+
+
+def _start_simulator(loaded: LoadedConfig) -> SimulatorServer:
+    from router.simulator import SimulatorServer, SimulatorSettings
+
+    section = loaded.config.simulator
+    settings = (
+        SimulatorSettings.from_yaml(section.config if section.config.is_absolute() else loaded.folder / section.config)
+        if section.config
+        else SimulatorSettings.default()
+    )
+    server = SimulatorServer(settings)
+    server.start()
+    logger.warning(
+        "SIMULATOR MODE: deployments with api_base 'simulator' are answered by the built-in local provider "
+        "simulator at %s, not by a real model provider. Set SWITCHBOARD_CONFIG to use real providers.",
+        server.base_url,
+    )
+    return server
+
+
+async def build_services(settings: Settings) -> Services:
+    loaded = load_config(settings.config)
+    config = loaded.config
+    simulator = None
+    if config.simulator.embedded or any(d.is_simulated for d in config.deployments):
+        simulator = await asyncio.to_thread(_start_simulator, loaded)
+    fast_bases = {SIMULATOR_API_BASE: f"{simulator.base_url}/v1"} if simulator else {}
+    litellm_bases = {SIMULATOR_API_BASE: simulator.base_url} if simulator else {}
+    openai_compatible = OpenAICompatibleProvider(fast_bases)
+    litellm = LiteLLMProvider(litellm_bases)
+    providers: dict[str, Provider] = {
+        d.name: openai_compatible if d.uses_fast_path else litellm for d in config.deployments
+    }
+    policies = PolicyStore(loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path())
+    metrics = Metrics()
+    recorder = await build_recorder(settings, config, metrics)
+    policies.on_change = lambda loaded: _publish_policy(metrics, policies)
+    _publish_policy(metrics, policies)
+    gateway = Gateway(config, policies, FallbackChain(config, providers, DeploymentHealth()), recorder)
+    services = Services(
+        settings=settings,
+        loaded=loaded,
+        policies=policies,
+        gateway=gateway,
+        auth=Authenticator(settings.admin_key),
+        metrics=metrics,
+        recorder=recorder,
+        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose],
+        simulator=simulator,
+    )
+    if settings.watch_policy:
+        services.tasks.append(asyncio.create_task(policies.watch()))
+    logger.info("policy %s active (%s)", policies.active.version, policies.active.path)
+    return services
