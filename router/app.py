@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from router.api import admin, chat, health, models
 from router.errors import install_error_handlers
@@ -31,7 +30,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="OpenAI-compatible gateway that routes each turn to the cheapest safe model",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
     for module in (chat, models, health, admin):

@@ -87,10 +87,26 @@ class LiteLLMProvider:
                 await close()
 
 
+_LITELLM_EXTRAS = ("_hidden_params", "_response_ms", "provider_specific_fields", "citations")
+# What OpenAI puts in a stream delta; litellm adds nulls for everything else.
+_DELTA_FIELDS = ("role", "content", "refusal", "tool_calls")
+
+
 def _as_openai(payload: dict[str, Any]) -> dict[str, Any]:
-    """litellm's objects carry private extras; keep the OpenAI fields, and usage's cache details."""
-    payload.pop("_hidden_params", None)
-    payload.pop("_response_ms", None)
+    """litellm's objects carry private extras; keep OpenAI's fields (and usage's cache details)."""
+    for key in _LITELLM_EXTRAS:
+        payload.pop(key, None)
+    for choice in payload.get("choices") or ():
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            choice["delta"] = {k: delta[k] for k in _DELTA_FIELDS if delta.get(k) is not None}
+        message = choice.get("message")
+        if isinstance(message, dict):
+            for key in ("provider_specific_fields", "function_call", "audio", "reasoning_content", "thinking_blocks"):
+                if message.get(key) is None:
+                    message.pop(key, None)
+            message.setdefault("refusal", None)
+        choice.setdefault("logprobs", None)
     usage = payload.get("usage")
     if isinstance(usage, dict):
         details = usage.get("prompt_tokens_details") or {}
@@ -98,8 +114,8 @@ def _as_openai(payload: dict[str, Any]) -> dict[str, Any]:
         if cache_write:
             details = {**details, "cache_creation_tokens": cache_write}
         usage["prompt_tokens_details"] = details or None
-        payload["usage"] = {k: v for k, v in usage.items() if not k.startswith("cache_")}
-    elif "usage" in payload and not usage:
+        payload["usage"] = {k: v for k, v in usage.items() if not k.startswith("cache_") and v is not None}
+    elif "usage" in payload:
         payload.pop("usage")
     return payload
 

@@ -1,0 +1,83 @@
+"""Serve an ASGI app with uvicorn from a daemon thread: the embedded simulator, tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+_STARTUP_POLL_SECONDS = 0.005
+
+
+class BackgroundServer:
+    """``start()`` returns once connections are accepted; port 0 picks a free port."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str = "server",
+        startup_timeout: float = 60.0,
+        graceful_shutdown: float = 1.0,
+    ) -> None:
+        self.app = app
+        self.name = name
+        self._startup_timeout = startup_timeout
+        self._graceful_shutdown = graceful_shutdown
+        self._config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=int(max(1, graceful_shutdown)),
+        )
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"the {self.name} is not running; call start() first")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._config.host, self._config.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError(f"the {self.name} is already running")
+        server = uvicorn.Server(self._config)
+        thread = threading.Thread(target=server.run, name=f"switchboard-{self.name}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"the {self.name} failed to start on {self._config.host}:{self._config.port}")
+            if time.monotonic() > deadline:
+                server.should_exit = True
+                raise TimeoutError(f"the {self.name} did not start in time")
+            time.sleep(_STARTUP_POLL_SECONDS)
+        self._server, self._thread = server, thread
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=self._graceful_shutdown + 10)
+        self._server, self._thread, self.port = None, None, None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,78 @@
+"""Shared fixtures: real servers on 127.0.0.1 and free ports, started and stopped per test or module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_TELEMETRY_DISABLED", "true")
+
+from router.app import create_app  # noqa: E402
+from router.background import BackgroundServer  # noqa: E402
+from router.settings import Settings  # noqa: E402
+from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def gateway_config(sim_url: str, tiers: dict[str, list[str]] | None = None, **extra: Any) -> dict[str, Any]:
+    """A gateway config whose deployments all point at a test-controlled simulator (OpenAI wire format)."""
+    tiers = tiers or {"small": ["small-a", "small-b"], "standard": ["standard-a"], "frontier": ["frontier-a"]}
+    names = [n for chain in tiers.values() for n in chain]
+    models = {"small-a": "gpt-4o-mini", "small-b": "gpt-4.1-mini", "standard-a": "gpt-4o", "frontier-a": "gpt-4.1"}
+    return {
+        "deployments": [
+            {
+                "name": n,
+                "model": f"openai/{models.get(n, n)}",
+                "api_base": f"{sim_url}/v1",
+                "timeouts": {"connect": 1, "first_token": 2, "total": 5},
+            }
+            for n in names
+        ],
+        "tiers": tiers,
+        "policy": str(REPO / "policies" / "default.yaml"),
+        **extra,
+    }
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class GatewayServer(BackgroundServer):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings), name="gateway")
+        self.settings = settings
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SimulatorSettings(models={"*": ModelBehaviour()}, seed=7)) as server:
+        yield server
+
+
+def make_gateway(tmp_path: Path, config: dict[str, Any], **settings: Any) -> GatewayServer:
+    """A gateway on ``config`` (not started: use it as a context manager)."""
+    config_path = write_yaml(tmp_path / "gateway.yaml", config)
+    options: dict[str, Any] = {"config": config_path, "data_dir": tmp_path / "data", "classifier": "off"}
+    options.update(settings)
+    return GatewayServer(Settings(**options))
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, simulator: SimulatorServer) -> Iterator[GatewayServer]:
+    with make_gateway(tmp_path, gateway_config(simulator.base_url)) as server:
+        yield server
