@@ -1,4 +1,4 @@
-"""Who is calling. Without virtual keys the gateway is open and tenants come from headers (X-Tenant, X-Agent)."""
+"""Who is calling. Without virtual keys the gateway is open; tenants come from X-Tenant / X-Agent headers."""
 
 from __future__ import annotations
 

@@ -58,7 +58,9 @@ class BackgroundServer:
         deadline = time.monotonic() + self._startup_timeout
         while not server.started:
             if not thread.is_alive():
-                raise RuntimeError(f"the {self.name} failed to start on {self._config.host}:{self._config.port}")
+                raise RuntimeError(
+                    f"the {self.name} failed to start on {self._config.host}:{self._config.port}"
+                )
             if time.monotonic() > deadline:
                 server.should_exit = True
                 raise TimeoutError(f"the {self.name} did not start in time")

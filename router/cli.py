@@ -20,7 +20,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (SWITCHBOARD_CONFIG).")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (SWITCHBOARD_CONFIG)."
+)
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy YAML overriding the config's.")
 @click.option("--host", help="Bind address (SWITCHBOARD_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (SWITCHBOARD_PORT, default 4000).")
@@ -33,12 +35,19 @@ def serve(
 
     from router.settings import Settings
 
-    for name, value in (("CONFIG", config_path), ("POLICY", policy), ("HOST", host), ("PORT", port),
-                        ("WORKERS", workers)):
+    for name, value in (
+        ("CONFIG", config_path),
+        ("POLICY", policy),
+        ("HOST", host),
+        ("PORT", port),
+        ("WORKERS", workers),
+    ):
         if value is not None:
             os.environ[f"SWITCHBOARD_{name}"] = str(value)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         loaded = load_config(settings.config)
         load_policy(loaded.policy_path(settings.policy), loaded.config)

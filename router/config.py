@@ -17,7 +17,9 @@ from router.yamlsource import YamlDocument
 RESERVED_MODEL_NAMES = frozenset({"auto"})
 SIMULATOR_API_BASE = "simulator"
 # litellm provider prefixes whose wire format is OpenAI's: these take the pooled-HTTP fast path.
-OPENAI_COMPATIBLE_PREFIXES = frozenset({"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"})
+OPENAI_COMPATIBLE_PREFIXES = frozenset(
+    {"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"}
+)
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 SHIPPED_POLICIES_DIR = Path(__file__).parent.parent / "policies"
 
@@ -38,7 +40,9 @@ class Deployment(StrictModel):
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
     provider: Literal["auto", "openai_compatible", "litellm"] = "auto"
-    price: PriceOverride | None = Field(default=None, description="Price override (per token or per million).")
+    price: PriceOverride | None = Field(
+        default=None, description="Price override (per token or per million)."
+    )
     timeouts: Timeouts | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request.")
 
@@ -55,7 +59,9 @@ class Deployment(StrictModel):
     @property
     def uses_fast_path(self) -> bool:
         if self.provider == "auto":
-            return self.api_base is not None and (self.provider_prefix or "openai") in OPENAI_COMPATIBLE_PREFIXES
+            return (
+                self.api_base is not None and (self.provider_prefix or "openai") in OPENAI_COMPATIBLE_PREFIXES
+            )
         return self.provider == "openai_compatible"
 
     @property
@@ -89,7 +95,9 @@ class SimulatorSection(StrictModel):
 
 class GatewayConfig(StrictModel):
     deployments: list[Deployment] = Field(min_length=1)
-    tiers: dict[str, list[str]] = Field(min_length=1, description="Tier name → fallback chain, cheapest first.")
+    tiers: dict[str, list[str]] = Field(
+        min_length=1, description="Tier name → fallback chain, cheapest first."
+    )
     policy: Path = Field(default=Path("default"), description="Policy YAML; a bare name = a shipped policy.")
     shadow_policy: Path | None = None
     baseline_deployment: str | None = Field(
@@ -162,7 +170,9 @@ class LoadedConfig(BaseModel):
         return self.source == str(DEFAULTS_DIR / "gateway.yaml")
 
     def policy_path(self, override: Path | None = None) -> Path:
-        return resolve_policy_path(override or self.config.policy, self.folder if override is None else Path.cwd())
+        return resolve_policy_path(
+            override or self.config.policy, self.folder if override is None else Path.cwd()
+        )
 
     def shadow_policy_path(self) -> Path | None:
         shadow = self.config.shadow_policy

@@ -37,7 +37,14 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class InvalidRequest(GatewayError):
@@ -95,7 +102,10 @@ class UpstreamError(GatewayError):
 def error_response(error: GatewayError, extra_headers: dict[str, str] | None = None) -> Response:
     headers = {**error.headers, **(extra_headers or {})}
     return Response(
-        orjson.dumps(error.body()), status_code=error.status_code, media_type="application/json", headers=headers
+        orjson.dumps(error.body()),
+        status_code=error.status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -126,9 +136,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        error_class = {401: AuthenticationError, 403: PermissionDenied, 404: NotFound, 413: RequestTooLarge}.get(
-            exc.status_code, InvalidRequest
-        )
+        error_class = {
+            401: AuthenticationError,
+            403: PermissionDenied,
+            404: NotFound,
+            413: RequestTooLarge,
+        }.get(exc.status_code, InvalidRequest)
         error = error_class(str(exc.detail))
         error.status_code = exc.status_code
         return error_response(error)

@@ -16,14 +16,14 @@ from typing import Any, Protocol
 import orjson
 
 from router import headers as H
-from router.accounting.tokens import content_text, prompt_tokens, text_tokens
+from router.accounting.tokens import content_text, text_tokens
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
 from router.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
+from router.facts import TurnClassification, text_or_none, turn_facts
 from router.policy.engine import Decision
-from router.policy.facts import CallFacts, Facts, VoiceFacts
+from router.policy.facts import CallFacts, Facts
 from router.policy.store import PolicyStore
-from router.providers.base import ProviderError
 from router.providers.chain import Attempts, FallbackChain, OpenStream
 from router.schemas import ChatCompletionRequest
 
@@ -42,14 +42,6 @@ class Caller:
     key_id: str | None = None
     allowed_tiers: frozenset[str] | None = None
     allowed_models: frozenset[str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnClassification:
-    intent: str
-    intent_confidence: float
-    risks: dict[str, float]
-    reasons: tuple[str, ...]
 
 
 class TurnClassifier(Protocol):
@@ -151,8 +143,8 @@ class Gateway:
             raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
         self._check_allowed(caller, requested)
         metadata = request.metadata or {}
-        call_id = headers.get(H.CALL_ID) or _str(metadata.get("call_id")) or request.user
-        caller_id = headers.get(H.CALLER_ID) or _str(metadata.get("caller_id"))
+        call_id = headers.get(H.CALL_ID) or text_or_none(metadata.get("call_id")) or request.user
+        caller_id = headers.get(H.CALLER_ID) or text_or_none(metadata.get("caller_id"))
         messages = body["messages"]
         has_tools = bool(request.tools)
         classification, classification_ms, failed = None, 0.0, False
@@ -165,18 +157,15 @@ class Gateway:
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
         call = await self._call_state(caller, call_id, caller_id) if self._call_state else None
-        facts = Facts(
+        facts = turn_facts(
             tenant=caller.tenant,
             agent=caller.agent,
             requested_model=requested,
-            message_count=len(messages),
-            prompt_tokens=prompt_tokens(messages, request.tools),
-            has_tools=has_tools,
-            intent=classification.intent if classification else None,
-            intent_confidence=classification.intent_confidence if classification else None,
-            risks=classification.risks if classification else {},
+            messages=messages,
+            tools=request.tools,
+            metadata=metadata,
+            classification=classification,
             classifier_failed=failed,
-            voice=_voice_facts(metadata.get("voice")),
             call=call,
         )
         loaded = self.policies.active
@@ -307,8 +296,8 @@ class Gateway:
                 request_id=request_id,
                 received_at=datetime.now(UTC),
                 caller=caller,
-                requested_model=_str(body.get("model")) if isinstance(body, dict) else None,
-                call_id=headers.get(H.CALL_ID) or _str(metadata.get("call_id")),
+                requested_model=text_or_none(body.get("model")) if isinstance(body, dict) else None,
+                call_id=headers.get(H.CALL_ID) or text_or_none(metadata.get("call_id")),
                 status=error.status_code,
                 error_type=error.code or error.error_type,
                 total_ms=(time.perf_counter() - started) * 1000,
@@ -320,10 +309,6 @@ class Gateway:
         return reported if reported is not None else _estimate_usage(turn, produced_text)
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata")
     if not isinstance(metadata, dict) or not (metadata.keys() & GATEWAY_METADATA_KEYS):
@@ -333,24 +318,6 @@ def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
     if kept:
         upstream["metadata"] = kept
     return upstream
-
-
-def _voice_facts(voice: Any) -> VoiceFacts:
-    if not isinstance(voice, dict):
-        return VoiceFacts()
-
-    def number(key: str) -> float | None:
-        value = voice.get(key)
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    interruptions = number("interruptions")
-    return VoiceFacts(
-        asr_confidence=number("asr_confidence"),
-        interruptions=int(interruptions) if interruptions is not None else None,
-        call_seconds=number("call_seconds"),
-        ivr_state=_str(voice.get("ivr_state")),
-        language=_str(voice.get("language")),
-    )
 
 
 def _answer_text(answer: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Every Prometheus metric of the gateway, defined and documented in one place.
 
 Labels never carry call or request ids (unbounded cardinality); per-call figures are histograms. With several
-uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``switchboard serve`` does) and ``/metrics`` aggregates them.
+uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``switchboard serve`` does); ``/metrics`` aggregates.
 """
 
 from __future__ import annotations
@@ -20,8 +20,25 @@ from prometheus_client import (
 
 # Milliseconds matter here: buckets from 0.25 ms to 30 s.
 LATENCY_BUCKETS = (
-    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-    10, 30,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
 )
 CALL_COST_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -35,77 +52,125 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "switchboard_requests", "Chat completion requests by outcome.", (*TURN_LABELS, "status"), registry=r
+            "switchboard_requests",
+            "Chat completion requests by outcome.",
+            (*TURN_LABELS, "status"),
+            registry=r,
         )
         self.tokens = Counter(
-            "switchboard_tokens", "Tokens by kind (prompt, completion, cached_prompt, reasoning).",
-            (*TURN_LABELS, "kind"), registry=r,
+            "switchboard_tokens",
+            "Tokens by kind (prompt, completion, cached_prompt, reasoning).",
+            (*TURN_LABELS, "kind"),
+            registry=r,
         )
-        self.cost = Counter("switchboard_cost_usd", "Spend in USD at the served model's prices.", TURN_LABELS, registry=r)
+        self.cost = Counter(
+            "switchboard_cost_usd", "Spend in USD at the served model's prices.", TURN_LABELS, registry=r
+        )
         self.baseline_cost = Counter(
-            "switchboard_baseline_cost_usd", "What the same tokens would have cost on the baseline model.",
-            TURN_LABELS, registry=r,
+            "switchboard_baseline_cost_usd",
+            "What the same tokens would have cost on the baseline model.",
+            TURN_LABELS,
+            registry=r,
         )
         self.interrupted_cost = Counter(
-            "switchboard_interrupted_cost_usd", "Spend on answers the client cancelled mid-stream (barge-in).",
-            TURN_LABELS, registry=r,
+            "switchboard_interrupted_cost_usd",
+            "Spend on answers the client cancelled mid-stream (barge-in).",
+            TURN_LABELS,
+            registry=r,
         )
         self.overhead = Histogram(
-            "switchboard_gateway_overhead_seconds", "Time the gateway adds: total minus upstream time.",
-            ("tier",), buckets=LATENCY_BUCKETS, registry=r,
+            "switchboard_gateway_overhead_seconds",
+            "Time the gateway adds: total minus upstream time.",
+            ("tier",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "switchboard_time_to_first_token_seconds", "Request arrival to first streamed chunk.",
-            ("tier", "model"), buckets=LATENCY_BUCKETS, registry=r,
+            "switchboard_time_to_first_token_seconds",
+            "Request arrival to first streamed chunk.",
+            ("tier", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.upstream_latency = Histogram(
-            "switchboard_upstream_latency_seconds", "Upstream call duration (non-streamed answers).",
-            ("model",), buckets=LATENCY_BUCKETS, registry=r,
+            "switchboard_upstream_latency_seconds",
+            "Upstream call duration (non-streamed answers).",
+            ("model",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.classification_latency = Histogram(
-            "switchboard_classification_seconds", "Intent and risk classification per turn.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "switchboard_classification_seconds",
+            "Intent and risk classification per turn.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.fallbacks = Counter(
-            "switchboard_fallbacks", "Deployments that failed and were fallen over from, by failure kind.",
-            ("tier", "deployment", "kind"), registry=r,
+            "switchboard_fallbacks",
+            "Deployments that failed and were fallen over from, by failure kind.",
+            ("tier", "deployment", "kind"),
+            registry=r,
         )
         self.decisions = Counter(
-            "switchboard_routing_decisions", "Routing decisions by rule and tier.", ("tenant", "rule", "tier"),
+            "switchboard_routing_decisions",
+            "Routing decisions by rule and tier.",
+            ("tenant", "rule", "tier"),
             registry=r,
         )
         self.shadow_decisions = Counter(
-            "switchboard_shadow_decisions", "Decisions of the shadow policy, and whether they agree with the live one.",
-            ("tenant", "rule", "tier", "agrees"), registry=r,
+            "switchboard_shadow_decisions",
+            "Decisions of the shadow policy, and whether they agree with the live one.",
+            ("tenant", "rule", "tier", "agrees"),
+            registry=r,
         )
         self.shadow_cost = Counter(
-            "switchboard_shadow_cost_usd", "What the shadow policy's choice would have cost.", ("tenant", "tier"),
+            "switchboard_shadow_cost_usd",
+            "What the shadow policy's choice would have cost.",
+            ("tenant", "tier"),
             registry=r,
         )
         self.policy_version = Gauge(
-            "switchboard_policy_info", "1 for the active policy version.", ("version", "role"), registry=r,
+            "switchboard_policy_info",
+            "1 for the active policy version.",
+            ("version", "role"),
+            registry=r,
             multiprocess_mode="livemax",
         )
         self.circuit_open = Gauge(
-            "switchboard_circuit_open", "1 while a deployment's circuit breaker is open.", ("deployment",),
-            registry=r, multiprocess_mode="livemax",
+            "switchboard_circuit_open",
+            "1 while a deployment's circuit breaker is open.",
+            ("deployment",),
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.budget_remaining = Gauge(
-            "switchboard_budget_remaining_usd", "Remaining hard budget by scope and window.",
-            ("scope", "tenant", "agent", "window"), registry=r, multiprocess_mode="livemin",
+            "switchboard_budget_remaining_usd",
+            "Remaining hard budget by scope and window.",
+            ("scope", "tenant", "agent", "window"),
+            registry=r,
+            multiprocess_mode="livemin",
         )
-        self.calls = Counter("switchboard_calls", "Voice calls (distinct call ids) finished.", ("tenant", "agent"),
-                             registry=r)
+        self.calls = Counter(
+            "switchboard_calls", "Voice calls (distinct call ids) finished.", ("tenant", "agent"), registry=r
+        )
         self.call_cost = Histogram(
-            "switchboard_call_cost_usd", "Cost of one finished call.", ("tenant",), buckets=CALL_COST_BUCKETS,
+            "switchboard_call_cost_usd",
+            "Cost of one finished call.",
+            ("tenant",),
+            buckets=CALL_COST_BUCKETS,
             registry=r,
         )
         self.call_minute_cost = Histogram(
-            "switchboard_call_minute_cost_usd", "Cost per minute of a finished call (metadata.voice.call_seconds).",
-            ("tenant",), buckets=CALL_COST_BUCKETS, registry=r,
+            "switchboard_call_minute_cost_usd",
+            "Cost per minute of a finished call (metadata.voice.call_seconds).",
+            ("tenant",),
+            buckets=CALL_COST_BUCKETS,
+            registry=r,
         )
         self.ledger_spooled = Gauge(
-            "switchboard_ledger_spooled_batches", "Ledger batches waiting in the local spool.", registry=r,
+            "switchboard_ledger_spooled_batches",
+            "Ledger batches waiting in the local spool.",
+            registry=r,
             multiprocess_mode="livesum",
         )
 

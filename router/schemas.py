@@ -1,4 +1,4 @@
-"""API payloads. Requests are validated for what the gateway reads and passed upstream as the client sent them."""
+"""API payloads. Requests are validated for what the gateway reads, and forwarded as the client sent them."""
 
 from __future__ import annotations
 

@@ -76,7 +76,9 @@ def _start_simulator(loaded: LoadedConfig) -> SimulatorServer:
 
     section = loaded.config.simulator
     settings = (
-        SimulatorSettings.from_yaml(section.config if section.config.is_absolute() else loaded.folder / section.config)
+        SimulatorSettings.from_yaml(
+            section.config if section.config.is_absolute() else loaded.folder / section.config
+        )
         if section.config
         else SimulatorSettings.default()
     )
@@ -103,7 +105,9 @@ async def build_services(settings: Settings) -> Services:
     providers: dict[str, Provider] = {
         d.name: openai_compatible if d.uses_fast_path else litellm for d in config.deployments
     }
-    policies = PolicyStore(loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path())
+    policies = PolicyStore(
+        loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path()
+    )
     metrics = Metrics()
     recorder = await build_recorder(settings, config, metrics)
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)

@@ -14,10 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_TELEMETRY_DISABLED", "true")
 
-from router.app import create_app  # noqa: E402
-from router.background import BackgroundServer  # noqa: E402
-from router.settings import Settings  # noqa: E402
-from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings  # noqa: E402
+from router.app import create_app
+from router.background import BackgroundServer
+from router.settings import Settings
+from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,12 @@ def gateway_config(sim_url: str, tiers: dict[str, list[str]] | None = None, **ex
     """A gateway config whose deployments all point at a test-controlled simulator (OpenAI wire format)."""
     tiers = tiers or {"small": ["small-a", "small-b"], "standard": ["standard-a"], "frontier": ["frontier-a"]}
     names = [n for chain in tiers.values() for n in chain]
-    models = {"small-a": "gpt-4o-mini", "small-b": "gpt-4.1-mini", "standard-a": "gpt-4o", "frontier-a": "gpt-4.1"}
+    models = {
+        "small-a": "gpt-4o-mini",
+        "small-b": "gpt-4.1-mini",
+        "standard-a": "gpt-4o",
+        "frontier-a": "gpt-4.1",
+    }
     return {
         "deployments": [
             {

@@ -37,7 +37,9 @@ def client(gateway: GatewayServer) -> Iterator[openai.OpenAI]:
 
 
 def set_behaviour(simulator: SimulatorServer, model: str, **behaviour: float) -> None:
-    response = httpx.put(f"{simulator.base_url}/_sim/models/{model}", json=ModelBehaviour(**behaviour).model_dump())
+    response = httpx.put(
+        f"{simulator.base_url}/_sim/models/{model}", json=ModelBehaviour(**behaviour).model_dump()
+    )
     response.raise_for_status()
 
 
@@ -61,7 +63,9 @@ def test_non_stream_answer_and_decision_headers(client: openai.OpenAI) -> None:
 
 
 def test_raw_body_keeps_openai_required_nulls(gateway: GatewayServer) -> None:
-    body = httpx.post(f"{gateway.base_url}/v1/chat/completions", json={"model": "small", "messages": MESSAGES}).json()
+    body = httpx.post(
+        f"{gateway.base_url}/v1/chat/completions", json={"model": "small", "messages": MESSAGES}
+    ).json()
     choice = body["choices"][0]
     assert "logprobs" in choice and choice["logprobs"] is None
     assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
@@ -115,7 +119,11 @@ def test_unknown_fields_are_passed_through(client: openai.OpenAI, simulator: Sim
     client.chat.completions.create(
         model="small",
         messages=MESSAGES,
-        extra_body={"prompt_cache_key": "clinic-42", "safety_identifier": "u-1", "custom_vendor_field": {"a": 1}},
+        extra_body={
+            "prompt_cache_key": "clinic-42",
+            "safety_identifier": "u-1",
+            "custom_vendor_field": {"a": 1},
+        },
         metadata={"team": "voice", "voice": {"asr_confidence": 0.9}},
     )
     sent = sim_stats(simulator)["last_request"]
@@ -150,7 +158,9 @@ def test_unknown_model_is_404_in_openai_shape(client: openai.OpenAI) -> None:
 
 def test_malformed_json_and_schema_errors_are_400_naming_the_field(gateway: GatewayServer) -> None:
     url = f"{gateway.base_url}/v1/chat/completions"
-    broken = httpx.post(url, content=b'{"model": "auto", "messages": [', headers={"content-type": "application/json"})
+    broken = httpx.post(
+        url, content=b'{"model": "auto", "messages": [', headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 400
     assert broken.json()["error"]["type"] == "invalid_request_error"
     assert broken.json()["error"]["code"] == "invalid_json"
@@ -187,9 +197,7 @@ def test_timeouts_fall_back_within_the_deployment_timeout(
     client: openai.OpenAI, simulator: SimulatorServer
 ) -> None:
     set_behaviour(simulator, "gpt-4o-mini", rate_timeout=1.0, timeout_hang_seconds=30)
-    raw = client.chat.completions.with_raw_response.create(
-        model="small", messages=MESSAGES, stream=True
-    )
+    raw = client.chat.completions.with_raw_response.create(model="small", messages=MESSAGES, stream=True)
     assert raw.headers["x-switchboard-deployment"] == "small-b"
     assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
 
@@ -228,7 +236,9 @@ def test_every_deployment_failing_is_a_5xx_in_openai_shape(
         assert caught.value.response.headers["retry-after"] == "7"
 
 
-def test_next_tier_up_answers_when_a_whole_tier_fails(client: openai.OpenAI, simulator: SimulatorServer) -> None:
+def test_next_tier_up_answers_when_a_whole_tier_fails(
+    client: openai.OpenAI, simulator: SimulatorServer
+) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1-mini"):
         set_behaviour(simulator, model, rate_500=1.0)
     raw = client.chat.completions.with_raw_response.create(model="small", messages=MESSAGES)
@@ -236,7 +246,9 @@ def test_next_tier_up_answers_when_a_whole_tier_fails(client: openai.OpenAI, sim
     assert raw.headers["x-switchboard-fallbacks"] == "2"
 
 
-def test_stream_dropped_mid_way_ends_with_an_error_event(client: openai.OpenAI, simulator: SimulatorServer) -> None:
+def test_stream_dropped_mid_way_ends_with_an_error_event(
+    client: openai.OpenAI, simulator: SimulatorServer
+) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", "gpt-4.1"):
         set_behaviour(simulator, model, rate_drop=1.0, drop_after_chunks=3, output_tokens=40)
     stream = client.chat.completions.create(model="small", messages=MESSAGES, stream=True)

@@ -19,7 +19,9 @@ CONFIG = load_config(None).config  # the embedded default: small, standard, fron
 
 
 def engine(policy: dict) -> PolicyEngine:
-    return PolicyEngine(Policy.model_validate(policy), TierLadder(CONFIG.tiers), [d.name for d in CONFIG.deployments])
+    return PolicyEngine(
+        Policy.model_validate(policy), TierLadder(CONFIG.tiers), [d.name for d in CONFIG.deployments]
+    )
 
 
 def facts(**overrides: object) -> Facts:
@@ -36,14 +38,20 @@ def default_engine() -> PolicyEngine:
 def test_cheap_turn_goes_small_and_risky_turns_hit_their_floors(default_engine: PolicyEngine) -> None:
     faq = default_engine.decide(facts(intent="faq", intent_confidence=0.9, risks={"payment": 0.1}))
     assert (faq.tier, faq.rule, faq.high_stakes) == ("small", "chatter-and-lookups", False)
-    card = default_engine.decide(facts(intent="data_collection", intent_confidence=0.9, risks={"payment": 0.97}))
+    card = default_engine.decide(
+        facts(intent="data_collection", intent_confidence=0.9, risks={"payment": 0.97})
+    )
     assert card.tier == "frontier" and card.high_stakes and card.risks_present == ("payment",)
     assert any(reason.startswith("floor:payment") for reason in card.reasons)
-    emergency = default_engine.decide(facts(intent="smalltalk", intent_confidence=0.9, risks={"emergency": 0.4}))
+    emergency = default_engine.decide(
+        facts(intent="smalltalk", intent_confidence=0.9, risks={"emergency": 0.4})
+    )
     assert emergency.tier == "frontier"  # the emergency threshold is lower (0.35)
 
 
-def test_floor_applies_to_explicit_tier_requests_but_not_pinned_deployments(default_engine: PolicyEngine) -> None:
+def test_floor_applies_to_explicit_tier_requests_but_not_pinned_deployments(
+    default_engine: PolicyEngine,
+) -> None:
     asked_small = default_engine.decide(facts(requested_model="small", risks={"medical": 0.9}))
     assert (asked_small.tier, asked_small.rule) == ("frontier", "requested-tier")
     pinned = default_engine.decide(facts(requested_model="gpt-4o-mini", risks={"medical": 0.9}))
@@ -70,8 +78,11 @@ def test_conditions_compose() -> None:
                 "route": {"deployment": "gpt-4.1"},
             },
             {"name": "not-acme", "when": {"not": {"tenant": ["acme"]}}, "route": "small"},
-            {"name": "risky", "when": {"risk": {"any": ["legal"], "none": ["medical"], "threshold": 0.2}},
-             "route": "frontier"},
+            {
+                "name": "risky",
+                "when": {"risk": {"any": ["legal"], "none": ["medical"], "threshold": 0.2}},
+                "route": "frontier",
+            },
             {"name": "noisy-line", "when": {"voice": {"asr_confidence": {"lt": 0.6}}}, "route": "frontier"},
         ],
     }
@@ -129,7 +140,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ("rules: []\n", 1, "default"),
     ],
 )
-def test_invalid_policy_is_rejected_with_line_and_reason(tmp_path: Path, text: str, line: int, reason: str) -> None:
+def test_invalid_policy_is_rejected_with_line_and_reason(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
     with pytest.raises(ConfigFileError) as caught:
         load_policy(write(tmp_path, text), CONFIG)
     assert caught.value.line == line
@@ -138,7 +151,10 @@ def test_invalid_policy_is_rejected_with_line_and_reason(tmp_path: Path, text: s
 
 
 def test_unknown_labels_are_rejected_when_the_vocabulary_is_known(tmp_path: Path) -> None:
-    path = write(tmp_path, "default: small\nrules:\n  - name: a\n    when: {risk: {any: [paymnet]}}\n    route: small\n")
+    path = write(
+        tmp_path,
+        "default: small\nrules:\n  - name: a\n    when: {risk: {any: [paymnet]}}\n    route: small\n",
+    )
     with pytest.raises(ConfigFileError, match="unknown risk 'paymnet'"):
         load_policy(path, CONFIG, Vocabulary(risks={"payment", "medical"}))
 

@@ -9,7 +9,13 @@ import logging
 import os
 from decimal import Decimal
 
-from router.accounting.ledger import Ledger, LedgerRecord, RedisStreamLedgerSink, SQLiteLedgerSink, usage_fields
+from router.accounting.ledger import (
+    Ledger,
+    LedgerRecord,
+    RedisStreamLedgerSink,
+    SQLiteLedgerSink,
+    usage_fields,
+)
 from router.accounting.pricing import PriceBook
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
@@ -40,7 +46,9 @@ class Recorder:
             return {}
         _, decision = turn.shadow
         deployment = decision.deployment or self._config.tiers[decision.tier or ""][0]
-        cost = self.prices.baseline_cost(usage, deployment, served).cost_usd if usage is not None else Decimal(0)
+        cost = (
+            self.prices.baseline_cost(usage, deployment, served).cost_usd if usage is not None else Decimal(0)
+        )
         return {
             "shadow_rule": decision.rule,
             "shadow_tier": decision.tier,
@@ -102,7 +110,13 @@ class Recorder:
 
     def _observe(self, record: LedgerRecord, turn: Turn, outcome: Outcome, overhead_ms: float | None) -> None:
         m = self.metrics
-        labels = (record.tenant, record.agent or "", record.tier or "", record.deployment or "", record.intent or "none")
+        labels = (
+            record.tenant,
+            record.agent or "",
+            record.tier or "",
+            record.deployment or "",
+            record.intent or "none",
+        )
         m.requests.labels(*labels, str(record.status)).inc()
         m.decisions.labels(record.tenant, record.rule or "", record.tier or "").inc()
         if record.deployment is not None:
@@ -127,7 +141,9 @@ class Recorder:
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
             agrees = "true" if record.shadow_tier == record.tier else "false"
-            m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
+            m.shadow_decisions.labels(
+                record.tenant, record.shadow_rule or "", record.shadow_tier, agrees
+            ).inc()
             m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 
     def record_rejection(self, rejection: Rejection) -> None:
@@ -146,7 +162,9 @@ class Recorder:
         )
         try:
             self.ledger.record(record)
-            self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
+            self.metrics.requests.labels(
+                record.tenant, record.agent or "", "", "", "none", str(record.status)
+            ).inc()
         except Exception:
             logger.exception("could not account for rejected %s", rejection.request_id)
 
@@ -157,7 +175,11 @@ class Recorder:
 async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
     """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
+    sink = (
+        RedisStreamLedgerSink(settings.redis_url)
+        if settings.redis_url
+        else SQLiteLedgerSink(settings.ledger_path)
+    )
     # One spool per process: uvicorn workers must not interleave writes to one file.
     ledger = Ledger(sink, settings.data_dir / f"ledger-spool-{os.getpid()}.jsonl")
     await ledger.start()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from router.api.deps import get_services, require_admin
+from router.api.deps import ServicesDep, require_admin
 from router.errors import InvalidRequest
 from router.services import Services
 from router.yamlsource import ConfigFileError
@@ -32,13 +32,15 @@ def _policy_status(services: Services) -> dict[str, Any]:
 
 
 @router.get("/policy", summary="The active policy's version and the last reload error")
-async def policy_status(services: Services = Depends(get_services)) -> dict[str, Any]:
+async def policy_status(services: ServicesDep) -> dict[str, Any]:
     return _policy_status(services)
 
 
-@router.post("/policy/reload", summary="Reload the policy (optionally from another file); the old one stays on error")
+@router.post(
+    "/policy/reload", summary="Reload the policy (optionally from another file); the old one stays on error"
+)
 async def reload_policy(
-    request: ReloadRequest | None = None, services: Services = Depends(get_services)
+    services: ServicesDep, request: ReloadRequest | None = None
 ) -> dict[str, Any]:
     try:
         services.policies.reload(Path(request.path) if request and request.path else None)

@@ -7,17 +7,16 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from router import headers as H
-from router.api.deps import get_services
+from router.api.deps import ServicesDep
 from router.errors import GatewayError, InvalidRequest, RequestTooLarge, error_response, validation_error
 from router.gateway import Caller
 from router.providers.streaming import relay_stream
 from router.schemas import ChatCompletionRequest
-from router.services import Services
 
 router = APIRouter()
 
@@ -52,7 +51,7 @@ def _parse(raw: bytes, max_bytes: int) -> tuple[dict[str, Any], ChatCompletionRe
         }
     },
 )
-async def chat_completions(request: Request, services: Services = Depends(get_services)) -> Response:
+async def chat_completions(request: Request, services: ServicesDep) -> Response:
     started = time.perf_counter()
     request_id = f"req_{uuid.uuid4().hex}"
     gateway = services.gateway

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from router.gateway import Caller, Gateway
 from router.services import Services
@@ -18,9 +20,12 @@ def get_gateway(request: Request) -> Gateway:
 
 
 async def get_caller(request: Request) -> Caller:
-    """The tenant and agent of this request: from its virtual key, or from headers when no keys are configured."""
+    """The tenant and agent of a request: from its virtual key, or from headers when keys are not configured."""
     return await get_services(request).auth.caller(request.headers)
 
 
 async def require_admin(request: Request) -> None:
     get_services(request).auth.require_admin(request.headers)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from router.api.deps import get_services
-from router.services import Services
+from router.api.deps import ServicesDep
 
 router = APIRouter()
 
@@ -19,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: policy loaded; degraded components listed")
-async def readyz(services: Services = Depends(get_services)) -> JSONResponse:
+async def readyz(services: ServicesDep) -> JSONResponse:
     degraded = services.degraded()
     body: dict[str, Any] = {
         "status": "degraded" if degraded else "ready",
@@ -32,6 +31,6 @@ async def readyz(services: Services = Depends(get_services)) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(services: Services = Depends(get_services)) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     body, content_type = services.metrics.exposition()
     return Response(body, media_type=content_type)

@@ -60,7 +60,11 @@ class PolicyEngine:
 
     def present_risks(self, risks: Mapping[str, float], threshold: float | None = None) -> tuple[str, ...]:
         return tuple(
-            sorted(r for r, p in risks.items() if p >= (threshold if threshold is not None else self.policy.threshold(r)))
+            sorted(
+                r
+                for r, p in risks.items()
+                if p >= (threshold if threshold is not None else self.policy.threshold(r))
+            )
         )
 
     def _compile(self, condition: Condition) -> Predicate:
@@ -109,15 +113,15 @@ class PolicyEngine:
         return lambda f: all(check(f) for check in checks)
 
     def _risk_predicate(self, condition: RiskCondition) -> Predicate:
-        any_of, all_of, none_of = frozenset(condition.any), frozenset(condition.all), frozenset(condition.none)
+        any_of, all_of, none_of = (
+            frozenset(condition.any),
+            frozenset(condition.all),
+            frozenset(condition.none),
+        )
 
         def check(facts: Facts) -> bool:
             present = set(self.present_risks(facts.risks, condition.threshold))
-            return (
-                (not any_of or bool(present & any_of))
-                and all_of <= present
-                and not (present & none_of)
-            )
+            return (not any_of or bool(present & any_of)) and all_of <= present and not (present & none_of)
 
         return check
 
@@ -128,10 +132,12 @@ class PolicyEngine:
         if condition.reached_tier is not None:
             needed = self.ladder.rank(condition.reached_tier)
             checks.append(
-                lambda f: f.call is not None
-                and f.call.max_tier is not None
-                and f.call.max_tier in self.ladder
-                and self.ladder.rank(f.call.max_tier) >= needed
+                lambda f: (
+                    f.call is not None
+                    and f.call.max_tier is not None
+                    and f.call.max_tier in self.ladder
+                    and self.ladder.rank(f.call.max_tier) >= needed
+                )
             )
         if condition.risks_seen is not None:
             seen = frozenset(condition.risks_seen)
@@ -208,7 +214,10 @@ class PolicyEngine:
                 raise_to(floor_tier, f"floor:{risk}(earlier in call)")
         if facts.classifier_failed:
             fallback = policy.classifier_failure
-            raise_to(self._tier_of_route(fallback) if fallback else (floors.high_stakes or tier), "classifier_failed")
+            raise_to(
+                self._tier_of_route(fallback) if fallback else (floors.high_stakes or tier),
+                "classifier_failed",
+            )
         return tier
 
 

@@ -52,7 +52,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Provider(Protocol):
-    async def complete(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
+    async def complete(
+        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
+    ) -> dict[str, Any]:
         """One non-streamed OpenAI ``chat.completion`` object."""
         ...
 
@@ -63,4 +65,3 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-

@@ -50,13 +50,19 @@ class UpstreamClientError(GatewayError):
     error_type = "invalid_request_error"
 
     def __init__(self, error: ProviderError) -> None:
-        upstream = (error.body or {}).get("error") if isinstance((error.body or {}).get("error"), dict) else {}
-        super().__init__(upstream.get("message") or error.message, param=upstream.get("param"), code=upstream.get("code"))
+        upstream = (
+            (error.body or {}).get("error") if isinstance((error.body or {}).get("error"), dict) else {}
+        )
+        super().__init__(
+            upstream.get("message") or error.message, param=upstream.get("param"), code=upstream.get("code")
+        )
         self.status_code = error.status or 400
 
 
 class FallbackChain:
-    def __init__(self, config: GatewayConfig, providers: Mapping[str, Provider], health: DeploymentHealth) -> None:
+    def __init__(
+        self, config: GatewayConfig, providers: Mapping[str, Provider], health: DeploymentHealth
+    ) -> None:
         self._config = config
         self._providers = providers
         self.health = health
@@ -118,8 +124,12 @@ class FallbackChain:
             return OpenStream(deployment, first, stream, attempts, time.monotonic() + timeouts.total)
         raise self._exhausted(attempts)
 
-    def _failed(self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float) -> None:
-        attempts.items.append(Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started))
+    def _failed(
+        self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float
+    ) -> None:
+        attempts.items.append(
+            Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started)
+        )
         if not error.retryable:
             raise UpstreamClientError(error)
         self.health.record_failure(
@@ -130,10 +140,14 @@ class FallbackChain:
         outcomes = {a.outcome for a in attempts.items}
         tried = ", ".join(f"{a.deployment}: {a.outcome}" for a in attempts.items)
         if outcomes <= {"timeout"}:
-            return UpstreamError(f"every deployment timed out ({tried})", status_code=504, code="upstream_timeout")
+            return UpstreamError(
+                f"every deployment timed out ({tried})", status_code=504, code="upstream_timeout"
+            )
         if outcomes <= {"rate_limited", "parked"}:
             error = UpstreamError(
-                f"every deployment is rate limited or unavailable ({tried})", status_code=503, code="upstream_unavailable"
+                f"every deployment is rate limited or unavailable ({tried})",
+                status_code=503,
+                code="upstream_unavailable",
             )
             wait = self.health.shortest_wait([a.deployment for a in attempts.items])
             if wait is not None:

@@ -77,8 +77,21 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         # Committed to this deployment: no failover after the first byte, a clean error event instead.
         outcome.status = 502 if isinstance(exc, ProviderError) else 504
         outcome.error_type = "upstream_stream_error"
-        message = exc.message if isinstance(exc, ProviderError) else "the upstream stream exceeded its total timeout"
-        yield sse({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}})
+        message = (
+            exc.message
+            if isinstance(exc, ProviderError)
+            else "the upstream stream exceeded its total timeout"
+        )
+        yield sse(
+            {
+                "error": {
+                    "message": message,
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": "stream_interrupted",
+                }
+            }
+        )
         yield DONE
     except (asyncio.CancelledError, GeneratorExit):
         outcome.interrupted = True

@@ -1,0 +1,76 @@
+"""Turn a chat request into the facts the policy reads: the one seam between the HTTP shape and the policy.
+
+The gateway and the offline replay both build facts here, so a replayed turn is decided exactly as a live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router.accounting.tokens import prompt_tokens
+from router.policy.facts import CallFacts, Facts, VoiceFacts
+
+
+@dataclass(frozen=True, slots=True)
+class TurnClassification:
+    """What the classifiers concluded about the latest user turn."""
+
+    intent: str
+    intent_confidence: float
+    risks: dict[str, float]
+    reasons: tuple[str, ...]
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def voice_facts(voice: Any) -> VoiceFacts:
+    """``metadata.voice`` as sent by Pipecat/LiveKit integrations; malformed values are ignored, not fatal."""
+    if not isinstance(voice, Mapping):
+        return VoiceFacts()
+
+    def number(key: str) -> float | None:
+        value = voice.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    interruptions = number("interruptions")
+    return VoiceFacts(
+        asr_confidence=number("asr_confidence"),
+        interruptions=int(interruptions) if interruptions is not None else None,
+        call_seconds=number("call_seconds"),
+        ivr_state=text_or_none(voice.get("ivr_state")),
+        language=text_or_none(voice.get("language")),
+    )
+
+
+def turn_facts(
+    *,
+    tenant: str,
+    agent: str | None,
+    requested_model: str,
+    messages: Sequence[dict[str, Any]],
+    tools: list[Any] | None,
+    metadata: Mapping[str, Any] | None,
+    classification: TurnClassification | None,
+    classifier_failed: bool = False,
+    call: CallFacts | None = None,
+    budget_soft_exceeded: bool = False,
+) -> Facts:
+    return Facts(
+        tenant=tenant,
+        agent=agent,
+        requested_model=requested_model,
+        message_count=len(messages),
+        prompt_tokens=prompt_tokens(list(messages), tools),
+        has_tools=bool(tools),
+        intent=classification.intent if classification else None,
+        intent_confidence=classification.intent_confidence if classification else None,
+        risks=classification.risks if classification else {},
+        classifier_failed=classifier_failed,
+        voice=voice_facts((metadata or {}).get("voice")),
+        call=call,
+        budget_soft_exceeded=budget_soft_exceeded,
+    )
