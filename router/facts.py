@@ -43,6 +43,7 @@ def voice_facts(voice: Any) -> VoiceFacts:
         call_seconds=number("call_seconds"),
         ivr_state=text_or_none(voice.get("ivr_state")),
         language=text_or_none(voice.get("language")),
+        call_ended=voice.get("call_ended") is True,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -26,11 +26,13 @@ from router.policy.facts import CallFacts, Facts
 from router.policy.store import PolicyStore
 from router.providers.chain import Attempts, FallbackChain, OpenStream
 from router.schemas import ChatCompletionRequest
+from router.state import CallRecord, StateStore
 
 logger = logging.getLogger(__name__)
 
 # metadata keys addressed to the gateway; upstreams (OpenAI allows only string values) never see them.
 GATEWAY_METADATA_KEYS = frozenset({"voice", "call_id", "caller_id"})
+COMPLAINT_INTENT = "complaint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +117,15 @@ class Gateway:
         policies: PolicyStore,
         chain: FallbackChain,
         accountant: Accountant,
+        state: StateStore,
         classifier: TurnClassifier | None = None,
-        call_state: Callable[[Caller, str | None, str | None], Awaitable[CallFacts | None]] | None = None,
     ) -> None:
         self.config = config
         self.policies = policies
         self.chain = chain
         self.accountant = accountant
         self.classifier = classifier
-        self._call_state = call_state
+        self.state = state
         self._deployments = {d.name: d for d in config.deployments}
 
     # -- understand, classify, decide -----------------------------------------------------------------------
@@ -156,7 +158,8 @@ class Gateway:
                 logger.exception("classification failed; routing by the policy's classifier_failure route")
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
-        call = await self._call_state(caller, call_id, caller_id) if self._call_state else None
+        loaded = self.policies.active
+        call = await self._call_facts(caller.tenant, call_id, caller_id, loaded.policy.caller_memory_days)
         facts = turn_facts(
             tenant=caller.tenant,
             agent=caller.agent,
@@ -168,10 +171,10 @@ class Gateway:
             classifier_failed=failed,
             call=call,
         )
-        loaded = self.policies.active
         decision = loaded.engine.decide(facts)
         if decision.tier is not None:
             self._check_allowed(caller, decision.tier, routed=True)
+        await self._remember(caller.tenant, call_id, caller_id, decision, classification)
         shadow = self.policies.shadow
         return Turn(
             request_id=request_id,
@@ -191,6 +194,30 @@ class Gateway:
             stream=bool(request.stream),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
         )
+
+    async def _call_facts(
+        self, tenant: str, call_id: str | None, caller_id: str | None, memory_days: float
+    ) -> CallFacts | None:
+        if call_id is None and caller_id is None:
+            return None
+        record = await self.state.load_call(tenant, call_id) if call_id else CallRecord()
+        complained = await self.state.caller_complained_within(tenant, caller_id, memory_days) if caller_id else False
+        return record.facts(complained)
+
+    async def _remember(
+        self,
+        tenant: str,
+        call_id: str | None,
+        caller_id: str | None,
+        decision: Decision,
+        classification: TurnClassification | None,
+    ) -> None:
+        ladder = self.policies.active.engine.ladder
+        tier = decision.tier or ladder.tier_of(decision.deployment or "")
+        if call_id and tier is not None:
+            await self.state.record_turn(tenant, call_id, tier, ladder.rank(tier), decision.risks_present)
+        if caller_id and classification is not None and classification.intent == COMPLAINT_INTENT:
+            await self.state.note_complaint(tenant, caller_id)
 
     def _check_limits(self, request: ChatCompletionRequest) -> None:
         limits = self.config.limits
@@ -331,6 +358,4 @@ def _answer_text(answer: dict[str, Any]) -> str:
 
 
 def _estimate_usage(turn: Turn, produced_text: str) -> Usage:
-    return Usage(
-        prompt_tokens=turn.facts.prompt_tokens, completion_tokens=text_tokens(produced_text), estimated=True
-    )
+    return Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=text_tokens(produced_text), estimated=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router.accounting.ledger import redis_client
 from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator
 from router.config import SIMULATOR_API_BASE, LoadedConfig, load_config
@@ -20,11 +22,15 @@ from router.providers.health import DeploymentHealth
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compatible import OpenAICompatibleProvider
 from router.settings import Settings
+from router.state import InProcessState, RedisState, StateStore
 
 if TYPE_CHECKING:
     from router.simulator import SimulatorServer
 
 logger = logging.getLogger("switchboard")
+
+# Redis is on the hot path: a slow Redis must degrade the gateway, never stall it.
+REDIS_TIMEOUT_SECONDS = 0.25
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Services:
         ledger = self.recorder.ledger
         if not ledger.healthy:
             problems.append(f"ledger: sink unavailable, {ledger.spooled_batches} batches spooled locally")
+        if self.gateway.state.degraded:
+            problems.append("state: redis unavailable, using in-process call state")
         return problems
 
     async def aclose(self) -> None:
@@ -64,6 +72,19 @@ class Services:
             self.simulator.stop()
 
 
+def build_state(settings: Settings) -> StateStore:
+    if settings.redis_url is None:
+        return InProcessState()
+    return RedisState(redis_client(settings.redis_url, REDIS_TIMEOUT_SECONDS))
+
+
+def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        function()
+
+    return call
+
+
 def _publish_policy(metrics: Metrics, policies: PolicyStore) -> None:
     metrics.policy_version.clear()
     metrics.policy_version.labels(policies.active.version, "active").set(1)
@@ -76,9 +97,7 @@ def _start_simulator(loaded: LoadedConfig) -> SimulatorServer:
 
     section = loaded.config.simulator
     settings = (
-        SimulatorSettings.from_yaml(
-            section.config if section.config.is_absolute() else loaded.folder / section.config
-        )
+        SimulatorSettings.from_yaml(section.config if section.config.is_absolute() else loaded.folder / section.config)
         if section.config
         else SimulatorSettings.default()
     )
@@ -105,14 +124,13 @@ async def build_services(settings: Settings) -> Services:
     providers: dict[str, Provider] = {
         d.name: openai_compatible if d.uses_fast_path else litellm for d in config.deployments
     }
-    policies = PolicyStore(
-        loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path()
-    )
+    policies = PolicyStore(loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path())
     metrics = Metrics()
     recorder = await build_recorder(settings, config, metrics)
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)
     _publish_policy(metrics, policies)
-    gateway = Gateway(config, policies, FallbackChain(config, providers, DeploymentHealth()), recorder)
+    state = build_state(settings)
+    gateway = Gateway(config, policies, FallbackChain(config, providers, DeploymentHealth()), recorder, state)
     services = Services(
         settings=settings,
         loaded=loaded,
@@ -121,9 +139,11 @@ async def build_services(settings: Settings) -> Services:
         auth=Authenticator(settings.admin_key),
         metrics=metrics,
         recorder=recorder,
-        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose],
+        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose],
         simulator=simulator,
     )
+    services.tasks.append(asyncio.create_task(recorder.calls.run()))
+    services.closers.insert(0, _as_async(recorder.calls.finish_all))
     if settings.watch_policy:
         services.tasks.append(asyncio.create_task(policies.watch()))
     logger.info("policy %s active (%s)", policies.active.version, policies.active.path)

@@ -9,6 +9,7 @@ import logging
 import os
 from decimal import Decimal
 
+from router.accounting.calls import CallCostTracker
 from router.accounting.ledger import (
     Ledger,
     LedgerRecord,
@@ -29,11 +30,14 @@ TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "re
 
 
 class Recorder:
-    def __init__(self, config: GatewayConfig, prices: PriceBook, ledger: Ledger, metrics: Metrics) -> None:
+    def __init__(
+        self, config: GatewayConfig, prices: PriceBook, ledger: Ledger, metrics: Metrics, calls: CallCostTracker
+    ) -> None:
         self._config = config
         self.prices = prices
         self.ledger = ledger
         self.metrics = metrics
+        self.calls = calls
         self._baseline = config.baseline.name
 
     def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
@@ -46,9 +50,7 @@ class Recorder:
             return {}
         _, decision = turn.shadow
         deployment = decision.deployment or self._config.tiers[decision.tier or ""][0]
-        cost = (
-            self.prices.baseline_cost(usage, deployment, served).cost_usd if usage is not None else Decimal(0)
-        )
+        cost = self.prices.baseline_cost(usage, deployment, served).cost_usd if usage is not None else Decimal(0)
         return {
             "shadow_rule": decision.rule,
             "shadow_tier": decision.tier,
@@ -107,6 +109,15 @@ class Recorder:
         )
         self.ledger.record(record)
         self._observe(record, turn, outcome, overhead_ms)
+        if turn.call_id is not None:
+            self.calls.add_turn(
+                record.tenant,
+                record.agent,
+                turn.call_id,
+                record.cost_usd,
+                record.voice_call_seconds,
+                ended=turn.facts.voice.call_ended,
+            )
 
     def _observe(self, record: LedgerRecord, turn: Turn, outcome: Outcome, overhead_ms: float | None) -> None:
         m = self.metrics
@@ -141,9 +152,7 @@ class Recorder:
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
             agrees = "true" if record.shadow_tier == record.tier else "false"
-            m.shadow_decisions.labels(
-                record.tenant, record.shadow_rule or "", record.shadow_tier, agrees
-            ).inc()
+            m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
             m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 
     def record_rejection(self, rejection: Rejection) -> None:
@@ -162,9 +171,7 @@ class Recorder:
         )
         try:
             self.ledger.record(record)
-            self.metrics.requests.labels(
-                record.tenant, record.agent or "", "", "", "none", str(record.status)
-            ).inc()
+            self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
         except Exception:
             logger.exception("could not account for rejected %s", rejection.request_id)
 
@@ -175,13 +182,9 @@ class Recorder:
 async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
     """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = (
-        RedisStreamLedgerSink(settings.redis_url)
-        if settings.redis_url
-        else SQLiteLedgerSink(settings.ledger_path)
-    )
+    sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
     # One spool per process: uvicorn workers must not interleave writes to one file.
     ledger = Ledger(sink, settings.data_dir / f"ledger-spool-{os.getpid()}.jsonl")
     await ledger.start()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
-    return Recorder(config, prices, ledger, metrics)
+    return Recorder(config, prices, ledger, metrics, CallCostTracker(metrics))

@@ -13,6 +13,7 @@ class VoiceFacts:
     call_seconds: float | None = None
     ivr_state: str | None = None
     language: str | None = None
+    call_ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

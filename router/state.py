@@ -1,0 +1,235 @@
+"""What the gateway remembers between turns: per-call state and per-caller memory.
+
+Redis when configured (TTL-bounded, shared by every replica, updated atomically), else a bounded in-process
+store. If Redis fails, the in-process store answers and the state reports itself degraded; it recovers by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from router.policy.facts import CallFacts
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CALL_TTL_SECONDS = 4 * 3600
+DAY_SECONDS = 86400.0
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """A call so far: turns served, the highest tier used and when it was reached, risks seen, spend."""
+
+    turns: int = 0
+    max_tier: str | None = None
+    max_rank: int = -1
+    escalated_at_turn: int | None = None
+    risks_seen: set[str] = field(default_factory=set)
+    cost_usd: float = 0.0
+    updated_at: float = 0.0
+
+    def facts(self, caller_open_complaint: bool) -> CallFacts:
+        return CallFacts(
+            turn=self.turns + 1,
+            max_tier=self.max_tier,
+            escalated_at_turn=self.escalated_at_turn,
+            risks_seen=frozenset(self.risks_seen),
+            caller_open_complaint=caller_open_complaint,
+        )
+
+
+class StateStore(Protocol):
+    async def load_call(self, tenant: str, call_id: str) -> CallRecord: ...
+
+    async def record_turn(
+        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
+    ) -> CallRecord: ...
+
+    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None: ...
+
+    async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool: ...
+
+    async def note_complaint(self, tenant: str, caller_id: str) -> None: ...
+
+    @property
+    def degraded(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcessState:
+    """Bounded LRU with TTL: old calls are forgotten first, so memory stays flat under any traffic."""
+
+    def __init__(self, max_calls: int = 100_000, call_ttl_seconds: float = DEFAULT_CALL_TTL_SECONDS) -> None:
+        self._calls: OrderedDict[tuple[str, str], CallRecord] = OrderedDict()
+        self._complaints: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._max = max_calls
+        self._ttl = call_ttl_seconds
+
+    @property
+    def degraded(self) -> bool:
+        return False
+
+    def _call(self, tenant: str, call_id: str) -> CallRecord:
+        key = (tenant, call_id)
+        record = self._calls.get(key)
+        now = time.time()
+        if record is None or now - record.updated_at > self._ttl:
+            record = CallRecord(updated_at=now)
+            self._calls[key] = record
+        self._calls.move_to_end(key)
+        while len(self._calls) > self._max:
+            self._calls.popitem(last=False)
+        return record
+
+    async def load_call(self, tenant: str, call_id: str) -> CallRecord:
+        record = self._calls.get((tenant, call_id))
+        if record is None or time.time() - record.updated_at > self._ttl:
+            return CallRecord()
+        return record
+
+    async def record_turn(
+        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
+    ) -> CallRecord:
+        record = self._call(tenant, call_id)
+        record.turns += 1
+        if tier_rank > record.max_rank:
+            record.max_rank, record.max_tier, record.escalated_at_turn = tier_rank, tier, record.turns
+        record.risks_seen.update(risks)
+        record.updated_at = time.time()
+        return record
+
+    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None:
+        self._call(tenant, call_id).cost_usd += cost_usd
+
+    async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
+        at = self._complaints.get((tenant, caller_id))
+        return at is not None and time.time() - at <= days * DAY_SECONDS
+
+    async def note_complaint(self, tenant: str, caller_id: str) -> None:
+        key = (tenant, caller_id)
+        self._complaints[key] = time.time()
+        self._complaints.move_to_end(key)
+        while len(self._complaints) > self._max:
+            self._complaints.popitem(last=False)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# One round trip, atomic across replicas: count the turn, keep the highest tier, collect risks, refresh TTL.
+_RECORD_TURN = """
+local turns = redis.call('HINCRBY', KEYS[1], 'turns', 1)
+local max_rank = tonumber(redis.call('HGET', KEYS[1], 'max_rank') or '-1')
+if tonumber(ARGV[2]) > max_rank then
+  redis.call('HSET', KEYS[1], 'max_rank', ARGV[2], 'max_tier', ARGV[1], 'escalated_at', turns)
+end
+if #ARGV > 3 then redis.call('SADD', KEYS[2], unpack(ARGV, 4)) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return turns
+"""
+
+
+class RedisState:
+    def __init__(
+        self,
+        client: Redis,
+        fallback: InProcessState | None = None,
+        call_ttl_seconds: float = DEFAULT_CALL_TTL_SECONDS,
+        prefix: str = "switchboard",
+    ) -> None:
+        self._redis = client
+        self._fallback = fallback or InProcessState(call_ttl_seconds=call_ttl_seconds)
+        self._ttl = int(call_ttl_seconds)
+        self._prefix = prefix
+        self._script = client.register_script(_RECORD_TURN)
+        self._failing_since: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._failing_since is not None
+
+    def _keys(self, tenant: str, call_id: str) -> tuple[str, str]:
+        base = f"{self._prefix}:call:{tenant}:{call_id}"
+        return base, f"{base}:risks"
+
+    def _failed(self, exc: Exception) -> None:
+        if self._failing_since is None:
+            logger.warning("redis state unavailable, using in-process state: %s", exc)
+            self._failing_since = time.time()
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            logger.info("redis state recovered")
+            self._failing_since = None
+
+    async def load_call(self, tenant: str, call_id: str) -> CallRecord:
+        call_key, risks_key = self._keys(tenant, call_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                fields, risks = await pipe.hgetall(call_key).smembers(risks_key).execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return await self._fallback.load_call(tenant, call_id)
+        self._recovered()
+        if not fields:
+            return CallRecord()
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+        return CallRecord(
+            turns=int(text.get("turns", 0)),
+            max_tier=text.get("max_tier"),
+            max_rank=int(text.get("max_rank", -1)),
+            escalated_at_turn=int(text["escalated_at"]) if "escalated_at" in text else None,
+            risks_seen={r.decode() for r in risks},
+            cost_usd=float(text.get("cost_usd", 0)),
+        )
+
+    async def record_turn(
+        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
+    ) -> CallRecord:
+        risks = list(risks)
+        try:
+            await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
+        self._recovered()
+        return await self.load_call(tenant, call_id)
+
+    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None:
+        try:
+            await self._redis.hincrbyfloat(self._keys(tenant, call_id)[0], "cost_usd", cost_usd)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            await self._fallback.add_call_cost(tenant, call_id, cost_usd)
+
+    def _complaint_key(self, tenant: str, caller_id: str) -> str:
+        return f"{self._prefix}:caller:{tenant}:{caller_id}:complaint"
+
+    async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
+        try:
+            at = await self._redis.get(self._complaint_key(tenant, caller_id))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return await self._fallback.caller_complained_within(tenant, caller_id, days)
+        return at is not None and time.time() - float(at) <= days * DAY_SECONDS
+
+    async def note_complaint(self, tenant: str, caller_id: str) -> None:
+        try:
+            # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
+            await self._redis.set(self._complaint_key(tenant, caller_id), time.time(), ex=int(90 * DAY_SECONDS))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            await self._fallback.note_complaint(tenant, caller_id)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
