@@ -17,9 +17,7 @@ from router.yamlsource import YamlDocument
 RESERVED_MODEL_NAMES = frozenset({"auto"})
 SIMULATOR_API_BASE = "simulator"
 # litellm provider prefixes whose wire format is OpenAI's: these take the pooled-HTTP fast path.
-OPENAI_COMPATIBLE_PREFIXES = frozenset(
-    {"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"}
-)
+OPENAI_COMPATIBLE_PREFIXES = frozenset({"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"})
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 SHIPPED_POLICIES_DIR = Path(__file__).parent.parent / "policies"
 
@@ -40,9 +38,7 @@ class Deployment(StrictModel):
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
     provider: Literal["auto", "openai_compatible", "litellm"] = "auto"
-    price: PriceOverride | None = Field(
-        default=None, description="Price override (per token or per million)."
-    )
+    price: PriceOverride | None = Field(default=None, description="Price override (per token or per million).")
     timeouts: Timeouts | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request.")
 
@@ -59,9 +55,7 @@ class Deployment(StrictModel):
     @property
     def uses_fast_path(self) -> bool:
         if self.provider == "auto":
-            return (
-                self.api_base is not None and (self.provider_prefix or "openai") in OPENAI_COMPATIBLE_PREFIXES
-            )
+            return self.api_base is not None and (self.provider_prefix or "openai") in OPENAI_COMPATIBLE_PREFIXES
         return self.provider == "openai_compatible"
 
     @property
@@ -72,11 +66,26 @@ class Deployment(StrictModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class BreakerConfig(StrictModel):
+    """When a deployment's circuit opens, and for how long (see router/providers/health.py)."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=20, ge=1)
+    min_requests: int = Field(default=10, ge=1)
+    open_seconds: float = Field(default=10.0, gt=0)
+
+
 class FallbackConfig(StrictModel):
     next_tier_up: bool = Field(default=True, description="After a tier's chain, try the tiers above it.")
     max_attempts: int = Field(default=4, ge=1, description="Deployments tried per request at most.")
     retry_after_cap_seconds: float = Field(
         default=60.0, ge=0, description="Longest Retry-After a deployment is parked for."
+    )
+    retries: int = Field(default=1, ge=0, description="Extra rounds over the chain when every deployment failed.")
+    backoff_seconds: float = Field(default=0.05, ge=0, description="Base of the jittered exponential backoff.")
+    retry_wait_cap_seconds: float = Field(
+        default=1.0, ge=0, description="A round waits for a Retry-After only when it is this short."
     )
 
 
@@ -95,9 +104,7 @@ class SimulatorSection(StrictModel):
 
 class GatewayConfig(StrictModel):
     deployments: list[Deployment] = Field(min_length=1)
-    tiers: dict[str, list[str]] = Field(
-        min_length=1, description="Tier name → fallback chain, cheapest first."
-    )
+    tiers: dict[str, list[str]] = Field(min_length=1, description="Tier name → fallback chain, cheapest first.")
     policy: Path = Field(default=Path("default"), description="Policy YAML; a bare name = a shipped policy.")
     shadow_policy: Path | None = None
     baseline_deployment: str | None = Field(
@@ -107,6 +114,7 @@ class GatewayConfig(StrictModel):
     fallback: FallbackConfig = FallbackConfig()
     limits: Limits = Limits()
     simulator: SimulatorSection = SimulatorSection()
+    breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("tiers")
     @classmethod
@@ -170,9 +178,7 @@ class LoadedConfig(BaseModel):
         return self.source == str(DEFAULTS_DIR / "gateway.yaml")
 
     def policy_path(self, override: Path | None = None) -> Path:
-        return resolve_policy_path(
-            override or self.config.policy, self.folder if override is None else Path.cwd()
-        )
+        return resolve_policy_path(override or self.config.policy, self.folder if override is None else Path.cwd())
 
     def shadow_policy_path(self) -> Path | None:
         shadow = self.config.shadow_policy

@@ -18,7 +18,7 @@ from router.metrics import Metrics
 from router.policy.store import PolicyStore
 from router.providers.base import Provider
 from router.providers.chain import FallbackChain
-from router.providers.health import DeploymentHealth
+from router.providers.health import BreakerState, DeploymentHealth
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compatible import OpenAICompatibleProvider
 from router.settings import Settings
@@ -130,7 +130,10 @@ async def build_services(settings: Settings) -> Services:
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)
     _publish_policy(metrics, policies)
     state = build_state(settings)
-    gateway = Gateway(config, policies, FallbackChain(config, providers, DeploymentHealth()), recorder, state)
+    health = DeploymentHealth(
+        config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
+    )
+    gateway = Gateway(config, policies, FallbackChain(config, providers, health), recorder, state)
     services = Services(
         settings=settings,
         loaded=loaded,

@@ -36,14 +36,15 @@ async def policy_status(services: ServicesDep) -> dict[str, Any]:
     return _policy_status(services)
 
 
-@router.post(
-    "/policy/reload", summary="Reload the policy (optionally from another file); the old one stays on error"
-)
-async def reload_policy(
-    services: ServicesDep, request: ReloadRequest | None = None
-) -> dict[str, Any]:
+@router.post("/policy/reload", summary="Reload the policy (optionally from another file); the old one stays on error")
+async def reload_policy(services: ServicesDep, request: ReloadRequest | None = None) -> dict[str, Any]:
     try:
         services.policies.reload(Path(request.path) if request and request.path else None)
     except ConfigFileError as exc:
         raise InvalidRequest(str(exc), param="policy", code="invalid_policy") from exc
     return _policy_status(services)
+
+
+@router.get("/health/deployments", summary="Circuit breaker state and recent errors of every deployment")
+async def deployment_health(services: ServicesDep) -> dict[str, Any]:
+    return {"deployments": services.gateway.chain.health.snapshot()}

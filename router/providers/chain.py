@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from router.config import Deployment, GatewayConfig
 from router.errors import GatewayError, UpstreamError
 from router.providers.base import FailureKind, Provider, ProviderError
 from router.providers.health import DeploymentHealth
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,7 @@ class UpstreamClientError(GatewayError):
     error_type = "invalid_request_error"
 
     def __init__(self, error: ProviderError) -> None:
-        upstream = (
-            (error.body or {}).get("error") if isinstance((error.body or {}).get("error"), dict) else {}
-        )
+        upstream = (error.body or {}).get("error") if isinstance((error.body or {}).get("error"), dict) else {}
         super().__init__(
             upstream.get("message") or error.message, param=upstream.get("param"), code=upstream.get("code")
         )
@@ -60,9 +61,7 @@ class UpstreamClientError(GatewayError):
 
 
 class FallbackChain:
-    def __init__(
-        self, config: GatewayConfig, providers: Mapping[str, Provider], health: DeploymentHealth
-    ) -> None:
+    def __init__(self, config: GatewayConfig, providers: Mapping[str, Provider], health: DeploymentHealth) -> None:
         self._config = config
         self._providers = providers
         self.health = health
@@ -81,55 +80,82 @@ class FallbackChain:
                 names.append(name)
         return [config.deployment(n) for n in names[: config.fallback.max_attempts]]
 
+    async def _first_success(
+        self, candidates: list[Deployment], attempt: Callable[[Deployment], Awaitable[T]]
+    ) -> tuple[Deployment, T, Attempts]:
+        """Try the candidates in order, for ``1 + retries`` rounds with jittered backoff between rounds."""
+        attempts = Attempts()
+        fallback = self._config.fallback
+        # The whole request, every attempt and backoff included, stays within the global total timeout.
+        deadline = asyncio.get_running_loop().time() + self._config.timeouts.total
+        for round_number in range(1 + fallback.retries):
+            if round_number:
+                pause = self._backoff(candidates, round_number)
+                if asyncio.get_running_loop().time() + pause >= deadline:
+                    break
+                await asyncio.sleep(pause)
+            for deployment in candidates:
+                if not self.health.available(deployment.name):
+                    attempts.items.append(Attempt(deployment.name, "parked"))
+                    continue
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        result = await attempt(deployment)
+                except TimeoutError:
+                    error = ProviderError("timeout", f"{deployment.name}: the request's total timeout ran out")
+                    self._failed(deployment, error, attempts, started)
+                    raise self._exhausted(attempts) from None
+                except ProviderError as error:
+                    self._failed(deployment, error, attempts, started)
+                    continue
+                except BaseException:
+                    self.health.release_probe(deployment.name)
+                    raise
+                self.health.record_success(deployment.name)
+                attempts.items.append(Attempt(deployment.name, "ok", 200, time.perf_counter() - started))
+                return deployment, result, attempts
+        raise self._exhausted(attempts)
+
+    def _backoff(self, candidates: list[Deployment], round_number: int) -> float:
+        """Exponential backoff with full jitter, or the shortest Retry-After when that is sooner to honour."""
+        fallback = self._config.fallback
+        backoff = random.uniform(0, fallback.backoff_seconds * 2 ** (round_number - 1))
+        wait = self.health.shortest_wait(d.name for d in candidates)
+        if wait is not None and wait <= fallback.retry_wait_cap_seconds:
+            return max(backoff, wait)
+        return backoff
+
     async def complete(
         self, candidates: list[Deployment], body: dict[str, Any]
     ) -> tuple[Deployment, dict[str, Any], Attempts]:
-        attempts = Attempts()
-        for deployment in candidates:
-            if not self.health.available(deployment.name):
-                attempts.items.append(Attempt(deployment.name, "parked"))
-                continue
-            started = time.perf_counter()
-            try:
-                answer = await self._providers[deployment.name].complete(
-                    deployment, body, self._config.timeouts_for(deployment)
-                )
-            except ProviderError as error:
-                self._failed(deployment, error, attempts, started)
-                continue
-            self.health.record_success(deployment.name)
-            attempts.items.append(Attempt(deployment.name, "ok", 200, time.perf_counter() - started))
-            return deployment, answer, attempts
-        raise self._exhausted(attempts)
+        async def attempt(deployment: Deployment) -> dict[str, Any]:
+            provider = self._providers[deployment.name]
+            return await provider.complete(deployment, body, self._config.timeouts_for(deployment))
+
+        return await self._first_success(candidates, attempt)
 
     async def open_stream(self, candidates: list[Deployment], body: dict[str, Any]) -> OpenStream:
-        attempts = Attempts()
-        for deployment in candidates:
-            if not self.health.available(deployment.name):
-                attempts.items.append(Attempt(deployment.name, "parked"))
-                continue
+        async def attempt(deployment: Deployment) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
             timeouts = self._config.timeouts_for(deployment)
-            started = time.perf_counter()
             stream = self._providers[deployment.name].stream(deployment, body, timeouts)
             try:
                 async with asyncio.timeout(timeouts.first_token):
-                    first = await anext(stream)
+                    return await anext(stream), stream
             except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
                 await _close(stream)
-                error = exc if isinstance(exc, ProviderError) else _first_token_failure(deployment, exc)
-                self._failed(deployment, error, attempts, started)
-                continue
-            self.health.record_success(deployment.name)
-            attempts.items.append(Attempt(deployment.name, "ok", 200, time.perf_counter() - started))
-            return OpenStream(deployment, first, stream, attempts, time.monotonic() + timeouts.total)
-        raise self._exhausted(attempts)
+                raise exc if isinstance(exc, ProviderError) else _first_token_failure(deployment, exc) from exc
+            except BaseException:
+                await _close(stream)
+                raise
 
-    def _failed(
-        self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float
-    ) -> None:
-        attempts.items.append(
-            Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started)
-        )
+        request_deadline = time.monotonic() + self._config.timeouts.total
+        deployment, (first, rest), attempts = await self._first_success(candidates, attempt)
+        deadline = min(request_deadline, time.monotonic() + self._config.timeouts_for(deployment).total)
+        return OpenStream(deployment, first, rest, attempts, deadline)
+
+    def _failed(self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float) -> None:
+        attempts.items.append(Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started))
         if not error.retryable:
             raise UpstreamClientError(error)
         self.health.record_failure(
@@ -140,9 +166,7 @@ class FallbackChain:
         outcomes = {a.outcome for a in attempts.items}
         tried = ", ".join(f"{a.deployment}: {a.outcome}" for a in attempts.items)
         if outcomes <= {"timeout"}:
-            return UpstreamError(
-                f"every deployment timed out ({tried})", status_code=504, code="upstream_timeout"
-            )
+            return UpstreamError(f"every deployment timed out ({tried})", status_code=504, code="upstream_timeout")
         if outcomes <= {"rate_limited", "parked"}:
             error = UpstreamError(
                 f"every deployment is rate limited or unavailable ({tried})",
