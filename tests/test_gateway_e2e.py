@@ -37,9 +37,7 @@ def client(gateway: GatewayServer) -> Iterator[openai.OpenAI]:
 
 
 def set_behaviour(simulator: SimulatorServer, model: str, **behaviour: float) -> None:
-    response = httpx.put(
-        f"{simulator.base_url}/_sim/models/{model}", json=ModelBehaviour(**behaviour).model_dump()
-    )
+    response = httpx.put(f"{simulator.base_url}/_sim/models/{model}", json=ModelBehaviour(**behaviour).model_dump())
     response.raise_for_status()
 
 
@@ -63,9 +61,7 @@ def test_non_stream_answer_and_decision_headers(client: openai.OpenAI) -> None:
 
 
 def test_raw_body_keeps_openai_required_nulls(gateway: GatewayServer) -> None:
-    body = httpx.post(
-        f"{gateway.base_url}/v1/chat/completions", json={"model": "small", "messages": MESSAGES}
-    ).json()
+    body = httpx.post(f"{gateway.base_url}/v1/chat/completions", json={"model": "small", "messages": MESSAGES}).json()
     choice = body["choices"][0]
     assert "logprobs" in choice and choice["logprobs"] is None
     assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
@@ -158,9 +154,7 @@ def test_unknown_model_is_404_in_openai_shape(client: openai.OpenAI) -> None:
 
 def test_malformed_json_and_schema_errors_are_400_naming_the_field(gateway: GatewayServer) -> None:
     url = f"{gateway.base_url}/v1/chat/completions"
-    broken = httpx.post(
-        url, content=b'{"model": "auto", "messages": [', headers={"content-type": "application/json"}
-    )
+    broken = httpx.post(url, content=b'{"model": "auto", "messages": [', headers={"content-type": "application/json"})
     assert broken.status_code == 400
     assert broken.json()["error"]["type"] == "invalid_request_error"
     assert broken.json()["error"]["code"] == "invalid_json"
@@ -193,9 +187,7 @@ def test_failed_first_deployment_falls_back_to_the_next(
     assert raw.parse().choices[0].message.content
 
 
-def test_timeouts_fall_back_within_the_deployment_timeout(
-    client: openai.OpenAI, simulator: SimulatorServer
-) -> None:
+def test_timeouts_fall_back_within_the_deployment_timeout(client: openai.OpenAI, simulator: SimulatorServer) -> None:
     set_behaviour(simulator, "gpt-4o-mini", rate_timeout=1.0, timeout_hang_seconds=30)
     raw = client.chat.completions.with_raw_response.create(model="small", messages=MESSAGES, stream=True)
     assert raw.headers["x-switchboard-deployment"] == "small-b"
@@ -214,9 +206,7 @@ def test_rate_limited_deployment_is_parked_for_its_retry_after(
     assert sim_stats(simulator)["requests_by_model"].get("gpt-4o-mini", 0) == before
 
 
-def test_every_deployment_failing_is_a_5xx_in_openai_shape(
-    tmp_path: Path, simulator: SimulatorServer
-) -> None:
+def test_every_deployment_failing_is_a_5xx_in_openai_shape(tmp_path: Path, simulator: SimulatorServer) -> None:
     config = gateway_config(simulator.base_url, fallback={"next_tier_up": False})
     for model in ("gpt-4o-mini", "gpt-4.1-mini"):
         set_behaviour(simulator, model, rate_500=1.0)
@@ -236,9 +226,7 @@ def test_every_deployment_failing_is_a_5xx_in_openai_shape(
         assert caught.value.response.headers["retry-after"] == "7"
 
 
-def test_next_tier_up_answers_when_a_whole_tier_fails(
-    client: openai.OpenAI, simulator: SimulatorServer
-) -> None:
+def test_next_tier_up_answers_when_a_whole_tier_fails(client: openai.OpenAI, simulator: SimulatorServer) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1-mini"):
         set_behaviour(simulator, model, rate_500=1.0)
     raw = client.chat.completions.with_raw_response.create(model="small", messages=MESSAGES)
@@ -246,9 +234,7 @@ def test_next_tier_up_answers_when_a_whole_tier_fails(
     assert raw.headers["x-switchboard-fallbacks"] == "2"
 
 
-def test_stream_dropped_mid_way_ends_with_an_error_event(
-    client: openai.OpenAI, simulator: SimulatorServer
-) -> None:
+def test_stream_dropped_mid_way_ends_with_an_error_event(client: openai.OpenAI, simulator: SimulatorServer) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", "gpt-4.1"):
         set_behaviour(simulator, model, rate_drop=1.0, drop_after_chunks=3, output_tokens=40)
     stream = client.chat.completions.create(model="small", messages=MESSAGES, stream=True)
@@ -264,3 +250,36 @@ def test_health_and_readiness(gateway: GatewayServer) -> None:
     assert httpx.get(f"{gateway.base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.base_url}/readyz").json()
     assert ready["status"] == "ready" and ready["policy_version"].startswith("default@")
+
+
+def test_call_cost_endpoint_sums_the_turns_of_one_call_for_its_tenant_only(
+    client: openai.OpenAI, gateway: GatewayServer
+) -> None:
+    costs = []
+    for turn in range(3):
+        raw = client.chat.completions.with_raw_response.create(
+            model="small" if turn < 2 else "frontier",
+            messages=MESSAGES,
+            extra_headers={"X-Call-Id": "call-7", "X-Tenant": "clinic"},
+        )
+        costs.append(float(raw.headers["x-switchboard-cost-usd"]))
+    # A streamed turn whose call id comes from metadata.call_id counts too.
+    list(
+        client.chat.completions.create(
+            model="small",
+            messages=MESSAGES,
+            stream=True,
+            metadata={"call_id": "call-7"},
+            extra_headers={"X-Tenant": "clinic"},
+        )
+    )
+    call = httpx.get(f"{gateway.base_url}/v1/calls/call-7", headers={"X-Tenant": "clinic"}).json()
+    assert call["totals"]["turns"] == 4
+    assert [t["tier"] for t in call["turns"]] == ["small", "small", "frontier", "small"]
+    assert call["totals"]["cost_usd"] == pytest.approx(sum(costs) + call["turns"][3]["cost_usd"], abs=1e-7)
+    assert call["turns"][3]["cost_usd"] > 0  # a streamed answer is never recorded at $0
+    assert call["totals"]["savings_usd"] == pytest.approx(
+        call["totals"]["baseline_cost_usd"] - call["totals"]["cost_usd"]
+    )
+    other = httpx.get(f"{gateway.base_url}/v1/calls/call-7", headers={"X-Tenant": "bank"})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "call_not_found"
