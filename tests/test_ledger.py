@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from router.accounting.cli import ledger as ledger_cli
+from router.accounting.ledger import (
+    LEDGER_COLUMNS,
+    Ledger,
+    LedgerRecord,
+    RedisStreamLedgerSink,
+    SQLiteLedgerSink,
+    export_stream,
+    usage_fields,
+)
+from router.accounting.usage import Usage
+from tests.redis_server import RedisServer
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_record(n: int, tenant: str = "acme", call_id: str | None = None, **fields: object) -> LedgerRecord:
+    return LedgerRecord(
+        request_id=f"req-{n}",
+        ts=T0 + timedelta(seconds=n),
+        tenant=tenant,
+        call_id=call_id,
+        agent="support",
+        risks={"medical": 0.1 * (n % 3)},
+        status=200,
+        cost_usd=0.001 * n,
+        **usage_fields(Usage(prompt_tokens=100 + n, completion_tokens=20, cached_prompt_tokens=50)),
+        **fields,
+    )
+
+
+class FlakySink:
+    """An in-memory sink that refuses writes while ``up`` is False, as Redis does when it is down."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.batches: list[list[LedgerRecord]] = []
+        self.closed = False
+
+    @property
+    def records(self) -> list[LedgerRecord]:
+        return [r for batch in self.batches for r in batch]
+
+    async def write_batch(self, records: Sequence[LedgerRecord]) -> None:
+        if not self.up:
+            raise ConnectionError("sink down")
+        self.batches.append(list(records))
+
+    async def query(self, tenant: str, call_id=None, since=None, until=None) -> list[LedgerRecord]:
+        return [r for r in self.records if r.tenant == tenant]
+
+    async def count(self) -> int:
+        return len(self.records)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def wait_until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_sink(redis_server: RedisServer) -> AsyncIterator[RedisStreamLedgerSink]:
+    sink = RedisStreamLedgerSink(redis_server.url, timeout_s=0.5)
+    yield sink
+    await sink.aclose()
+
+
+def test_record_rejects_prompt_fields_and_normalises_time() -> None:
+    with pytest.raises(ValueError, match="prompt"):
+        LedgerRecord(request_id="r", tenant="t", status=200, prompt="secret")  # type: ignore[call-arg]
+    naive = LedgerRecord(request_id="r", tenant="t", status=200, ts=datetime(2025, 1, 1, 9))
+    assert naive.ts == datetime(2025, 1, 1, 9, tzinfo=UTC)
+    assert json.loads(naive.model_dump_json())["ts"] == "2025-01-01T09:00:00.000000Z"
+
+
+async def test_sqlite_round_trip_in_wal_mode_with_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    sink = SQLiteLedgerSink(path)
+    records = [make_record(n, call_id=f"call-{n % 3}") for n in range(30)]
+    records.append(make_record(99, tenant="other", call_id="call-0"))
+    await sink.write_batch(records[:10])
+    await sink.write_batch(records[10:])
+    await sink.write_batch(records[:10])  # a replayed batch is not written twice
+    assert await sink.count() == 31
+
+    by_call = await sink.query("acme", call_id="call-0")
+    assert [r.request_id for r in by_call] == [f"req-{n}" for n in range(0, 30, 3)]
+    assert by_call[0] == records[0]  # every field survives, risks and timestamps included
+
+    window = await sink.query("acme", since=T0 + timedelta(seconds=5), until=T0 + timedelta(seconds=8))
+    assert [r.request_id for r in window] == ["req-5", "req-6", "req-7"]
+    assert [r.request_id for r in await sink.query("other")] == ["req-99"]
+    await sink.aclose()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {row[1]: row for row in conn.execute("PRAGMA index_list(ledger)")}
+        assert {"ledger_tenant_call", "ledger_ts"} <= set(indexes)
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(ledger_tenant_call)")]
+        assert columns == ["tenant", "call_id"]
+        assert [row[1] for row in conn.execute("PRAGMA table_info(ledger)")] == list(LEDGER_COLUMNS)
+
+
+async def test_ledger_batches_by_size_and_by_time(tmp_path: Path) -> None:
+    sink = FlakySink()
+    ledger = Ledger(sink, tmp_path / "spool.jsonl", batch_size=100, flush_interval_s=0.05)
+    await ledger.start()
+    started = time.monotonic()
+    for n in range(3):
+        ledger.record(make_record(n))
+    await wait_until(lambda: len(sink.records) == 3)
+    assert time.monotonic() - started < 0.5
+    assert len(sink.batches) == 1
+
+    for n in range(3, 353):
+        ledger.record(make_record(n))
+    await ledger.aclose()
+    assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(353)]
+    assert max(len(b) for b in sink.batches) == 100
+    assert sink.closed and ledger.healthy
+    with pytest.raises(RuntimeError):
+        ledger.record(make_record(0))
+
+
+async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: Path) -> None:
+    sink = FlakySink()
+    spool = tmp_path / "spool.jsonl"
+    ledger = Ledger(sink, spool, batch_size=10, flush_interval_s=0.01, probe_interval_s=0.1)
+    await ledger.start()
+    ledger.record(make_record(0))
+    await wait_until(lambda: len(sink.records) == 1)
+
+    sink.up = False
+    for n in range(1, 26):
+        ledger.record(make_record(n))
+        await asyncio.sleep(0.002)
+    await wait_until(lambda: ledger.pending == 0 and spool.exists())
+    assert not ledger.healthy
+    spooled = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert [r["request_id"] for line in spooled for r in line["records"]] == [
+        f"req-{n}" for n in range(1, 26)
+    ]
+
+    sink.up = True
+    for n in range(26, 30):  # recorded after recovery, written after the spooled ones
+        ledger.record(make_record(n))
+    await wait_until(lambda: ledger.healthy, timeout_s=2)
+    await ledger.aclose()
+    assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(30)]
+    assert not spool.exists()
+
+
+async def test_spool_survives_close_and_is_replayed_by_the_next_ledger(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    down = FlakySink()
+    down.up = False
+    first = Ledger(down, spool, batch_size=7)
+    await first.start()
+    for n in range(20):
+        first.record(make_record(n))
+    await first.aclose()  # everything ends in the spool, fsync'd
+    assert first.spooled_batches >= 3 and down.records == []
+
+    # A torn last line (crash mid-append, never acknowledged) is skipped, not fatal.
+    with spool.open("a") as f:
+        f.write('{"records":[{"request_id":')
+    sink = FlakySink()
+    second = Ledger(sink, spool, probe_interval_s=0.05)
+    assert not second.healthy
+    await second.start()
+    await wait_until(lambda: second.healthy)
+    await second.aclose()
+    assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(20)]
+
+
+async def test_redis_sink_queries_by_call_and_by_time(redis_sink: RedisStreamLedgerSink) -> None:
+    records = [make_record(n, call_id=f"c{n % 2}") for n in range(10)]
+    records.append(make_record(10, tenant="globex", call_id="c0"))
+    await redis_sink.write_batch(records[:6])
+    await redis_sink.write_batch(records[6:])
+    await redis_sink.write_batch(records[:6])  # replay of an acknowledged-but-lost batch: ignored
+    assert await redis_sink.count() == 11
+
+    call = await redis_sink.query("acme", call_id="c0")
+    assert [r.request_id for r in call] == ["req-0", "req-2", "req-4", "req-6", "req-8"]
+    assert call[1] == records[2]
+    assert [r.request_id for r in await redis_sink.query("globex", call_id="c0")] == ["req-10"]
+    window = await redis_sink.query("acme", since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
+    assert [r.request_id for r in window] == ["req-3", "req-4"]
+
+
+async def test_no_record_lost_when_redis_restarts_mid_run(redis_server: RedisServer, tmp_path: Path) -> None:
+    sink = RedisStreamLedgerSink(redis_server.url, timeout_s=0.3)
+    ledger = Ledger(
+        sink, tmp_path / "spool.jsonl", batch_size=20, flush_interval_s=0.02, probe_interval_s=0.1
+    )
+    await ledger.start()
+    recorded = 0
+
+    async def record_for(seconds: float) -> None:
+        nonlocal recorded
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for _ in range(5):
+                ledger.record(make_record(recorded, call_id=f"call-{recorded % 7}"))
+                recorded += 1
+            await asyncio.sleep(0.005)
+
+    await record_for(0.4)
+    await asyncio.to_thread(redis_server.stop)
+    await record_for(0.6)
+    assert not ledger.healthy
+    assert ledger.spooled_batches > 0
+    await asyncio.to_thread(redis_server.start)
+    await record_for(0.4)
+    await wait_until(lambda: ledger.healthy)
+    await ledger.aclose()
+
+    with redis_server.client() as client:
+        entries = client.xrange("switchboard:ledger")
+    ids = [json.loads(fields[b"r"])["request_id"] for _, fields in entries]
+    assert recorded > 100
+    assert ids == [f"req-{n}" for n in range(recorded)]  # all of them, once each, in order
+
+
+async def test_export_to_parquet_and_sqlite_trims_only_what_was_exported(
+    redis_server: RedisServer, redis_sink: RedisStreamLedgerSink, tmp_path: Path
+) -> None:
+    await redis_sink.write_batch([make_record(n, call_id="c") for n in range(25)])
+    parquet = tmp_path / "ledger-1.parquet"
+    assert await export_stream(redis_server.url, parquet, "parquet", trim=False, chunk=10) == 25
+    assert await redis_sink.count() == 25
+    with pytest.raises(FileExistsError):
+        await export_stream(redis_server.url, parquet)
+
+    frame = pd.read_parquet(parquet)
+    assert list(frame.columns) == list(LEDGER_COLUMNS)
+    assert frame["request_id"].tolist() == [f"req-{n}" for n in range(25)]
+    assert frame["ts"].iloc[3] == pd.Timestamp(T0 + timedelta(seconds=3))
+    assert json.loads(frame["risks"].iloc[1]) == {"medical": 0.1}
+
+    db = tmp_path / "ledger.db"
+    assert await export_stream(redis_server.url, db, "sqlite", trim=True, chunk=10) == 25
+    assert await redis_sink.count() == 0
+    await redis_sink.write_batch([make_record(n) for n in range(25, 30)])
+    assert await export_stream(redis_server.url, db, "sqlite") == 5
+    assert await export_stream(redis_server.url, db, "sqlite") == 0
+    exported = SQLiteLedgerSink(db)
+    assert await exported.count() == 30
+    assert len(await exported.query("acme", call_id="c")) == 25
+    await exported.aclose()
+
+
+def test_cli_export(redis_server: RedisServer, tmp_path: Path) -> None:
+    async def fill() -> None:
+        sink = RedisStreamLedgerSink(redis_server.url)
+        await sink.write_batch([make_record(n) for n in range(4)])
+        await sink.aclose()
+
+    asyncio.run(fill())
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(
+        ledger_cli, ["export", "--redis-url", redis_server.url, "--out", str(out), "--format", "parquet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 records" in result.output
+    assert len(pd.read_parquet(out)) == 4
+    with redis_server.client() as client:
+        assert client.xlen("switchboard:ledger") == 0
