@@ -1,0 +1,581 @@
+"""Spend limits per tenant, per agent and per call, enforced by reserving a request's worst-case cost.
+
+Flow per request: ``policy.scopes_for(tenant, agent, call_id)`` names the budgets that apply;
+``reserve(scopes, max_cost)`` holds the request's upper-bound cost on every scope at once, or raises
+``BudgetExceeded`` if any hard limit would be passed; the reservation reports crossed soft limits
+(the gateway downgrades the tier); ``settle(reservation, actual)`` swaps the hold for the real cost,
+``release(reservation)`` drops it when the request failed.
+
+Windows are UTC calendar days and months; a call's budget covers the whole call and lives
+``call_ttl_s`` after its last request. Counters are kept in integer nano-dollars, so sums are exact
+(Lua numbers are doubles, exact for integers up to 2**53 nano-USD, about 9 million USD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal, Protocol, Self
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from redis.exceptions import RedisError
+
+from router.accounting.ledger import redis_client
+
+logger = logging.getLogger(__name__)
+
+NANO_PER_USD = 10**9
+Window = Literal["daily", "monthly", "call"]
+ScopeKind = Literal["tenant", "agent", "call"]
+
+
+def to_nano(usd: float | Decimal) -> int:
+    return int((Decimal(str(usd)) * NANO_PER_USD).to_integral_value(ROUND_HALF_UP))
+
+
+def to_usd(nano: int) -> float:
+    return nano / NANO_PER_USD
+
+
+class BudgetLimit(BaseModel):
+    """A soft limit (crossing it downgrades) and/or a hard one (requests past it are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    soft_usd: float | None = Field(default=None, ge=0)
+    hard_usd: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.soft_usd is None and self.hard_usd is None:
+            raise ValueError("a budget needs soft_usd, hard_usd or both")
+        if self.soft_usd is not None and self.hard_usd is not None and self.soft_usd > self.hard_usd:
+            raise ValueError("soft_usd must not exceed hard_usd")
+        return self
+
+
+class ScopeLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily: BudgetLimit | None = None
+    monthly: BudgetLimit | None = None
+    per_call: BudgetLimit | None = None
+
+
+class TenantBudget(ScopeLimits):
+    """A tenant's limits, its agents' limits, and limits for agents not listed."""
+
+    agents: dict[str, ScopeLimits] = Field(default_factory=dict)
+    default_agent: ScopeLimits | None = None
+
+
+class BudgetConfig(BaseModel):
+    """The ``budgets:`` section of the gateway YAML.
+
+    A call's limit is the agent's ``per_call`` if set, else the tenant's: both count the same spend,
+    so only the more specific one applies.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenants: dict[str, TenantBudget] = Field(default_factory=dict)
+    default_tenant: TenantBudget | None = None
+    call_ttl_s: int = Field(default=86400, gt=0)
+    # Window counters outlive their window this long so requests in flight at midnight still settle.
+    settle_grace_s: int = Field(default=3600, ge=0)
+    # A reservation not settled within this long (crashed replica) is forgotten; its hold stays
+    # counted until the window's counters expire.
+    reservation_ttl_s: int = Field(default=3600, gt=0)
+    key_prefix: str = "switchboard:budget"
+
+
+class BudgetScope(BaseModel):
+    """One counter a request is charged to, with its limits and when the counter expires."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    key: str
+    kind: ScopeKind
+    window: Window
+    soft_usd: float | None
+    hard_usd: float | None
+    expires_at: int  # unix seconds
+
+    @property
+    def hard_nano(self) -> int | None:
+        return None if self.hard_usd is None else to_nano(self.hard_usd)
+
+
+class Reservation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    scopes: tuple[BudgetScope, ...]
+    amount_usd: float
+    soft_exceeded: tuple[str, ...] = ()
+    # Which store holds the reservation, so it is settled where it was made even if Redis came back.
+    backend: Literal["redis", "local"]
+
+    @property
+    def amount_nano(self) -> int:
+        return to_nano(self.amount_usd)
+
+
+class BudgetStatus(BaseModel):
+    """One budget's state, for ``/v1/budgets`` and the remaining-budget metric."""
+
+    scope: str
+    kind: ScopeKind
+    window: Window
+    soft_usd: float | None
+    hard_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+    remaining_usd: float | None
+    soft_exceeded: bool
+    resets_at: datetime | None
+
+
+class BudgetExceeded(Exception):
+    def __init__(
+        self, scope_name: str, limit: float, spent: float, reserved: float = 0.0, requested: float = 0.0
+    ):
+        self.scope_name = scope_name
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.requested = requested
+        super().__init__(
+            f"budget {scope_name} exhausted: {spent:.6f} spent + {reserved:.6f} reserved + "
+            f"{requested:.6f} requested > {limit:.6f} USD"
+        )
+
+
+def _escape(identifier: str) -> str:
+    # Keeps ':' out of ids so ("a:b", "c") and ("a", "b:c") never share a key.
+    return quote(identifier, safe="")
+
+
+def _window_bounds(window: Window, now: datetime) -> tuple[str, datetime]:
+    """The window's label and its end (exclusive)."""
+    if window == "daily":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%Y-%m-%d"), start + timedelta(days=1)
+    days = calendar.monthrange(now.year, now.month)[1]
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.strftime("%Y-%m"), start + timedelta(days=days)
+
+
+class BudgetPolicy:
+    """Which budget scopes apply to a request, from the configuration."""
+
+    def __init__(self, config: BudgetConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+
+    def _tenant(self, tenant: str) -> TenantBudget | None:
+        return self.config.tenants.get(tenant, self.config.default_tenant)
+
+    def _agent(self, tenant_budget: TenantBudget | None, agent: str | None) -> ScopeLimits | None:
+        if tenant_budget is None or agent is None:
+            return None
+        return tenant_budget.agents.get(agent, tenant_budget.default_agent)
+
+    def _windowed(self, kind: ScopeKind, owner: str, limits: ScopeLimits, now: datetime) -> list[BudgetScope]:
+        scopes = []
+        for window in ("daily", "monthly"):
+            limit: BudgetLimit | None = getattr(limits, window)
+            if limit is None:
+                continue
+            label, end = _window_bounds(window, now)
+            name = f"{kind}:{owner}:{window}:{label}"
+            scopes.append(
+                BudgetScope(
+                    name=name,
+                    key=f"{self.config.key_prefix}:{name}",
+                    kind=kind,
+                    window=window,
+                    soft_usd=limit.soft_usd,
+                    hard_usd=limit.hard_usd,
+                    expires_at=int(end.timestamp()) + self.config.settle_grace_s,
+                )
+            )
+        return scopes
+
+    def scopes_for(
+        self, tenant: str, agent: str | None = None, call_id: str | None = None, now: datetime | None = None
+    ) -> list[BudgetScope]:
+        """The scopes a request is charged to: tenant and agent windows, and the call's budget."""
+        now = now or datetime.fromtimestamp(self.clock(), UTC)
+        tenant_budget = self._tenant(tenant)
+        agent_limits = self._agent(tenant_budget, agent)
+        scopes: list[BudgetScope] = []
+        if tenant_budget is not None:
+            scopes += self._windowed("tenant", _escape(tenant), tenant_budget, now)
+        if agent_limits is not None:
+            assert agent is not None
+            scopes += self._windowed("agent", f"{_escape(tenant)}:{_escape(agent)}", agent_limits, now)
+        call_limit = next(
+            (limits.per_call for limits in (agent_limits, tenant_budget) if limits and limits.per_call),
+            None,
+        )
+        if call_limit is not None and call_id is not None:
+            name = f"call:{_escape(tenant)}:{_escape(call_id)}"
+            scopes.append(
+                BudgetScope(
+                    name=name,
+                    key=f"{self.config.key_prefix}:{name}",
+                    kind="call",
+                    window="call",
+                    soft_usd=call_limit.soft_usd,
+                    hard_usd=call_limit.hard_usd,
+                    expires_at=int(now.timestamp()) + self.config.call_ttl_s,
+                )
+            )
+        return scopes
+
+    def status(self, scope: BudgetScope, spent_nano: int, reserved_nano: int) -> BudgetStatus:
+        committed = spent_nano + reserved_nano
+        remaining = None if scope.hard_usd is None else to_usd(max(to_nano(scope.hard_usd) - committed, 0))
+        return BudgetStatus(
+            scope=scope.name,
+            kind=scope.kind,
+            window=scope.window,
+            soft_usd=scope.soft_usd,
+            hard_usd=scope.hard_usd,
+            spent_usd=to_usd(spent_nano),
+            reserved_usd=to_usd(reserved_nano),
+            remaining_usd=remaining,
+            soft_exceeded=scope.soft_usd is not None and committed > to_nano(scope.soft_usd),
+            resets_at=(
+                None
+                if scope.window == "call"
+                else datetime.fromtimestamp(scope.expires_at - self.config.settle_grace_s, UTC)
+            ),
+        )
+
+
+def _soft_exceeded(scopes: Sequence[BudgetScope], committed_nano: Sequence[int]) -> tuple[str, ...]:
+    return tuple(
+        scope.name
+        for scope, committed in zip(scopes, committed_nano, strict=True)
+        if scope.soft_usd is not None and committed > to_nano(scope.soft_usd)
+    )
+
+
+class BudgetEnforcer(Protocol):
+    policy: BudgetPolicy
+
+    @property
+    def degraded(self) -> bool: ...
+
+    async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
+        """Hold ``amount_usd`` on every scope, or raise ``BudgetExceeded`` and hold nothing."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual_usd: float | Decimal) -> None: ...
+
+    async def release(self, reservation: Reservation) -> None: ...
+
+    async def remaining(
+        self, tenant: str, agent: str | None = None, call_id: str | None = None
+    ) -> list[BudgetStatus]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class _Counter:
+    spent: int = 0
+    reserved: int = 0
+    expires_at: float = 0.0
+
+
+class InProcessBudgets:
+    """Budgets of this process alone: for a single replica, and the fallback while Redis is down.
+
+    Every operation completes without awaiting, so it is atomic on the event loop; the lock also makes
+    it safe from threads.
+    """
+
+    def __init__(self, policy: BudgetPolicy) -> None:
+        self.policy = policy
+        self._counters: dict[str, _Counter] = {}
+        self._reservations: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def degraded(self) -> bool:
+        return False
+
+    def _counter(self, key: str) -> _Counter | None:
+        counter = self._counters.get(key)
+        if counter is not None and counter.expires_at <= self.policy.clock():
+            del self._counters[key]
+            return None
+        return counter
+
+    def _sweep(self) -> None:
+        now = self.policy.clock()
+        for key in [k for k, c in self._counters.items() if c.expires_at <= now]:
+            del self._counters[key]
+
+    async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
+        amount = to_nano(amount_usd)
+        with self._lock:
+            self._sweep()
+            for scope in scopes:
+                counter = self._counter(scope.key) or _Counter()
+                hard = scope.hard_nano
+                if hard is not None and counter.spent + counter.reserved + amount > hard:
+                    raise BudgetExceeded(
+                        scope.name,
+                        to_usd(hard),
+                        to_usd(counter.spent),
+                        to_usd(counter.reserved),
+                        to_usd(amount),
+                    )
+            committed = []
+            for scope in scopes:
+                counter = self._counters.setdefault(scope.key, _Counter())
+                counter.reserved += amount
+                counter.expires_at = scope.expires_at
+                committed.append(counter.spent + counter.reserved)
+            reservation = Reservation(
+                scopes=tuple(scopes),
+                amount_usd=to_usd(amount),
+                soft_exceeded=_soft_exceeded(scopes, committed),
+                backend="local",
+            )
+            self._reservations.add(reservation.id)
+            return reservation
+
+    def _close(self, reservation: Reservation, actual_nano: int) -> None:
+        with self._lock:
+            if reservation.id not in self._reservations:
+                return  # settled or released already
+            self._reservations.discard(reservation.id)
+            for scope in reservation.scopes:
+                counter = self._counter(scope.key)
+                if counter is None:
+                    continue  # the window is over
+                counter.reserved -= reservation.amount_nano
+                counter.spent += actual_nano
+
+    async def settle(self, reservation: Reservation, actual_usd: float | Decimal) -> None:
+        self._close(reservation, to_nano(actual_usd))
+
+    async def release(self, reservation: Reservation) -> None:
+        self._close(reservation, 0)
+
+    async def remaining(
+        self, tenant: str, agent: str | None = None, call_id: str | None = None
+    ) -> list[BudgetStatus]:
+        with self._lock:
+            statuses = []
+            for scope in self.policy.scopes_for(tenant, agent, call_id):
+                counter = self._counter(scope.key) or _Counter()
+                statuses.append(self.policy.status(scope, counter.spent, counter.reserved))
+            return statuses
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS[1] reservation key, KEYS[2..] scope counters (hashes with fields spent, reserved).
+# ARGV[1] amount, ARGV[2] reservation TTL, then per scope: hard limit (-1: none), expiry (unix s).
+# Checks every scope before touching any, so a refused request holds nothing anywhere.
+# Returns {0, failing scope index, spent, reserved} or {1, committed per scope...}.
+_RESERVE_LUA = """
+local amount = tonumber(ARGV[1])
+local scopes = #KEYS - 1
+for i = 1, scopes do
+  local hard = tonumber(ARGV[1 + 2 * i])
+  if hard >= 0 then
+    local spent = tonumber(redis.call('HGET', KEYS[i + 1], 'spent') or '0')
+    local reserved = tonumber(redis.call('HGET', KEYS[i + 1], 'reserved') or '0')
+    if spent + reserved + amount > hard then
+      return {0, i, spent, reserved}
+    end
+  end
+end
+local result = {1}
+for i = 1, scopes do
+  local key = KEYS[i + 1]
+  local reserved = redis.call('HINCRBY', key, 'reserved', amount)
+  redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
+  result[i + 1] = reserved + tonumber(redis.call('HGET', key, 'spent') or '0')
+end
+redis.call('SET', KEYS[1], amount, 'EX', ARGV[2])
+return result
+"""
+
+# KEYS[1] reservation key, KEYS[2..] scope counters. ARGV[1] actual spend, ARGV[2] mode, ARGV[3..]
+# expiry per scope. Mode 'redis': close a Redis reservation, whose key holds the amount held; a
+# missing key means it was settled or released already. Mode '<ttl>': record spend held in-process
+# while Redis was down; the key, kept ttl seconds, marks it recorded. Either way a replay is a no-op.
+_SETTLE_LUA = """
+local held
+if ARGV[2] == 'redis' then
+  held = redis.call('GET', KEYS[1])
+  if not held then return 0 end
+  redis.call('DEL', KEYS[1])
+else
+  if not redis.call('SET', KEYS[1], '0', 'NX', 'EX', ARGV[2]) then return 0 end
+  held = '0'
+end
+-- 0 - x rather than -x: Lua writes -0 as "-0", which HINCRBY rejects.
+local release = 0 - tonumber(held)
+for i = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'reserved', release)
+  redis.call('HINCRBY', KEYS[i], 'spent', ARGV[1])
+  redis.call('EXPIREAT', KEYS[i], ARGV[1 + i])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class _PendingSettle:
+    reservation: Reservation
+    actual_nano: int
+
+
+class RedisBudgets:
+    """Budgets shared by all gateway replicas through Redis, checked and held atomically in Lua.
+
+    When Redis fails, requests are enforced by an in-process fallback (counting from zero for the
+    outage, so limits are per replica meanwhile) and ``degraded`` is set; Redis is retried after
+    ``retry_after_s``. Settlements that could not reach Redis, and the spend of requests held
+    in-process, are replayed to Redis once it answers again, idempotently.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        policy: BudgetPolicy,
+        *,
+        timeout_s: float = 0.5,
+        retry_after_s: float = 5.0,
+    ) -> None:
+        self.policy = policy
+        self._redis = redis_client(redis_url, timeout_s)
+        self._reserve_script = self._redis.register_script(_RESERVE_LUA)
+        self._settle_script = self._redis.register_script(_SETTLE_LUA)
+        self._fallback = InProcessBudgets(policy)
+        self._retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._pending: deque[_PendingSettle] = deque()
+        self._replaying = asyncio.Lock()
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is considered down or settlements wait to be replayed to it."""
+        return time.monotonic() < self._down_until or bool(self._pending)
+
+    def _reservation_key(self, reservation_id: str) -> str:
+        return f"{self.policy.config.key_prefix}:reservation:{reservation_id}"
+
+    def _redis_down(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._down_until:
+            logger.warning("budgets: Redis unavailable (%s); enforcing in-process", exc)
+        self._down_until = time.monotonic() + self._retry_after_s
+
+    async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
+        if time.monotonic() >= self._down_until:
+            amount = to_nano(amount_usd)
+            reservation_id = uuid.uuid4().hex
+            args: list[int] = [amount, self.policy.config.reservation_ttl_s]
+            for scope in scopes:
+                hard = scope.hard_nano
+                args += [-1 if hard is None else hard, scope.expires_at]
+            keys = [self._reservation_key(reservation_id), *(s.key for s in scopes)]
+            try:
+                result = await self._reserve_script(keys=keys, args=args)
+            except (RedisError, OSError) as exc:
+                self._redis_down(exc)
+            else:
+                await self._replay_pending()
+                if result[0] == 0:
+                    _, index, spent, reserved = result
+                    scope = scopes[index - 1]
+                    raise BudgetExceeded(
+                        scope.name, scope.hard_usd or 0.0, to_usd(spent), to_usd(reserved), to_usd(amount)
+                    )
+                return Reservation(
+                    id=reservation_id,
+                    scopes=tuple(scopes),
+                    amount_usd=to_usd(amount),
+                    soft_exceeded=_soft_exceeded(scopes, [int(c) for c in result[1:]]),
+                    backend="redis",
+                )
+        return await self._fallback.reserve(scopes, amount_usd)
+
+    async def _apply(self, pending: _PendingSettle) -> None:
+        reservation = pending.reservation
+        mode = "redis" if reservation.backend == "redis" else str(self.policy.config.reservation_ttl_s)
+        await self._settle_script(
+            keys=[self._reservation_key(reservation.id), *(s.key for s in reservation.scopes)],
+            args=[pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)],
+        )
+
+    async def _replay_pending(self) -> None:
+        if not self._pending or self._replaying.locked():
+            return
+        async with self._replaying:
+            while self._pending:
+                try:
+                    await self._apply(self._pending[0])
+                except (RedisError, OSError) as exc:
+                    self._redis_down(exc)
+                    return
+                self._pending.popleft()
+
+    async def _close(self, reservation: Reservation, actual_nano: int) -> None:
+        if reservation.backend == "local":
+            await self._fallback.settle(reservation, to_usd(actual_nano))
+            if actual_nano == 0:
+                return  # a released local hold never reached Redis; nothing to record there
+        self._pending.append(_PendingSettle(reservation, actual_nano))
+        if time.monotonic() >= self._down_until:
+            await self._replay_pending()
+
+    async def settle(self, reservation: Reservation, actual_usd: float | Decimal) -> None:
+        await self._close(reservation, to_nano(actual_usd))
+
+    async def release(self, reservation: Reservation) -> None:
+        await self._close(reservation, 0)
+
+    async def remaining(
+        self, tenant: str, agent: str | None = None, call_id: str | None = None
+    ) -> list[BudgetStatus]:
+        scopes = self.policy.scopes_for(tenant, agent, call_id)
+        if time.monotonic() >= self._down_until:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for scope in scopes:
+                        pipe.hmget(scope.key, "spent", "reserved")
+                    counters = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                self._redis_down(exc)
+            else:
+                return [
+                    self.policy.status(scope, int(spent or 0), int(reserved or 0))
+                    for scope, (spent, reserved) in zip(scopes, counters, strict=True)
+                ]
+        return await self._fallback.remaining(tenant, agent, call_id)
+
+    async def aclose(self) -> None:
+        await self._replay_pending()
+        await self._redis.aclose()

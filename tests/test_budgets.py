@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from router.accounting.budgets import (
+    BudgetConfig,
+    BudgetExceeded,
+    BudgetLimit,
+    BudgetPolicy,
+    InProcessBudgets,
+    RedisBudgets,
+    Reservation,
+    to_nano,
+)
+from tests.redis_server import RedisServer
+
+CONFIG = BudgetConfig.model_validate(
+    {
+        "tenants": {
+            "acme": {
+                "daily": {"soft_usd": 0.5, "hard_usd": 1.0},
+                "monthly": {"hard_usd": 20},
+                "per_call": {"hard_usd": 0.3},
+                "agents": {"triage": {"daily": {"hard_usd": 0.2}, "per_call": {"hard_usd": 0.05}}},
+                "default_agent": {"daily": {"soft_usd": 0.1}},
+            }
+        },
+        "default_tenant": {"daily": {"hard_usd": 0.25}},
+    }
+)
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_budgets(redis_server: RedisServer) -> AsyncIterator[RedisBudgets]:
+    budgets = RedisBudgets(redis_server.url, BudgetPolicy(CONFIG))
+    yield budgets
+    await budgets.aclose()
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValidationError, match="soft_usd must not exceed"):
+        BudgetLimit(soft_usd=2, hard_usd=1)
+    with pytest.raises(ValidationError, match="needs soft_usd"):
+        BudgetLimit()
+    with pytest.raises(ValidationError):
+        BudgetConfig.model_validate({"tenants": {"a": {"weekly": {"hard_usd": 1}}}})
+
+
+def test_scopes_follow_the_configuration() -> None:
+    policy = BudgetPolicy(CONFIG)
+    now = datetime(2025, 2, 14, 23, 30, tzinfo=UTC)
+    names = [s.name for s in policy.scopes_for("acme", "triage", "call:1", now=now)]
+    assert names == [
+        "tenant:acme:daily:2025-02-14",
+        "tenant:acme:monthly:2025-02",
+        "agent:acme:triage:daily:2025-02-14",
+        "call:acme:call%3A1",
+    ]
+    call = policy.scopes_for("acme", "triage", "call:1", now=now)[-1]
+    assert call.hard_usd == 0.05  # the agent's per-call limit wins over the tenant's
+    daily = policy.scopes_for("acme", now=now)[0]
+    assert daily.expires_at == int(datetime(2025, 2, 15, tzinfo=UTC).timestamp()) + CONFIG.settle_grace_s
+    monthly = policy.scopes_for("acme", now=now)[1]
+    assert monthly.expires_at == int(datetime(2025, 3, 1, tzinfo=UTC).timestamp()) + CONFIG.settle_grace_s
+    # Unlisted agents get the default agent's limits; their calls the tenant's per-call limit.
+    other = policy.scopes_for("acme", "writer", "c", now=now)
+    assert [s.name for s in other][2:] == ["agent:acme:writer:daily:2025-02-14", "call:acme:c"]
+    assert other[-1].hard_usd == 0.3
+    assert [s.name for s in policy.scopes_for("globex", "x", "c", now=now)] == ["tenant:globex:daily:2025-02-14"]
+    assert BudgetPolicy(BudgetConfig()).scopes_for("acme", "triage", "c") == []
+
+
+async def test_in_process_hard_limit_is_atomic_across_scopes() -> None:
+    policy = BudgetPolicy(CONFIG)
+    budgets = InProcessBudgets(policy)
+    scopes = policy.scopes_for("acme", "triage")
+    held = [await budgets.reserve(scopes, 0.05) for _ in range(4)]
+    with pytest.raises(BudgetExceeded) as refused:
+        await budgets.reserve(scopes, 0.05)
+    assert refused.value.scope_name.startswith("agent:acme:triage:daily")
+    assert refused.value.limit == pytest.approx(0.2)
+    tenant_only = policy.scopes_for("acme")
+    # The refused request held nothing on the tenant scope either.
+    assert (await budgets.remaining("acme"))[0].reserved_usd == pytest.approx(0.2)
+    for reservation in held:
+        await budgets.settle(reservation, 0.01)
+    status = {s.scope.split(":")[0]: s for s in await budgets.remaining("acme", "triage")}
+    assert status["agent"].spent_usd == pytest.approx(0.04)
+    assert status["agent"].reserved_usd == 0
+    assert status["agent"].remaining_usd == pytest.approx(0.16)
+    assert (await budgets.reserve(tenant_only, 0.9)).soft_exceeded == (tenant_only[0].name,)
+
+
+async def test_in_process_soft_limit_settle_release_and_window_expiry() -> None:
+    clock = FakeClock(datetime(2025, 5, 31, 23, 0, tzinfo=UTC))
+    policy = BudgetPolicy(CONFIG, clock=clock)
+    budgets = InProcessBudgets(policy)
+    scopes = policy.scopes_for("acme")
+    first = await budgets.reserve(scopes, 0.4)
+    assert first.soft_exceeded == ()
+    second = await budgets.reserve(scopes, 0.2)
+    assert second.soft_exceeded == ("tenant:acme:daily:2025-05-31",)
+    await budgets.release(second)
+    await budgets.settle(first, 0.35)
+    await budgets.settle(first, 0.35)  # a second settle of the same reservation changes nothing
+    daily, monthly = await budgets.remaining("acme")
+    assert (daily.spent_usd, daily.reserved_usd, daily.soft_exceeded) == (0.35, 0, False)
+    assert monthly.spent_usd == 0.35
+    assert daily.resets_at == datetime(2025, 6, 1, tzinfo=UTC)
+
+    clock.now += 2 * 3600  # past midnight and the grace period: a new day and a new month
+    daily, monthly = await budgets.remaining("acme")
+    assert daily.scope == "tenant:acme:daily:2025-06-01" and daily.spent_usd == 0
+    assert monthly.scope == "tenant:acme:monthly:2025-06" and monthly.spent_usd == 0
+    await budgets.reserve(policy.scopes_for("acme"), 0.01)
+    assert set(budgets._counters) == {s.key for s in policy.scopes_for("acme")}  # old windows swept
+
+
+async def test_concurrent_reservations_across_replicas_never_pass_the_hard_limit(redis_server: RedisServer) -> None:
+    config = BudgetConfig.model_validate({"tenants": {"acme": {"daily": {"soft_usd": 0.6, "hard_usd": 1.0}}}})
+    replicas = [RedisBudgets(redis_server.url, BudgetPolicy(config)) for _ in range(2)]
+    scopes = replicas[0].policy.scopes_for("acme")
+    rng = random.Random(7)
+    amounts = [rng.choice([0.01, 0.013, 0.02, 0.037]) for _ in range(200)]
+
+    async def attempt(i: int) -> Reservation | None:
+        try:
+            return await replicas[i % 2].reserve(scopes, amounts[i])
+        except BudgetExceeded:
+            return None
+
+    # All holds first (no settle frees room meanwhile), so the hard limit alone decides who is refused.
+    held = await asyncio.gather(*(attempt(i) for i in range(200)))
+    granted_nano = sum(to_nano(amounts[i]) for i, r in enumerate(held) if r is not None)
+    refused = [amounts[i] for i, r in enumerate(held) if r is None]
+    assert granted_nano <= to_nano(1.0)
+    assert refused and all(granted_nano + to_nano(a) > to_nano(1.0) for a in refused)
+    assert all(r.backend == "redis" for r in held if r is not None)
+
+    actuals = {r.id: round(r.amount_usd * rng.random(), 9) for r in held if r is not None}
+    await asyncio.gather(*(replicas[i % 2].settle(r, actuals[r.id]) for i, r in enumerate(held) if r is not None))
+    settled_nano = sum(to_nano(a) for a in actuals.values())
+    with redis_server.client() as client:
+        counters = client.hgetall(scopes[0].key)
+    assert int(counters[b"reserved"]) == 0
+    assert int(counters[b"spent"]) == settled_nano
+    for replica in replicas:
+        (status,) = await replica.remaining("acme")
+        assert to_nano(status.spent_usd) == settled_nano
+        assert not replica.degraded
+        await replica.aclose()
+
+
+async def test_redis_soft_flag_hard_refusal_and_idempotent_settle(redis_budgets: RedisBudgets) -> None:
+    scopes = redis_budgets.policy.scopes_for("acme", "triage", "call-1")
+    small = await redis_budgets.reserve(scopes, 0.04)
+    assert small.soft_exceeded == ()
+    with pytest.raises(BudgetExceeded) as refused:
+        await redis_budgets.reserve(scopes, 0.02)  # 0.06 > the agent's per-call 0.05
+    assert refused.value.scope_name == "call:acme:call-1"
+    assert refused.value.reserved == pytest.approx(0.04)
+    await redis_budgets.settle(small, 0.03)
+    await redis_budgets.settle(small, 0.03)
+    await redis_budgets.release(small)
+    statuses = {s.kind: s for s in await redis_budgets.remaining("acme", "triage", "call-1")}
+    assert statuses["call"].spent_usd == pytest.approx(0.03)
+    assert statuses["call"].reserved_usd == 0
+    assert statuses["tenant"].spent_usd == pytest.approx(0.03)
+
+    big = await redis_budgets.reserve(redis_budgets.policy.scopes_for("acme"), 0.6)
+    assert big.soft_exceeded == (redis_budgets.policy.scopes_for("acme")[0].name,)
+
+
+async def test_redis_window_keys_expire(redis_server: RedisServer) -> None:
+    config = BudgetConfig.model_validate(
+        {
+            "call_ttl_s": 1,
+            "settle_grace_s": 60,
+            "tenants": {"acme": {"daily": {"hard_usd": 5}, "per_call": {"hard_usd": 1}}},
+        }
+    )
+    budgets = RedisBudgets(redis_server.url, BudgetPolicy(config))
+    daily, call = budgets.policy.scopes_for("acme", call_id="c")
+    reservation = await budgets.reserve([daily, call], 0.1)
+    await budgets.settle(reservation, 0.1)
+    with redis_server.client() as client:
+        assert client.expiretime(daily.key) == daily.expires_at
+        now = datetime.now(UTC)
+        end_of_day = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp() + 86400
+        assert daily.expires_at == int(end_of_day) + 60
+        assert client.exists(call.key)
+        time.sleep(1.2)
+        assert not client.exists(call.key)  # the call is over: its budget is gone
+        assert client.exists(daily.key)
+        assert client.keys("switchboard:budget:reservation:*") == []
+    await budgets.aclose()
+
+
+async def test_redis_outage_falls_back_in_process_and_catches_up(redis_server: RedisServer) -> None:
+    budgets = RedisBudgets(redis_server.url, BudgetPolicy(CONFIG), timeout_s=0.3, retry_after_s=0.1)
+    scopes = budgets.policy.scopes_for("acme")
+    before = await budgets.reserve(scopes, 0.1)
+    assert before.backend == "redis"
+
+    await asyncio.to_thread(redis_server.stop)
+    during = await budgets.reserve(scopes, 0.2)  # never fails because Redis does
+    assert during.backend == "local" and budgets.degraded
+    await budgets.settle(before, 0.05)  # a Redis hold settled while Redis is down waits for it
+    await budgets.settle(during, 0.15)
+    with pytest.raises(BudgetExceeded):
+        await budgets.reserve(scopes, 0.9)  # the fallback still enforces limits (0.2 held + 0.9 > 1.0)
+
+    await asyncio.to_thread(redis_server.start)
+    await asyncio.sleep(0.15)
+    after = await budgets.reserve(scopes, 0.01)
+    assert after.backend == "redis"
+    await budgets.release(after)
+    assert not budgets.degraded
+    (daily, monthly) = await budgets.remaining("acme")
+    assert daily.spent_usd == pytest.approx(0.2)  # 0.05 settled late + 0.15 spent during the outage
+    assert daily.reserved_usd == 0
+    assert monthly.spent_usd == pytest.approx(0.2)
+    await budgets.aclose()
