@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import uvicorn
 
 _STARTUP_POLL_SECONDS = 0.005
+T = TypeVar("T")
 
 
 class BackgroundServer:
@@ -41,6 +44,7 @@ class BackgroundServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -53,14 +57,12 @@ class BackgroundServer:
         if self._thread is not None:
             raise RuntimeError(f"the {self.name} is already running")
         server = uvicorn.Server(self._config)
-        thread = threading.Thread(target=server.run, name=f"switchboard-{self.name}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(server,), name=f"switchboard-{self.name}", daemon=True)
         thread.start()
         deadline = time.monotonic() + self._startup_timeout
         while not server.started:
             if not thread.is_alive():
-                raise RuntimeError(
-                    f"the {self.name} failed to start on {self._config.host}:{self._config.port}"
-                )
+                raise RuntimeError(f"the {self.name} failed to start on {self._config.host}:{self._config.port}")
             if time.monotonic() > deadline:
                 server.should_exit = True
                 raise TimeoutError(f"the {self.name} did not start in time")
@@ -68,6 +70,20 @@ class BackgroundServer:
         self._server, self._thread = server, thread
         self.port = server.servers[0].sockets[0].getsockname()[1]
         return self
+
+    def _run(self, server: uvicorn.Server) -> None:
+        with asyncio.Runner(loop_factory=self._config.get_loop_factory()) as runner:
+            runner.run(self._serve(server))
+
+    async def _serve(self, server: uvicorn.Server) -> None:
+        self.loop = asyncio.get_running_loop()
+        await server.serve()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run a coroutine on the server's own event loop (its services belong to that loop) and wait for it."""
+        if self.loop is None:
+            raise RuntimeError(f"the {self.name} is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def stop(self) -> None:
         if self._server is None or self._thread is None:

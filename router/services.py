@@ -74,8 +74,10 @@ class Services:
 
 def build_state(settings: Settings) -> StateStore:
     if settings.redis_url is None:
-        return InProcessState()
-    return RedisState(redis_client(settings.redis_url, REDIS_TIMEOUT_SECONDS))
+        return InProcessState(call_ttl_seconds=settings.call_ttl_seconds)
+    return RedisState(
+        redis_client(settings.redis_url, REDIS_TIMEOUT_SECONDS), call_ttl_seconds=settings.call_ttl_seconds
+    )
 
 
 def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:

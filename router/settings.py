@@ -12,21 +12,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
 
-    config: Path | None = Field(
-        default=None, description="Gateway YAML; unset = the embedded simulator default."
-    )
+    config: Path | None = Field(default=None, description="Gateway YAML; unset = the embedded simulator default.")
     policy: Path | None = Field(default=None, description="Overrides the policy file named by the config.")
     host: str = "127.0.0.1"
     port: int = 4000
     workers: int = 1
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("SWITCHBOARD_REDIS_URL", "REDIS_URL")
-    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_REDIS_URL", "REDIS_URL"))
     admin_key: str | None = Field(default=None, description="Bearer key for /admin endpoints.")
     data_dir: Path = Field(default=Path(".switchboard"), description="Ledger, spool, traffic log, caches.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classifier: Literal["on", "off"] = "on"
     classifier_model: Path | None = Field(default=None, description="joblib model; unset = the shipped one.")
+    call_ttl_seconds: float = Field(
+        default=4 * 3600, gt=0, description="How long a call's state outlives its last turn."
+    )
     watch_policy: bool = Field(default=True, description="Reload the policy when its file changes.")
 
     @property

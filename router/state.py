@@ -26,14 +26,13 @@ DAY_SECONDS = 86400.0
 
 @dataclass(slots=True)
 class CallRecord:
-    """A call so far: turns served, the highest tier used and when it was reached, risks seen, spend."""
+    """A call so far: turns served, the highest tier used and when it was reached, risks seen."""
 
     turns: int = 0
     max_tier: str | None = None
     max_rank: int = -1
     escalated_at_turn: int | None = None
     risks_seen: set[str] = field(default_factory=set)
-    cost_usd: float = 0.0
     updated_at: float = 0.0
 
     def facts(self, caller_open_complaint: bool) -> CallFacts:
@@ -49,11 +48,7 @@ class CallRecord:
 class StateStore(Protocol):
     async def load_call(self, tenant: str, call_id: str) -> CallRecord: ...
 
-    async def record_turn(
-        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
-    ) -> CallRecord: ...
-
-    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None: ...
+    async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None: ...
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool: ...
 
@@ -96,19 +91,13 @@ class InProcessState:
             return CallRecord()
         return record
 
-    async def record_turn(
-        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
-    ) -> CallRecord:
+    async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         record = self._call(tenant, call_id)
         record.turns += 1
         if tier_rank > record.max_rank:
             record.max_rank, record.max_tier, record.escalated_at_turn = tier_rank, tier, record.turns
         record.risks_seen.update(risks)
         record.updated_at = time.time()
-        return record
-
-    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None:
-        self._call(tenant, call_id).cost_usd += cost_usd
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
         at = self._complaints.get((tenant, caller_id))
@@ -149,7 +138,7 @@ class RedisState:
     ) -> None:
         self._redis = client
         self._fallback = fallback or InProcessState(call_ttl_seconds=call_ttl_seconds)
-        self._ttl = int(call_ttl_seconds)
+        self._ttl = max(1, round(call_ttl_seconds))
         self._prefix = prefix
         self._script = client.register_script(_RECORD_TURN)
         self._failing_since: float | None = None
@@ -190,27 +179,17 @@ class RedisState:
             max_rank=int(text.get("max_rank", -1)),
             escalated_at_turn=int(text["escalated_at"]) if "escalated_at" in text else None,
             risks_seen={r.decode() for r in risks},
-            cost_usd=float(text.get("cost_usd", 0)),
         )
 
-    async def record_turn(
-        self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]
-    ) -> CallRecord:
+    async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         risks = list(risks)
         try:
             await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            return await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
+            await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
+            return
         self._recovered()
-        return await self.load_call(tenant, call_id)
-
-    async def add_call_cost(self, tenant: str, call_id: str, cost_usd: float) -> None:
-        try:
-            await self._redis.hincrbyfloat(self._keys(tenant, call_id)[0], "cost_usd", cost_usd)
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-            await self._fallback.add_call_cost(tenant, call_id, cost_usd)
 
     def _complaint_key(self, tenant: str, caller_id: str) -> str:
         return f"{self._prefix}:caller:{tenant}:{caller_id}:complaint"

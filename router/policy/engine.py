@@ -183,7 +183,7 @@ class PolicyEngine:
             nonlocal tier
             raised = ladder.at_least(tier, floor)
             if raised != tier:
-                reasons.append(f"{why}→{floor}")
+                reasons.append(f"{why}->{floor}")
                 tier = raised
 
         low = policy.low_confidence
@@ -201,7 +201,7 @@ class PolicyEngine:
         if facts.budget_soft_exceeded and policy.budget_downgrade is not None and not present:
             downgrade = policy.budget_downgrade.tier
             if ladder.rank(downgrade) < ladder.rank(tier):
-                reasons.append(f"budget_soft_limit→{downgrade}")
+                reasons.append(f"budget_soft_limit->{downgrade}")
                 tier = downgrade
         floors = policy.floor
         if present and floors.high_stakes is not None:
