@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from router.api import admin, calls, chat, health, models
+from router.api import admin, budgets, calls, chat, health, models
 from router.errors import install_error_handlers
 from router.services import build_services
 from router.settings import Settings
@@ -32,6 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (chat, models, calls, health, admin):
+    for module in (chat, models, calls, budgets, health, admin):
         app.include_router(module.router)
     return app

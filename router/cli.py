@@ -20,9 +20,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (SWITCHBOARD_CONFIG)."
-)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (SWITCHBOARD_CONFIG).")
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy YAML overriding the config's.")
 @click.option("--host", help="Bind address (SWITCHBOARD_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (SWITCHBOARD_PORT, default 4000).")
@@ -45,9 +43,7 @@ def serve(
         if value is not None:
             os.environ[f"SWITCHBOARD_{name}"] = str(value)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         loaded = load_config(settings.config)
         load_policy(loaded.policy_path(settings.policy), loaded.config)
@@ -85,10 +81,12 @@ def validate_policy(policy_file: Path, config_path: Path | None) -> None:
     click.echo(f"valid: {loaded.version} ({len(loaded.policy.rules)} rules)")
 
 
-def _register_optional_commands() -> None:
+def _register_commands() -> None:
+    from router.accounting.cli import ledger, report
     from router.simulator.cli import simulate
 
-    main.add_command(simulate)
+    for command in (simulate, ledger, report):
+        main.add_command(command)
 
 
-_register_optional_commands()
+_register_commands()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from router.accounting.budgets import BudgetConfig
 from router.accounting.pricing import PriceOverride
 from router.yamlsource import YamlDocument
 
@@ -95,6 +96,9 @@ class Limits(StrictModel):
     max_content_chars: int = Field(default=400_000, gt=0)
     max_n: int = Field(default=8, gt=0)
     max_tokens: int = Field(default=128_000, gt=0)
+    reserve_output_tokens: int = Field(
+        default=4096, gt=0, description="Answer tokens a budget reserves for a request that sets no max_tokens."
+    )
 
 
 class SimulatorSection(StrictModel):
@@ -115,6 +119,7 @@ class GatewayConfig(StrictModel):
     limits: Limits = Limits()
     simulator: SimulatorSection = SimulatorSection()
     breaker: BreakerConfig = BreakerConfig()
+    budgets: BudgetConfig | None = None
 
     @field_validator("tiers")
     @classmethod

@@ -6,6 +6,7 @@ serves every surface and every test.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -16,10 +17,11 @@ from typing import Any, Protocol
 import orjson
 
 from router import headers as H
+from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
 from router.accounting.tokens import content_text, text_tokens
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
-from router.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
+from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from router.facts import TurnClassification, text_or_none, turn_facts
 from router.policy.engine import Decision
 from router.policy.facts import CallFacts, Facts
@@ -50,6 +52,12 @@ class TurnClassifier(Protocol):
     async def classify(self, messages: list[dict[str, Any]], has_tools: bool) -> TurnClassification: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    policy: BudgetPolicy
+    enforcer: BudgetEnforcer
+
+
 @dataclass(slots=True)
 class Turn:
     request_id: str
@@ -68,6 +76,7 @@ class Turn:
     shadow: tuple[str, Decision] | None
     stream: bool
     include_usage: bool
+    reservation: Reservation | None = None
 
 
 @dataclass(slots=True)
@@ -109,6 +118,10 @@ class Accountant(Protocol):
 
     def record_rejection(self, rejection: Rejection) -> None: ...
 
+    def max_cost(self, deployments: list[Deployment], prompt_tokens: int, max_output_tokens: int) -> float:
+        """The most these tokens could cost on the dearest of these deployments (for budget reservations)."""
+        ...
+
 
 class Gateway:
     def __init__(
@@ -119,6 +132,7 @@ class Gateway:
         accountant: Accountant,
         state: StateStore,
         classifier: TurnClassifier | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.config = config
         self.policies = policies
@@ -126,6 +140,7 @@ class Gateway:
         self.accountant = accountant
         self.classifier = classifier
         self.state = state
+        self.budgets = budgets
         self._deployments = {d.name: d for d in config.deployments}
 
     # -- understand, classify, decide -----------------------------------------------------------------------
@@ -172,9 +187,20 @@ class Gateway:
             call=call,
         )
         decision = loaded.engine.decide(facts)
-        if decision.tier is not None:
-            self._check_allowed(caller, decision.tier, routed=True)
-        await self._remember(caller.tenant, call_id, caller_id, decision, classification)
+        reservation = None
+        if self.budgets is not None:
+            reservation = await self._reserve(caller, call_id, request, facts, decision)
+            if reservation is not None and reservation.soft_exceeded and not decision.high_stakes:
+                facts = dataclasses.replace(facts, budget_soft_exceeded=True)
+                decision = loaded.engine.decide(facts)
+        try:
+            if decision.tier is not None:
+                self._check_allowed(caller, decision.tier, routed=True)
+            await self._remember(caller.tenant, call_id, caller_id, decision, classification)
+        except BaseException:
+            if reservation is not None and self.budgets is not None:
+                await self.budgets.enforcer.release(reservation)
+            raise
         shadow = self.policies.shadow
         return Turn(
             request_id=request_id,
@@ -193,7 +219,28 @@ class Gateway:
             shadow=(shadow.version, shadow.engine.decide(facts)) if shadow else None,
             stream=bool(request.stream),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
+            reservation=reservation,
         )
+
+    async def _reserve(
+        self, caller: Caller, call_id: str | None, request: ChatCompletionRequest, facts: Facts, decision: Decision
+    ) -> Reservation | None:
+        """Hold the most this turn could cost on every budget it is charged to, before calling anyone."""
+        assert self.budgets is not None
+        scopes = self.budgets.policy.scopes_for(caller.tenant, caller.agent, call_id)
+        if not scopes:
+            return None
+        limits = self.config.limits
+        max_output = request.max_completion_tokens or request.max_tokens or limits.reserve_output_tokens
+        candidates = self.chain.candidates(decision.tier, decision.deployment)
+        amount = self.accountant.max_cost(candidates, facts.prompt_tokens, max_output * (request.n or 1))
+        try:
+            return await self.budgets.enforcer.reserve(scopes, amount)
+        except BudgetExceeded as exc:
+            raise BudgetExhausted(
+                f"the budget '{exc.scope_name}' is exhausted: {exc.spent:.6f} of {exc.limit:.6f} USD spent",
+                param=exc.scope_name,
+            ) from exc
 
     async def _call_facts(
         self, tenant: str, call_id: str | None, caller_id: str | None, memory_days: float
@@ -275,7 +322,7 @@ class Gateway:
         try:
             deployment, answer, attempts = await self.chain.complete(candidates, turn.upstream_body)
         except Exception as exc:
-            self._fail(turn, outcome, exc)
+            await self._fail(turn, outcome, exc)
             raise
         outcome.deployment, outcome.attempts = deployment, attempts
         usage = Usage.from_openai(answer.get("usage"))
@@ -285,7 +332,7 @@ class Gateway:
         outcome.usage = usage
         outcome.cost_usd, outcome.baseline_cost_usd = self.accountant.price(deployment, usage)
         outcome.total_ms = (time.perf_counter() - turn.started) * 1000
-        self.accountant.record(turn, outcome)
+        await self.finish(turn, outcome)
         response_headers = self.decision_headers(turn, deployment, attempts)
         response_headers[H.COST_USD] = f"{outcome.cost_usd:.8f}"
         response_headers[H.BASELINE_COST_USD] = f"{outcome.baseline_cost_usd:.8f}"
@@ -296,14 +343,23 @@ class Gateway:
         try:
             opened = await self.chain.open_stream(candidates, turn.upstream_body)
         except Exception as exc:
-            self._fail(turn, Outcome(), exc)
+            await self._fail(turn, Outcome(), exc)
             raise
         return opened, self.decision_headers(turn, opened.deployment, opened.attempts)
 
-    def _fail(self, turn: Turn, outcome: Outcome, exc: Exception) -> None:
+    async def _fail(self, turn: Turn, outcome: Outcome, exc: Exception) -> None:
         outcome.status = getattr(exc, "status_code", 500)
         outcome.error_type = getattr(exc, "error_type", type(exc).__name__)
         outcome.total_ms = (time.perf_counter() - turn.started) * 1000
+        await self.finish(turn, outcome)
+
+    async def finish(self, turn: Turn, outcome: Outcome) -> None:
+        """Settle the turn's budget reservation at its real cost (nothing if it failed), then account for it."""
+        if turn.reservation is not None and self.budgets is not None:
+            try:
+                await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd)
+            except Exception:
+                logger.exception("could not settle the budget of %s", turn.request_id)
         self.accountant.record(turn, outcome)
 
     def record_rejection(

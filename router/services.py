@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets
 from router.accounting.ledger import redis_client
 from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator
-from router.config import SIMULATOR_API_BASE, LoadedConfig, load_config
-from router.gateway import Gateway
+from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
+from router.gateway import Budgets, Gateway
 from router.metrics import Metrics
 from router.policy.store import PolicyStore
 from router.providers.base import Provider
@@ -56,6 +57,9 @@ class Services:
         ledger = self.recorder.ledger
         if not ledger.healthy:
             problems.append(f"ledger: sink unavailable, {ledger.spooled_batches} batches spooled locally")
+        budgets = self.gateway.budgets
+        if budgets is not None and budgets.enforcer.degraded:
+            problems.append("budgets: redis unavailable, enforcing in-process")
         if self.gateway.state.degraded:
             problems.append("state: redis unavailable, using in-process call state")
         return problems
@@ -78,6 +82,35 @@ def build_state(settings: Settings) -> StateStore:
     return RedisState(
         redis_client(settings.redis_url, REDIS_TIMEOUT_SECONDS), call_ttl_seconds=settings.call_ttl_seconds
     )
+
+
+def build_budgets(settings: Settings, config: GatewayConfig) -> Budgets | None:
+    if config.budgets is None:
+        return None
+    policy = BudgetPolicy(config.budgets)
+    enforcer: BudgetEnforcer = (
+        RedisBudgets(settings.redis_url, policy) if settings.redis_url else InProcessBudgets(policy)
+    )
+    return Budgets(policy, enforcer)
+
+
+async def publish_budgets(budgets: Budgets, config: GatewayConfig, metrics: Metrics, interval: float = 5.0) -> None:
+    """Keep the remaining-budget gauge of every configured tenant and agent fresh."""
+    assert config.budgets is not None
+    while True:
+        for tenant, tenant_budget in config.budgets.tenants.items():
+            for agent in (None, *tenant_budget.agents):
+                try:
+                    statuses = await budgets.enforcer.remaining(tenant, agent)
+                except Exception:
+                    logger.exception("could not read the budgets of %s", tenant)
+                    continue
+                for status in statuses:
+                    if status.remaining_usd is not None and status.kind != "call":
+                        metrics.budget_remaining.labels(status.kind, tenant, agent or "", status.window).set(
+                            status.remaining_usd
+                        )
+        await asyncio.sleep(interval)
 
 
 def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:
@@ -135,7 +168,8 @@ async def build_services(settings: Settings) -> Services:
     health = DeploymentHealth(
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
-    gateway = Gateway(config, policies, FallbackChain(config, providers, health), recorder, state)
+    budgets = build_budgets(settings, config)
+    gateway = Gateway(config, policies, FallbackChain(config, providers, health), recorder, state, budgets=budgets)
     services = Services(
         settings=settings,
         loaded=loaded,
@@ -144,10 +178,13 @@ async def build_services(settings: Settings) -> Services:
         auth=Authenticator(settings.admin_key),
         metrics=metrics,
         recorder=recorder,
-        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose],
+        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose]
+        + ([budgets.enforcer.aclose] if budgets else []),
         simulator=simulator,
     )
     services.tasks.append(asyncio.create_task(recorder.calls.run()))
+    if budgets is not None:
+        services.tasks.append(asyncio.create_task(publish_budgets(budgets, config, metrics)))
     services.closers.insert(0, _as_async(recorder.calls.finish_all))
     if settings.watch_policy:
         services.tasks.append(asyncio.create_task(policies.watch()))

@@ -53,9 +53,7 @@ class YamlDocument:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
-            raise ConfigFileError(
-                source, line, f"invalid YAML: {getattr(exc, 'problem', None) or exc}"
-            ) from exc
+            raise ConfigFileError(source, line, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
         self._lines: dict[Location, int] = {}
         if root is not None:
             self._index(root, ())

@@ -109,7 +109,11 @@ async def test_in_process_hard_limit_is_atomic_across_scopes() -> None:
     assert status["agent"].spent_usd == pytest.approx(0.04)
     assert status["agent"].reserved_usd == 0
     assert status["agent"].remaining_usd == pytest.approx(0.16)
-    assert (await budgets.reserve(tenant_only, 0.9)).soft_exceeded == (tenant_only[0].name,)
+    # Soft limits compare settled spend, not what a request might cost.
+    big = await budgets.reserve(tenant_only, 0.9)
+    assert big.soft_exceeded == ()
+    await budgets.settle(big, 0.5)
+    assert (await budgets.reserve(tenant_only, 0.01)).soft_exceeded == (tenant_only[0].name,)
 
 
 async def test_in_process_soft_limit_settle_release_and_window_expiry() -> None:
@@ -120,7 +124,7 @@ async def test_in_process_soft_limit_settle_release_and_window_expiry() -> None:
     first = await budgets.reserve(scopes, 0.4)
     assert first.soft_exceeded == ()
     second = await budgets.reserve(scopes, 0.2)
-    assert second.soft_exceeded == ("tenant:acme:daily:2025-05-31",)
+    assert second.soft_exceeded == ()  # soft limits compare settled spend; 0.6 is only held
     await budgets.release(second)
     await budgets.settle(first, 0.35)
     await budgets.settle(first, 0.35)  # a second settle of the same reservation changes nothing
@@ -188,8 +192,11 @@ async def test_redis_soft_flag_hard_refusal_and_idempotent_settle(redis_budgets:
     assert statuses["call"].reserved_usd == 0
     assert statuses["tenant"].spent_usd == pytest.approx(0.03)
 
-    big = await redis_budgets.reserve(redis_budgets.policy.scopes_for("acme"), 0.6)
-    assert big.soft_exceeded == (redis_budgets.policy.scopes_for("acme")[0].name,)
+    tenant_scopes = redis_budgets.policy.scopes_for("acme")
+    big = await redis_budgets.reserve(tenant_scopes, 0.6)
+    assert big.soft_exceeded == ()  # soft limits compare settled spend
+    await redis_budgets.settle(big, 0.6)
+    assert (await redis_budgets.reserve(tenant_scopes, 0.01)).soft_exceeded == (tenant_scopes[0].name,)
 
 
 async def test_redis_window_keys_expire(redis_server: RedisServer) -> None:

@@ -257,7 +257,7 @@ class BudgetPolicy:
             spent_usd=to_usd(spent_nano),
             reserved_usd=to_usd(reserved_nano),
             remaining_usd=remaining,
-            soft_exceeded=scope.soft_usd is not None and committed > to_nano(scope.soft_usd),
+            soft_exceeded=scope.soft_usd is not None and spent_nano > to_nano(scope.soft_usd),
             resets_at=(
                 None
                 if scope.window == "call"
@@ -266,11 +266,12 @@ class BudgetPolicy:
         )
 
 
-def _soft_exceeded(scopes: Sequence[BudgetScope], committed_nano: Sequence[int]) -> tuple[str, ...]:
+def _soft_exceeded(scopes: Sequence[BudgetScope], spent_nano: Sequence[int]) -> tuple[str, ...]:
+    """Soft limits compare settled spend: a turn is downgraded once money was spent, not for what it might cost."""
     return tuple(
         scope.name
-        for scope, committed in zip(scopes, committed_nano, strict=True)
-        if scope.soft_usd is not None and committed > to_nano(scope.soft_usd)
+        for scope, spent in zip(scopes, spent_nano, strict=True)
+        if scope.soft_usd is not None and spent > to_nano(scope.soft_usd)
     )
 
 
@@ -346,16 +347,16 @@ class InProcessBudgets:
                         to_usd(counter.reserved),
                         to_usd(amount),
                     )
-            committed = []
+            spent = []
             for scope in scopes:
                 counter = self._counters.setdefault(scope.key, _Counter())
                 counter.reserved += amount
                 counter.expires_at = scope.expires_at
-                committed.append(counter.spent + counter.reserved)
+                spent.append(counter.spent)
             reservation = Reservation(
                 scopes=tuple(scopes),
                 amount_usd=to_usd(amount),
-                soft_exceeded=_soft_exceeded(scopes, committed),
+                soft_exceeded=_soft_exceeded(scopes, spent),
                 backend="local",
             )
             self._reservations.add(reservation.id)
@@ -396,7 +397,7 @@ class InProcessBudgets:
 # KEYS[1] reservation key, KEYS[2..] scope counters (hashes with fields spent, reserved).
 # ARGV[1] amount, ARGV[2] reservation TTL, then per scope: hard limit (-1: none), expiry (unix s).
 # Checks every scope before touching any, so a refused request holds nothing anywhere.
-# Returns {0, failing scope index, spent, reserved} or {1, committed per scope...}.
+# Returns {0, failing scope index, spent, reserved} or {1, settled spend per scope...}.
 _RESERVE_LUA = """
 local amount = tonumber(ARGV[1])
 local scopes = #KEYS - 1
@@ -415,7 +416,7 @@ for i = 1, scopes do
   local key = KEYS[i + 1]
   local reserved = redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
-  result[i + 1] = reserved + tonumber(redis.call('HGET', key, 'spent') or '0')
+  result[i + 1] = tonumber(redis.call('HGET', key, 'spent') or '0')
 end
 redis.call('SET', KEYS[1], amount, 'EX', ARGV[2])
 return result

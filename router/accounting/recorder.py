@@ -45,6 +45,9 @@ class Recorder:
         baseline = self.prices.baseline_cost(usage, self._baseline, deployment.name).cost_usd
         return float(cost), float(baseline)
 
+    def max_cost(self, deployments: list[Deployment], prompt_tokens: int, max_output_tokens: int) -> float:
+        return float(max(self.prices.max_cost(d.name, prompt_tokens, max_output_tokens) for d in deployments))
+
     def _shadow(self, turn: Turn, usage: Usage | None, served: str | None) -> dict[str, object]:
         if turn.shadow is None:
             return {}

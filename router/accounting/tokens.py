@@ -45,9 +45,7 @@ def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -57,9 +55,7 @@ def prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None
         total += TOKENS_PER_MESSAGE + text_tokens(content_text(message.get("content")))
         for call in message.get("tool_calls") or ():
             function = (call.get("function") if isinstance(call, dict) else None) or {}
-            total += text_tokens(str(function.get("name", ""))) + text_tokens(
-                str(function.get("arguments", ""))
-            )
+            total += text_tokens(str(function.get("name", ""))) + text_tokens(str(function.get("arguments", "")))
     if tools:
         total += text_tokens(orjson.dumps(tools).decode())
     return total

@@ -29,9 +29,7 @@ def _parse(raw: bytes, max_bytes: int) -> tuple[dict[str, Any], ChatCompletionRe
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-        ) from exc
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
     try:

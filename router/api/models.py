@@ -16,8 +16,5 @@ async def list_models(services: ServicesDep) -> ModelList:
     created = int(services.policies.active.loaded_at)
     cards = [ModelCard(id="auto", created=created, owned_by="switchboard")]
     cards += [ModelCard(id=tier, created=created, owned_by="switchboard") for tier in config.tiers]
-    cards += [
-        ModelCard(id=d.name, created=created, owned_by=d.provider_prefix or "openai")
-        for d in config.deployments
-    ]
+    cards += [ModelCard(id=d.name, created=created, owned_by=d.provider_prefix or "openai") for d in config.deployments]
     return ModelList(data=cards)

@@ -61,9 +61,7 @@ class PolicyEngine:
     def present_risks(self, risks: Mapping[str, float], threshold: float | None = None) -> tuple[str, ...]:
         return tuple(
             sorted(
-                r
-                for r, p in risks.items()
-                if p >= (threshold if threshold is not None else self.policy.threshold(r))
+                r for r, p in risks.items() if p >= (threshold if threshold is not None else self.policy.threshold(r))
             )
         )
 

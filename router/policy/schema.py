@@ -77,12 +77,8 @@ class CallCondition(StrictModel):
     """What the gateway remembers about the current call (needs a call id) and the caller."""
 
     turn: Range | None = Field(default=None, description="1-based turn number within the call.")
-    reached_tier: str | None = Field(
-        default=None, description="An earlier turn of the call used this tier or higher."
-    )
-    risks_seen: list[str] | None = Field(
-        default=None, description="Any of these risks appeared earlier in the call."
-    )
+    reached_tier: str | None = Field(default=None, description="An earlier turn of the call used this tier or higher.")
+    risks_seen: list[str] | None = Field(default=None, description="Any of these risks appeared earlier in the call.")
     caller_open_complaint: bool | None = Field(
         default=None, description="The caller complained in a call within the policy's caller memory window."
     )
@@ -138,9 +134,7 @@ class Stickiness(StrictModel):
     """Keep a call on the tier it escalated to."""
 
     from_tier: str = Field(description="Once a turn of the call used this tier or higher...")
-    turns: int | None = Field(
-        default=None, ge=1, description="...stay there this many turns (None: whole call)."
-    )
+    turns: int | None = Field(default=None, ge=1, description="...stay there this many turns (None: whole call).")
 
 
 class Rule(StrictModel):
@@ -182,9 +176,7 @@ class Policy(StrictModel):
         default=None, description="Route when classification fails; default: the high-stakes floor tier."
     )
     stickiness: Stickiness | None = None
-    caller_memory_days: float = Field(
-        default=7, gt=0, description="How long a caller's complaint is remembered."
-    )
+    caller_memory_days: float = Field(default=7, gt=0, description="How long a caller's complaint is remembered.")
     budget_downgrade: BudgetDowngrade | None = None
     rules: list[Rule] = Field(default_factory=list)
 

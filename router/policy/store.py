@@ -42,9 +42,7 @@ def policy_version(policy: Policy, sha256: str) -> str:
     return f"{policy.name or 'policy'}@{sha256[:12]}"
 
 
-def check_policy(
-    document: YamlDocument, policy: Policy, config: GatewayConfig, vocabulary: Vocabulary
-) -> None:
+def check_policy(document: YamlDocument, policy: Policy, config: GatewayConfig, vocabulary: Vocabulary) -> None:
     """Semantic checks pydantic cannot do alone; raises at the offending line."""
     tiers = set(config.tiers)
     deployments = {d.name for d in config.deployments}
@@ -58,9 +56,7 @@ def check_policy(
         if route.deployment is not None and route.deployment not in deployments:
             raise document.error((*loc, "deployment"), f"unknown deployment '{route.deployment}'")
 
-    def check_labels(
-        loc: tuple[str | int, ...], names: Collection[str], known: Collection[str], kind: str
-    ) -> None:
+    def check_labels(loc: tuple[str | int, ...], names: Collection[str], known: Collection[str], kind: str) -> None:
         for name in names:
             if known and name not in known and name != "default":
                 raise document.error(loc, f"unknown {kind} '{name}' (known: {', '.join(sorted(known))})")
@@ -72,9 +68,7 @@ def check_policy(
             check_labels((*loc, "risk"), [*risk.any, *risk.all, *risk.none], vocabulary.risks, "risk")
         if condition.call is not None:
             check_tier((*loc, "call", "reached_tier"), condition.call.reached_tier)
-            check_labels(
-                (*loc, "call", "risks_seen"), condition.call.risks_seen or (), vocabulary.risks, "risk"
-            )
+            check_labels((*loc, "call", "risks_seen"), condition.call.risks_seen or (), vocabulary.risks, "risk")
         for key in ("any_of", "all_of"):
             for index, child in enumerate(getattr(condition, key) or ()):
                 check_condition((*loc, key, index), child)
@@ -99,9 +93,7 @@ def check_policy(
     for index, rule in enumerate(policy.rules):
         loc: tuple[str | int, ...] = ("rules", index)
         if unconditional is not None:
-            raise document.error(
-                loc, f"rule '{rule.name}' is unreachable: rule '{unconditional}' matches every turn"
-            )
+            raise document.error(loc, f"rule '{rule.name}' is unreachable: rule '{unconditional}' matches every turn")
         check_condition((*loc, "when"), rule.when)
         check_route((*loc, "route"), rule.route)
         if rule.when.is_unconditional:

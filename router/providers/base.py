@@ -52,15 +52,11 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Provider(Protocol):
-    async def complete(
-        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
-    ) -> dict[str, Any]:
+    async def complete(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
         """One non-streamed OpenAI ``chat.completion`` object."""
         ...
 
-    def stream(
-        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
-    ) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> AsyncIterator[dict[str, Any]]:
         """OpenAI ``chat.completion.chunk`` objects; usage arrives in a chunk with ``choices: []``."""
         ...
 

@@ -33,9 +33,7 @@ class LiteLLMProvider:
         self._resolve_api_base = resolve_api_base or {}
         self._module: Any = None
 
-    def _call_kwargs(
-        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
-    ) -> dict[str, Any]:
+    def _call_kwargs(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
         if self._module is None:
             self._module = _litellm()
         params = {k: v for k, v in body.items() if k not in _HANDLED_FIELDS}
@@ -56,17 +54,13 @@ class LiteLLMProvider:
             kwargs["api_key"] = "simulator"
         return kwargs
 
-    async def complete(
-        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
-    ) -> dict[str, Any]:
+    async def complete(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
         kwargs = self._call_kwargs(deployment, body, timeouts)
         try:
             async with asyncio.timeout(timeouts.total):
                 response = await self._module.acompletion(**kwargs)
         except TimeoutError as exc:
-            raise ProviderError(
-                "timeout", f"{deployment.name}: no answer within {timeouts.total:g}s"
-            ) from exc
+            raise ProviderError("timeout", f"{deployment.name}: no answer within {timeouts.total:g}s") from exc
         except Exception as exc:
             raise _translate(deployment, exc) from exc
         return _as_openai(response.model_dump(exclude_none=False))

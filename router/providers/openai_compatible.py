@@ -56,9 +56,7 @@ class OpenAICompatibleProvider:
             upstream.pop("stream_options", None)
         return orjson.dumps(upstream)
 
-    async def _post(
-        self, deployment: Deployment, payload: bytes, timeouts: Timeouts, first_byte: float
-    ) -> Any:
+    async def _post(self, deployment: Deployment, payload: bytes, timeouts: Timeouts, first_byte: float) -> Any:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None)
         try:
             async with asyncio.timeout(first_byte):
@@ -73,9 +71,7 @@ class OpenAICompatibleProvider:
             await _raise_for_status(deployment, response)
         return response
 
-    async def complete(
-        self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
-    ) -> dict[str, Any]:
+    async def complete(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
         payload = self._body(deployment, body, stream=False)
         try:
             async with asyncio.timeout(timeouts.total):
@@ -83,9 +79,7 @@ class OpenAICompatibleProvider:
                 async with response:
                     raw = await response.read()
         except TimeoutError as exc:
-            raise ProviderError(
-                "timeout", f"{deployment.name}: no answer within {timeouts.total:g}s"
-            ) from exc
+            raise ProviderError("timeout", f"{deployment.name}: no answer within {timeouts.total:g}s") from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("dropped", f"{deployment.name}: connection lost: {exc}") from exc
         try:
@@ -122,9 +116,7 @@ class OpenAICompatibleProvider:
             self._session = None
 
 
-async def _sse_events(
-    content: aiohttp.StreamReader, deployment: Deployment
-) -> AsyncIterator[dict[str, Any] | None]:
+async def _sse_events(content: aiohttp.StreamReader, deployment: Deployment) -> AsyncIterator[dict[str, Any] | None]:
     """Parsed ``data:`` events; ``None`` marks ``[DONE]``. An ``error`` event becomes a ProviderError."""
     async for line in content:
         line = line.strip()
@@ -140,9 +132,7 @@ async def _sse_events(
             raise ProviderError("server", f"{deployment.name}: malformed stream event") from exc
         if isinstance(event, dict) and "error" in event:
             error = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
-            raise ProviderError(
-                "server", f"{deployment.name}: {error.get('message', 'stream error')}", body=event
-            )
+            raise ProviderError("server", f"{deployment.name}: {error.get('message', 'stream error')}", body=event)
         yield event
 
 
@@ -154,9 +144,7 @@ async def _raise_for_status(deployment: Deployment, response: aiohttp.ClientResp
     except orjson.JSONDecodeError:
         body = None
     detail = (
-        body.get("error", {}).get("message")
-        if isinstance(body, dict) and isinstance(body.get("error"), dict)
-        else None
+        body.get("error", {}).get("message") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     )
     raise ProviderError(
         failure_kind_of_status(response.status),

@@ -77,11 +77,7 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         # Committed to this deployment: no failover after the first byte, a clean error event instead.
         outcome.status = 502 if isinstance(exc, ProviderError) else 504
         outcome.error_type = "upstream_stream_error"
-        message = (
-            exc.message
-            if isinstance(exc, ProviderError)
-            else "the upstream stream exceeded its total timeout"
-        )
+        message = exc.message if isinstance(exc, ProviderError) else "the upstream stream exceeded its total timeout"
         yield sse(
             {
                 "error": {
@@ -104,7 +100,7 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         outcome.usage = usage
         outcome.cost_usd, outcome.baseline_cost_usd = gateway.accountant.price(deployment, usage)
         outcome.total_ms = (time.perf_counter() - turn.started) * 1000
-        gateway.accountant.record(turn, outcome)
+        await gateway.finish(turn, outcome)
 
 
 def _cost_fields(turn: Turn, cost: float, baseline: float) -> dict[str, Any]:
