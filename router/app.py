@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from router.api import admin, budgets, calls, chat, health, models
+from router.config import Limits
 from router.errors import install_error_handlers
 from router.services import build_services
 from router.settings import Settings
@@ -34,4 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (chat, models, calls, budgets, health, admin):
         app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            limits = app.state.services.loaded.config.limits if hasattr(app.state, "services") else Limits()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(chat.request_schemas(limits))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from router.api.deps import ServicesDep, require_admin
-from router.errors import InvalidRequest
+from router.errors import InvalidRequest, error_responses
 from router.services import Services
 from router.yamlsource import ConfigFileError
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses=error_responses(400, 401))
 
 
 class ReloadRequest(BaseModel):

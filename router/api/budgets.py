@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from router.accounting.budgets import BudgetStatus
 from router.api.deps import ServicesDep
+from router.errors import error_responses
 
 router = APIRouter()
 
@@ -18,7 +19,12 @@ class BudgetList(BaseModel):
     data: list[BudgetStatus]
 
 
-@router.get("/v1/budgets", response_model=BudgetList, summary="The caller's budgets and what remains of them")
+@router.get(
+    "/v1/budgets",
+    response_model=BudgetList,
+    summary="The caller's budgets and what remains of them",
+    responses=error_responses(401),
+)
 async def list_budgets(request: Request, services: ServicesDep) -> BudgetList:
     caller = await services.auth.caller(request.headers)
     budgets = services.gateway.budgets

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from router.accounting.ledger import LedgerRecord
 from router.api.deps import ServicesDep
-from router.errors import NotFound
+from router.errors import NotFound, error_responses
 
 router = APIRouter()
 
@@ -109,7 +109,12 @@ def summarize(
     )
 
 
-@router.get("/v1/calls/{call_id}", response_model=CallCost, summary="Turns, models, tokens, cost and savings of a call")
+@router.get(
+    "/v1/calls/{call_id}",
+    response_model=CallCost,
+    summary="Turns, models, tokens, cost and savings of a call",
+    responses=error_responses(401, 404),
+)
 async def get_call(call_id: str, request: Request, services: ServicesDep) -> Any:
     caller = await services.auth.caller(request.headers)
     ledger = services.recorder.ledger

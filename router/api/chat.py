@@ -9,16 +9,48 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 from starlette.responses import Response, StreamingResponse
 
 from router import headers as H
 from router.api.deps import ServicesDep
-from router.errors import GatewayError, InvalidRequest, RequestTooLarge, error_response, validation_error
+from router.config import Limits
+from router.errors import (
+    GatewayError,
+    InvalidRequest,
+    RequestTooLarge,
+    error_response,
+    error_responses,
+    validation_error,
+)
 from router.gateway import Caller
 from router.providers.streaming import relay_stream
 from router.schemas import ChatCompletionRequest
 
 router = APIRouter()
+COMPONENTS = "#/components/schemas/"
+
+
+def request_schemas(limits: Limits) -> dict[str, Any]:
+    """The request models' JSON schemas for the OpenAPI components, with this gateway's configured limits.
+
+    The body is parsed by hand (for speed and exact pass-through), so FastAPI cannot document it by itself.
+    """
+    _, definitions = models_json_schema([(ChatCompletionRequest, "validation")], ref_template=COMPONENTS + "{model}")
+    schemas: dict[str, Any] = definitions["$defs"]
+    request = schemas["ChatCompletionRequest"]["properties"]
+    request["messages"]["maxItems"] = limits.max_messages
+    for name, maximum in (
+        ("n", limits.max_n),
+        ("max_tokens", limits.max_tokens),
+        ("max_completion_tokens", limits.max_tokens),
+    ):
+        integer = next(option for option in request[name]["anyOf"] if option.get("type") == "integer")
+        integer["maximum"] = maximum
+    content = next(o for o in schemas["Message"]["properties"]["content"]["anyOf"] if o.get("type") == "string")
+    content["maxLength"] = limits.max_content_chars
+    return schemas
+
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -41,11 +73,17 @@ def _parse(raw: bytes, max_bytes: int) -> tuple[dict[str, Any], ChatCompletionRe
 @router.post(
     "/v1/chat/completions",
     summary="Create a chat completion (OpenAI-compatible), routed by the policy",
-    responses={200: {"description": "chat.completion, or an SSE stream of chat.completion.chunk"}},
+    responses={
+        200: {
+            "description": "chat.completion, or an SSE stream of chat.completion.chunk",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        },
+        **error_responses(400, 401, 403, 404, 413, 429, 502, 503, 504),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": {"$ref": f"{COMPONENTS}ChatCompletionRequest"}}},
         }
     },
 )
