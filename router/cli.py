@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from router.config import load_config
+from router.logs import configure_logging
 from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
@@ -43,7 +43,7 @@ def serve(
         if value is not None:
             os.environ[f"SWITCHBOARD_{name}"] = str(value)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging(settings.log_level)
     try:
         loaded = load_config(settings.config)
         load_policy(loaded.policy_path(settings.policy), loaded.config)
@@ -57,6 +57,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config,
         access_log=False,
         loop="auto",
         http="auto",
