@@ -33,7 +33,8 @@ class JsonFormatter(logging.Formatter):
             "message": mask_secrets(record.getMessage()),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+            # litellm stamps every record with a marker object of its own.
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith(("_", "litellm")):
                 entry[key] = mask_secrets(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = mask_secrets(self.formatException(record.exc_info))

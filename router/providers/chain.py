@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -15,6 +16,7 @@ from router.providers.base import FailureKind, Provider, ProviderError
 from router.providers.health import DeploymentHealth
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,7 @@ class FallbackChain:
 
     def _failed(self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float) -> None:
         attempts.items.append(Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started))
+        logger.warning("deployment %s failed (%s): %s", deployment.name, error.kind, error.message)
         if not error.retryable:
             raise UpstreamClientError(error)
         self.health.record_failure(

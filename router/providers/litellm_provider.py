@@ -15,6 +15,7 @@ from router.config import Deployment, Timeouts
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
 
 # Request fields that are ours or litellm's own, never forwarded as provider parameters.
+NO_KEY = "no-key-configured"
 _HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 
 
@@ -47,11 +48,10 @@ class LiteLLMProvider:
         }
         if deployment.api_base is not None:
             kwargs["api_base"] = self._resolve_api_base.get(deployment.api_base, deployment.api_base)
-        key = deployment.api_key()
+        # SDK-based providers refuse to send a request without a key, even to a self-hosted upstream that needs none.
+        key = deployment.api_key() or (NO_KEY if deployment.api_base is not None else None)
         if key:
             kwargs["api_key"] = key
-        elif deployment.is_simulated:
-            kwargs["api_key"] = "simulator"
         return kwargs
 
     async def complete(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
