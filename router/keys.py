@@ -1,0 +1,428 @@
+"""Virtual API keys: one per tenant (and optionally agent), with tier/model limits and rate limits.
+
+Key material is ``sb-<key_id>-<secret>``. It is shown once, when the key is issued, and stored only as the
+SHA-256 of the whole key: a lookup parses the key id, fetches that key's record and compares digests in
+constant time. The plaintext is never stored and never logged; ``IssuedKey`` keeps it out of its ``repr``.
+
+Stores: ``SQLiteKeyStore`` (``data_dir/keys.sqlite3``, shared by the workers of one host and the CLI) and
+``RedisKeyStore`` (shared by replicas). ``KeyRing`` adds key generation, verification and a short in-process
+cache in front of either.
+
+Cache bound: a key revoked through this process stops working at once; a key revoked through another
+replica or the CLI keeps working here for at most ``cache_ttl_s`` (5 s by default), or for as long as the store
+is unreachable (the ring serves its last known answer rather than locking every caller out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Generic, Protocol, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from router.accounting.ledger import redis_client
+from router.errors import GatewayError
+from router.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KEY_PREFIX = "sb"
+_KEY_ID_BYTES = 6
+_SECRET_BYTES = 32
+_KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}-([0-9a-f]{{{2 * _KEY_ID_BYTES}}})-[A-Za-z0-9_-]{{20,}}$")
+
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class KeySpec(BaseModel):
+    """What an operator asks for: whose key it is and what it may do (``None``: no limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: Identifier
+    agent: Identifier | None = None
+    name: str | None = Field(default=None, max_length=200)
+    allowed_tiers: list[Identifier] | None = Field(default=None, min_length=1)
+    allowed_models: list[Identifier] | None = Field(default=None, min_length=1)
+    rpm: int | None = Field(default=None, gt=0, description="Requests per minute.")
+    tpm: int | None = Field(default=None, gt=0, description="Tokens per minute (prompt estimate + max output).")
+
+
+class KeyRecord(KeySpec):
+    """A key as stored and listed: never its material, never its hash."""
+
+    key_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IssuedKey(BaseModel):
+    """A new key: the only time its material exists outside the caller's hands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(repr=False, description="The key material; shown once, stored only as a hash.")
+    record: KeyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    record: KeyRecord
+    key_hash: str
+
+
+class KeyStoreUnavailable(GatewayError):
+    """The key store cannot be reached (for a lookup: and this process has no earlier answer): neither 401 nor 200."""
+
+    status_code = 503
+    default_code = "key_store_unavailable"
+
+
+class KeyStore(Protocol):
+    """Where key records and their hashes live."""
+
+    async def add(self, record: KeyRecord, key_hash: str) -> None: ...
+
+    async def get(self, key_id: str) -> StoredKey | None: ...
+
+    async def revoke(self, key_id: str, revoked_at: datetime) -> KeyRecord | None:
+        """Mark the key revoked (keeping the first revocation time); ``None`` if there is no such key."""
+        ...
+
+    async def list(self, tenant: str | None = None) -> list[KeyRecord]:
+        """Keys in creation order, of one tenant or of all."""
+        ...
+
+    async def issued_any(self) -> bool:
+        """Whether any key was ever issued (revoked ones count: revoking the last key must not open the gateway)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def hash_key(material: str) -> str:
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def key_id_of(material: str) -> str | None:
+    """The key id of well-formed key material, else ``None`` (without touching any store)."""
+    match = _KEY_PATTERN.match(material)
+    return match.group(1) if match else None
+
+
+def new_key_material() -> tuple[str, str]:
+    """(key id, key material)."""
+    key_id = secrets.token_hex(_KEY_ID_BYTES)
+    return key_id, f"{KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(_SECRET_BYTES)}"
+
+
+def _record_from(record_json: str | bytes, revoked_at: str | bytes | None) -> KeyRecord:
+    record = KeyRecord.model_validate_json(record_json)
+    if revoked_at is None:
+        return record
+    text = revoked_at.decode() if isinstance(revoked_at, bytes) else revoked_at
+    return record.model_copy(update={"revoked_at": datetime.fromisoformat(text)})
+
+
+def _record_json(record: KeyRecord) -> str:
+    # Revocation is stored beside the record, so revoking never rewrites it.
+    return record.model_copy(update={"revoked_at": None}).model_dump_json()
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant, created_at);
+"""
+
+
+class SQLiteKeyStore:
+    """Keys in a SQLite file (WAL), safe to share between the workers of one host and the CLI."""
+
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        self._busy_timeout_s = busy_timeout_s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SQLITE_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection per operation: cheap for SQLite, and lookups are cached by the KeyRing anyway.
+        return sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+
+    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connect()
+        try:
+            return operation(connection)
+        finally:
+            connection.close()
+
+    async def add(self, record: KeyRecord, key_hash: str) -> None:
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO api_keys (key_id, tenant, key_hash, record, created_at) VALUES (?, ?, ?, ?, ?)",
+                (record.key_id, record.tenant, key_hash, _record_json(record), record.created_at.isoformat()),
+            )
+
+        await asyncio.to_thread(self._run, insert)
+
+    async def get(self, key_id: str) -> StoredKey | None:
+        def select(connection: sqlite3.Connection) -> StoredKey | None:
+            row = connection.execute(
+                "SELECT record, revoked_at, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+            return None if row is None else StoredKey(_record_from(row[0], row[1]), row[2])
+
+        return await asyncio.to_thread(self._run, select)
+
+    async def revoke(self, key_id: str, revoked_at: datetime) -> KeyRecord | None:
+        def update(connection: sqlite3.Connection) -> KeyRecord | None:
+            row = connection.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ? "
+                "RETURNING record, revoked_at",
+                (revoked_at.isoformat(), key_id),
+            ).fetchone()
+            return None if row is None else _record_from(row[0], row[1])
+
+        return await asyncio.to_thread(self._run, update)
+
+    async def list(self, tenant: str | None = None) -> list[KeyRecord]:
+        def select(connection: sqlite3.Connection) -> list[KeyRecord]:
+            if tenant is None:
+                rows = connection.execute("SELECT record, revoked_at FROM api_keys ORDER BY created_at, key_id")
+            else:
+                rows = connection.execute(
+                    "SELECT record, revoked_at FROM api_keys WHERE tenant = ? ORDER BY created_at, key_id", (tenant,)
+                )
+            return [_record_from(record, revoked) for record, revoked in rows]
+
+        return await asyncio.to_thread(self._run, select)
+
+    async def issued_any(self) -> bool:
+        def exists(connection: sqlite3.Connection) -> bool:
+            return connection.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
+        return await asyncio.to_thread(self._run, exists)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS[1] the key's hash. ARGV[1] revocation time. Keeps the first revocation time; nil when there is no key.
+_REVOKE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1])
+return redis.call('HMGET', KEYS[1], 'record', 'revoked_at')
+"""
+
+
+class RedisKeyStore:
+    """Keys in Redis, shared by every replica: a hash per key and creation-ordered indexes of all and per tenant."""
+
+    def __init__(self, client: Redis, key_prefix: str = "switchboard:keys") -> None:
+        self._redis = client
+        self._prefix = key_prefix
+        self._revoke_script = client.register_script(_REVOKE_LUA)
+
+    def _key(self, key_id: str) -> str:
+        return f"{self._prefix}:key:{key_id}"
+
+    def _index(self, tenant: str | None) -> str:
+        return f"{self._prefix}:all" if tenant is None else f"{self._prefix}:tenant:{quote(tenant, safe='')}"
+
+    async def add(self, record: KeyRecord, key_hash: str) -> None:
+        score = record.created_at.timestamp()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(record.key_id), mapping={"record": _record_json(record), "hash": key_hash})
+            pipe.zadd(self._index(None), {record.key_id: score})
+            pipe.zadd(self._index(record.tenant), {record.key_id: score})
+            await pipe.execute()
+
+    async def get(self, key_id: str) -> StoredKey | None:
+        record, revoked_at, key_hash = await self._redis.hmget(self._key(key_id), ["record", "revoked_at", "hash"])
+        if record is None or key_hash is None:
+            return None
+        return StoredKey(_record_from(record, revoked_at), key_hash.decode())
+
+    async def revoke(self, key_id: str, revoked_at: datetime) -> KeyRecord | None:
+        result = await self._revoke_script(keys=[self._key(key_id)], args=[revoked_at.isoformat()])
+        return None if result is None else _record_from(result[0], result[1])
+
+    async def list(self, tenant: str | None = None) -> list[KeyRecord]:
+        key_ids = [k.decode() for k in await self._redis.zrange(self._index(tenant), 0, -1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in key_ids:
+                pipe.hmget(self._key(key_id), ["record", "revoked_at"])
+            rows = await pipe.execute()
+        return [_record_from(record, revoked) for record, revoked in rows if record is not None]
+
+    async def issued_any(self) -> bool:
+        return bool(await self._redis.exists(self._index(None)))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+STORE_ERRORS = (RedisError, OSError, sqlite3.Error)
+
+
+@contextlib.asynccontextmanager
+async def _store_errors() -> AsyncIterator[None]:
+    """Administrative operations cannot be answered from a cache: a failing store is a 503."""
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        raise KeyStoreUnavailable(f"the key store is unavailable: {type(exc).__name__}") from exc
+
+
+@dataclass(slots=True)
+class _Cached(Generic[T]):
+    value: T
+    fetched_at: float
+
+
+class KeyRing:
+    """Issues, verifies, lists and revokes keys over a ``KeyStore``, caching lookups for ``cache_ttl_s``.
+
+    When the store fails, the ring answers from its last known (possibly expired) entry and waits another
+    ``cache_ttl_s`` before asking the store again; with no earlier answer it raises ``KeyStoreUnavailable``.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        cache_ttl_s: float = 5.0,
+        max_cached: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self._ttl = cache_ttl_s
+        self._max_cached = max_cached
+        self._clock = clock
+        self._keys: OrderedDict[str, _Cached[StoredKey | None]] = OrderedDict()
+        self._issued_any: _Cached[bool] | None = None
+        self._degraded = False
+
+    @property
+    def degraded(self) -> bool:
+        """True while the store fails and lookups are answered from the last known state."""
+        return self._degraded
+
+    async def create(self, spec: KeySpec) -> IssuedKey:
+        key_id, material = new_key_material()
+        record = KeyRecord(**spec.model_dump(), key_id=key_id, created_at=datetime.now(UTC))
+        async with _store_errors():
+            await self.store.add(record, hash_key(material))
+        self._keys.pop(key_id, None)
+        self._issued_any = _Cached(True, self._clock())
+        logger.info("issued key %s for tenant %s", key_id, record.tenant)
+        return IssuedKey(key=material, record=record)
+
+    async def revoke(self, key_id: str) -> KeyRecord | None:
+        async with _store_errors():
+            record = await self.store.revoke(key_id, datetime.now(UTC))
+        self._keys.pop(key_id, None)
+        if record is not None:
+            logger.info("revoked key %s of tenant %s", key_id, record.tenant)
+        return record
+
+    async def list(self, tenant: str | None = None) -> list[KeyRecord]:
+        async with _store_errors():
+            return await self.store.list(tenant)
+
+    async def issued_any(self) -> bool:
+        cached = self._issued_any
+        if cached is not None and cached.value:
+            return True  # keys are never deleted, so once issued always issued
+        if cached is not None and self._clock() - cached.fetched_at < self._ttl:
+            return False
+        try:
+            issued = await self.store.issued_any()
+        except STORE_ERRORS as exc:
+            return self._stale(cached, exc)
+        self._degraded = False
+        self._issued_any = _Cached(issued, self._clock())
+        return issued
+
+    async def record(self, key_id: str) -> KeyRecord | None:
+        """The record of a key id (cached), whatever its state; for callers that already authenticated it."""
+        stored = await self._stored(key_id)
+        return None if stored is None else stored.record
+
+    async def authenticate(self, material: str) -> KeyRecord | None:
+        """The active key this material is, or ``None`` (malformed, unknown, wrong secret or revoked)."""
+        key_id = key_id_of(material)
+        if key_id is None:
+            return None
+        stored = await self._stored(key_id)
+        if stored is None or not hmac.compare_digest(hash_key(material), stored.key_hash):
+            return None
+        return stored.record if stored.record.active else None
+
+    async def _stored(self, key_id: str) -> StoredKey | None:
+        cached = self._keys.get(key_id)
+        if cached is not None and self._clock() - cached.fetched_at < self._ttl:
+            self._keys.move_to_end(key_id)
+            return cached.value
+        try:
+            stored = await self.store.get(key_id)
+        except STORE_ERRORS as exc:
+            return self._stale(cached, exc)
+        self._degraded = False
+        self._remember(key_id, stored)
+        return stored
+
+    def _stale(self, cached: _Cached[T] | None, exc: BaseException) -> T:
+        if not self._degraded:
+            logger.warning("keys: store unavailable (%s); answering from the last known state", exc)
+        self._degraded = True
+        if cached is None:
+            raise KeyStoreUnavailable("the key store is unavailable; retry shortly") from exc
+        cached.fetched_at = self._clock()  # ask the store again only after another TTL
+        return cached.value
+
+    def _remember(self, key_id: str, stored: StoredKey | None) -> None:
+        self._keys[key_id] = _Cached(stored, self._clock())
+        self._keys.move_to_end(key_id)
+        while len(self._keys) > self._max_cached:
+            self._keys.popitem(last=False)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+def build_key_store(settings: Settings, redis_timeout_s: float) -> KeyStore:
+    """Redis when ``REDIS_URL`` is set (shared by replicas), else SQLite under the data directory."""
+    if settings.redis_url:
+        return RedisKeyStore(redis_client(settings.redis_url, redis_timeout_s))
+    return SQLiteKeyStore(settings.data_dir / "keys.sqlite3")

@@ -1,0 +1,317 @@
+"""Virtual keys, their stores (SQLite and a real Redis), the authenticator and per-key rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from router.accounting.ledger import redis_client
+from router.auth import Authenticator
+from router.errors import AuthenticationError, RateLimited
+from router.gateway import Caller
+from router.keys import KeyRing, KeySpec, KeyStore, KeyStoreUnavailable, RedisKeyStore, SQLiteKeyStore, hash_key
+from router.keys_cli import keys as keys_cli
+from router.ratelimit import RateLimiter
+from tests.redis_server import RedisServer
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.start()  # a test may have stopped it
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyStore]:
+    if request.param == "sqlite":
+        yield SQLiteKeyStore(tmp_path / "keys.sqlite3")
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = RedisKeyStore(redis_client(url, 1.0))
+    yield redis_store
+    await redis_store.aclose()
+
+
+async def test_store_round_trip(store: KeyStore) -> None:
+    ring = KeyRing(store)
+    assert not await ring.issued_any()
+    first = await ring.create(KeySpec(tenant="acme", agent="billing", name="prod", allowed_tiers=["small"], rpm=5))
+    second = await ring.create(KeySpec(tenant="acme", allowed_models=["small-a"], tpm=1000))
+    other = await ring.create(KeySpec(tenant="globex/eu"))
+    assert await ring.issued_any()
+    assert first.key.startswith(f"sb-{first.record.key_id}-")
+    assert len({first.key, second.key, other.key}) == 3
+
+    assert await ring.authenticate(first.key) == first.record
+    assert await ring.authenticate(other.key) == other.record
+    assert [r.key_id for r in await ring.list("acme")] == [first.record.key_id, second.record.key_id]
+    assert [r.key_id for r in await ring.list("globex/eu")] == [other.record.key_id]
+    assert [r.key_id for r in await ring.list()] == [r.record.key_id for r in (first, second, other)]
+    assert await ring.list("nobody") == []
+
+    revoked = await ring.revoke(first.record.key_id)
+    assert revoked is not None and revoked.revoked_at is not None and not revoked.active
+    again = await ring.revoke(first.record.key_id)
+    assert again is not None and again.revoked_at == revoked.revoked_at  # the first revocation time stays
+    assert await ring.revoke("0123456789ab") is None
+    assert await ring.authenticate(first.key) is None
+    assert await ring.authenticate(second.key) == second.record
+    assert (await ring.list("acme"))[0] == revoked
+    assert await ring.issued_any()  # revoked keys still count: revoking the last key must not open the gateway
+
+
+async def test_only_the_exact_key_authenticates(store: KeyStore) -> None:
+    ring = KeyRing(store)
+    issued = await ring.create(KeySpec(tenant="acme"))
+    key_id = issued.record.key_id
+    secret = issued.key.split("-", 2)[2]
+    forged_secret = ("A" if secret[0] != "A" else "B") + secret[1:]
+    for attempt in (
+        f"sb-{key_id}-{forged_secret}",
+        f"sb-{key_id}-{secret}x",
+        f"sb-0123456789ab-{secret}",
+        issued.key.upper(),
+        secret,
+        key_id,
+        "",
+    ):
+        assert await ring.authenticate(attempt) is None, attempt
+    assert await ring.authenticate(issued.key) == issued.record
+
+
+async def test_sqlite_holds_only_the_hash(tmp_path: Path) -> None:
+    ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
+    issued = await ring.create(KeySpec(tenant="acme"))
+    secret = issued.key.split("-", 2)[2]
+    stored = await ring.store.get(issued.record.key_id)
+    assert stored is not None and stored.key_hash == hash_key(issued.key)
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir())  # the database and its WAL
+    assert hash_key(issued.key).encode() in files
+    assert secret.encode() not in files and issued.key.encode() not in files
+    assert issued.key not in repr(issued) and issued.key not in str(issued)
+
+
+async def test_redis_holds_only_the_hash(redis_url: str, redis_server: RedisServer) -> None:
+    ring = KeyRing(RedisKeyStore(redis_client(redis_url, 1.0)))
+    issued = await ring.create(KeySpec(tenant="acme", agent="billing"))
+    await ring.aclose()
+    secret = issued.key.split("-", 2)[2].encode()
+    with redis_server.client() as client:
+        dumped = b""
+        for key in client.scan_iter():
+            kind = client.type(key)
+            values = {
+                b"hash": lambda k: b"".join(f + v for f, v in client.hgetall(k).items()),
+                b"zset": lambda k: b"".join(client.zrange(k, 0, -1)),
+                b"string": lambda k: client.get(k),
+            }[kind](key)
+            dumped += key + values
+    assert hash_key(issued.key).encode() in dumped
+    assert secret not in dumped and issued.key.encode() not in dumped
+
+
+async def test_revocation_invalidates_this_process_at_once_and_others_within_the_ttl(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "keys.sqlite3"
+    here = KeyRing(SQLiteKeyStore(path), cache_ttl_s=5.0, clock=clock)
+    elsewhere = KeyRing(SQLiteKeyStore(path), cache_ttl_s=5.0, clock=clock)  # another worker on the same file
+    issued = await here.create(KeySpec(tenant="acme"))
+    assert await here.authenticate(issued.key) is not None
+    assert await elsewhere.authenticate(issued.key) is not None
+
+    await here.revoke(issued.record.key_id)
+    assert await here.authenticate(issued.key) is None
+    clock.now += 4.9
+    assert await elsewhere.authenticate(issued.key) is not None  # served from its cache, as documented
+    clock.now += 0.2
+    assert await elsewhere.authenticate(issued.key) is None
+
+
+async def test_a_key_stays_valid_while_the_store_is_down_and_unknown_keys_get_503(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    clock = FakeClock()
+    ring = KeyRing(RedisKeyStore(redis_client(redis_url, 0.5)), cache_ttl_s=5.0, clock=clock)
+    issued = await ring.create(KeySpec(tenant="acme"))
+    assert await ring.authenticate(issued.key) is not None
+    redis_server.stop(persist=False)
+    clock.now += 60
+    assert await ring.authenticate(issued.key) == issued.record
+    assert ring.degraded
+    with pytest.raises(KeyStoreUnavailable) as refused:
+        await ring.authenticate(f"sb-0123456789ab-{'x' * 43}")
+    assert refused.value.status_code == 503
+    assert await ring.issued_any()
+    with pytest.raises(KeyStoreUnavailable):  # administration needs the store itself
+        await ring.revoke(issued.record.key_id)
+    redis_server.start()
+    await ring.aclose()
+
+
+def _ring_and_auth(tmp_path: Path, **options: bool) -> tuple[KeyRing, Authenticator]:
+    ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
+    return ring, Authenticator("admin-secret", ring, RateLimiter(ring), **options)
+
+
+async def test_open_until_a_key_is_issued_then_the_key_decides_tenant_and_agent(tmp_path: Path) -> None:
+    ring, auth = _ring_and_auth(tmp_path)
+    assert await auth.caller({"x-tenant": "acme", "x-agent": "bot", "authorization": "Bearer unused"}) == Caller(
+        tenant="acme", agent="bot"
+    )
+    pinned = await ring.create(KeySpec(tenant="acme", agent="billing", allowed_tiers=["small"]))
+    open_agent = await ring.create(KeySpec(tenant="acme", allowed_models=["small-a"]))
+    with pytest.raises(AuthenticationError):
+        await auth.caller({"x-tenant": "acme"})
+    with pytest.raises(AuthenticationError):
+        await auth.caller({"authorization": "Bearer sk-not-ours"})
+    spoofed = {"authorization": f"Bearer {pinned.key}", "x-tenant": "globex", "x-agent": "support"}
+    assert await auth.caller(spoofed) == Caller(
+        tenant="acme", agent="billing", key_id=pinned.record.key_id, allowed_tiers=frozenset({"small"})
+    )
+    narrowed = await auth.caller({"authorization": f"bearer {open_agent.key}", "x-agent": "support"})
+    assert (narrowed.tenant, narrowed.agent, narrowed.allowed_models) == ("acme", "support", frozenset({"small-a"}))
+
+
+async def test_require_keys_refuses_callers_before_any_key_exists(tmp_path: Path) -> None:
+    _, auth = _ring_and_auth(tmp_path, require_keys=True)
+    with pytest.raises(AuthenticationError):
+        await auth.caller({"x-tenant": "acme"})
+
+
+def test_admin_key_is_compared_exactly(tmp_path: Path) -> None:
+    _, auth = _ring_and_auth(tmp_path)
+    auth.require_admin({"authorization": "Bearer admin-secret"})
+    for headers in ({}, {"authorization": "Bearer admin-secre"}, {"authorization": "Basic admin-secret"}):
+        with pytest.raises(AuthenticationError):
+            auth.require_admin(headers)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def limiter_parts(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[KeyRing, RateLimiter, FakeClock]]:
+    clock = FakeClock(now=1_700_000_000.0 - 1_700_000_000.0 % 60 + 10)  # 10 s into a window
+    ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
+    client = redis_client(request.getfixturevalue("redis_url"), 1.0) if request.param == "redis" else None
+    limiter = RateLimiter(ring, client, clock=clock)
+    yield ring, limiter, clock
+    await limiter.aclose()
+
+
+def _caller(key_id: str) -> Caller:
+    return Caller(tenant="acme", key_id=key_id)
+
+
+async def test_rpm_holds_per_key_per_fixed_window(limiter_parts: tuple[KeyRing, RateLimiter, FakeClock]) -> None:
+    ring, limiter, clock = limiter_parts
+    limited = (await ring.create(KeySpec(tenant="acme", rpm=3))).record.key_id
+    unlimited = (await ring.create(KeySpec(tenant="acme"))).record.key_id
+    for _ in range(3):
+        await limiter.admit_request(_caller(limited))
+    with pytest.raises(RateLimited) as refused:
+        await limiter.admit_request(_caller(limited))
+    assert refused.value.status_code == 429 and refused.value.param == "rpm"
+    assert refused.value.headers["retry-after"] == "50"
+    for _ in range(20):
+        await limiter.admit_request(_caller(unlimited))
+    await limiter.admit_request(Caller(tenant="open"))  # keyless callers have no per-key limits
+    clock.now += 50  # the next window
+    for _ in range(3):
+        await limiter.admit_request(_caller(limited))
+    with pytest.raises(RateLimited):
+        await limiter.admit_request(_caller(limited))
+
+
+async def test_tpm_counts_tokens_and_refuses_what_cannot_fit(
+    limiter_parts: tuple[KeyRing, RateLimiter, FakeClock],
+) -> None:
+    ring, limiter, clock = limiter_parts
+    key_id = (await ring.create(KeySpec(tenant="acme", tpm=1000))).record.key_id
+    with pytest.raises(RateLimited) as too_large:
+        await limiter.check(_caller(key_id), 1001)
+    assert too_large.value.param == "tpm" and "retry-after" not in too_large.value.headers
+    await limiter.check(_caller(key_id), 600)  # the refused 1001 tokens were not counted
+    await limiter.check(_caller(key_id), 400)
+    with pytest.raises(RateLimited) as refused:
+        await limiter.check(_caller(key_id), 1)
+    assert refused.value.param == "tpm" and refused.value.headers["retry-after"] == "50"
+    clock.now += 60
+    await limiter.check(_caller(key_id), 1000)
+
+
+async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
+    tmp_path: Path, redis_url: str, redis_server: RedisServer
+) -> None:
+    ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
+    key_id = (await ring.create(KeySpec(tenant="acme", rpm=4))).record.key_id
+    clock = FakeClock()
+    replicas = [RateLimiter(ring, redis_client(redis_url, 0.5), clock=clock) for _ in range(2)]
+    for index in range(4):
+        await replicas[index % 2].admit_request(_caller(key_id))
+    for replica in replicas:
+        with pytest.raises(RateLimited):
+            await replica.admit_request(_caller(key_id))
+
+    redis_server.stop(persist=False)
+    for _ in range(4):  # Redis is down: never an error, counted in-process per replica
+        await replicas[0].admit_request(_caller(key_id))
+    assert replicas[0].degraded
+    with pytest.raises(RateLimited):
+        await replicas[0].admit_request(_caller(key_id))
+    redis_server.start()
+    for replica in replicas:
+        await replica.aclose()
+
+
+def test_cli_creates_lists_and_revokes_in_the_gateway_store(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data_dir = str(tmp_path / "data")
+    options = ["--data-dir", data_dir, "--tenant", "acme", "--agent", "billing", "--tiers", "small,standard"]
+    created = runner.invoke(keys_cli, ["create", *options, "--rpm", "60"])
+    assert created.exit_code == 0, created.output
+    description, material = created.stdout.splitlines()
+    key_id = description.split()[0]
+    assert material.startswith(f"sb-{key_id}-")
+    assert "tiers=small,standard" in description and "rpm=60" in description
+
+    listed = runner.invoke(keys_cli, ["list", "--tenant", "acme"], env={"SWITCHBOARD_DATA_DIR": data_dir})
+    assert listed.exit_code == 0 and key_id in listed.stdout and "active" in listed.stdout
+    assert material not in listed.stdout
+    assert runner.invoke(keys_cli, ["list", "--data-dir", data_dir, "--tenant", "globex"]).stdout == ""
+
+    revoked = runner.invoke(keys_cli, ["revoke", "--data-dir", data_dir, key_id])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    missing = runner.invoke(keys_cli, ["revoke", "--data-dir", data_dir, "0123456789ab"])
+    assert missing.exit_code != 0 and "no key" in missing.output
+    invalid = runner.invoke(keys_cli, ["create", "--data-dir", data_dir, "--tenant", " "])
+    assert invalid.exit_code != 0
+
+
+def test_cli_uses_redis_when_redis_url_is_set(tmp_path: Path, redis_url: str) -> None:
+    runner = CliRunner()
+    created = runner.invoke(keys_cli, ["create", "--tenant", "acme"], env={"REDIS_URL": redis_url})
+    assert created.exit_code == 0, created.output
+    key_id = created.stdout.split()[0]
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.exists(f"switchboard:keys:key:{key_id}")
+    assert not (tmp_path / ".switchboard").exists()
