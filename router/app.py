@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from router.api import admin, budgets, calls, chat, health, models
+from router.api import admin, budgets, calls, chat, health, keys, models
 from router.config import Limits
 from router.errors import install_error_handlers
 from router.services import build_services
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (chat, models, calls, budgets, health, admin):
+    for module in (chat, models, calls, budgets, health, admin, keys):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

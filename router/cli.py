@@ -84,9 +84,10 @@ def validate_policy(policy_file: Path, config_path: Path | None) -> None:
 
 def _register_commands() -> None:
     from router.accounting.cli import ledger, report
+    from router.keys_cli import keys
     from router.simulator.cli import simulate
 
-    for command in (simulate, ledger, report):
+    for command in (simulate, ledger, report, keys):
         main.add_command(command)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets
 from router.accounting.ledger import redis_client
 from router.accounting.recorder import Recorder, build_recorder
-from router.auth import Authenticator
+from router.auth import Authenticator, build_authenticator
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
 from router.gateway import Budgets, Gateway
 from router.metrics import Metrics
@@ -169,16 +169,17 @@ async def build_services(settings: Settings) -> Services:
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
     budgets = build_budgets(settings, config)
+    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS)
     gateway = Gateway(config, policies, FallbackChain(config, providers, health), recorder, state, budgets=budgets)
     services = Services(
         settings=settings,
         loaded=loaded,
         policies=policies,
         gateway=gateway,
-        auth=Authenticator(settings.admin_key),
+        auth=auth,
         metrics=metrics,
         recorder=recorder,
-        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose]
+        closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose, auth.aclose]
         + ([budgets.enforcer.aclose] if budgets else []),
         simulator=simulator,
     )
