@@ -1,0 +1,1 @@
+"""Switchboard's performance benchmark harness: ``python bench/run.py`` (see bench/README.md)."""
