@@ -1,0 +1,63 @@
+"""Turn features for the heads: what the user said, next to what the assistant had just said."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+import numpy as np
+import scipy.sparse as sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from classifiers.embeddings import EMBEDDING_DIM, TextEncoder
+from classifiers.schemas import Conversation
+
+# The end of the previous assistant turn is what the user answers ("... can I have your card number?");
+# keeping only its tail bounds the encoder's cost for long answers.
+CONTEXT_TAIL_CHARS = 300
+
+
+class FeatureScheme(StrEnum):
+    USER = "user"  # embedding of the user turn only
+    CONCAT = "concat"  # user embedding, then context embedding (zeros when there is no context)
+
+
+def context_tail(text: str | None) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= CONTEXT_TAIL_CHARS else text[-CONTEXT_TAIL_CHARS:].split(" ", 1)[-1]
+
+
+def embed_turns(encoder: TextEncoder, conversations: Sequence[Conversation]) -> tuple[np.ndarray, np.ndarray]:
+    """(user vectors, context vectors); a turn without context gets a zero context vector."""
+    contexts = [context_tail(conversation.previous_assistant_text) for conversation in conversations]
+    distinct = list(dict.fromkeys([c.latest_user_text for c in conversations] + [c for c in contexts if c]))
+    vectors = dict(zip(distinct, encoder.encode(distinct), strict=True)) if distinct else {}
+    user = np.vstack([vectors[c.latest_user_text] for c in conversations]) if conversations else _empty()
+    zeros = np.zeros(EMBEDDING_DIM, dtype=np.float32)
+    context = np.vstack([vectors[c] if c else zeros for c in contexts]) if conversations else _empty()
+    return user, context
+
+
+def turn_features(user: np.ndarray, context: np.ndarray, scheme: FeatureScheme) -> np.ndarray:
+    if scheme is FeatureScheme.USER:
+        return user
+    return np.hstack([user, context])
+
+
+def _empty() -> np.ndarray:
+    return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+
+
+def lexical_vectorizer() -> TfidfVectorizer:
+    """Character n-grams of the user turn: the English encoder reads other languages poorly, while words like
+    "Karte", "tarjeta" or "Passwort" share n-grams with labelled turns."""
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=20000)
+
+
+def with_lexical(
+    dense: np.ndarray, user_texts: Sequence[str], vectorizer: TfidfVectorizer | None, weight: float
+) -> np.ndarray | sparse.csr_matrix:
+    if vectorizer is None:
+        return dense
+    return sparse.hstack([sparse.csr_matrix(dense), vectorizer.transform(user_texts) * weight]).tocsr()

@@ -1,0 +1,177 @@
+"""The turn classifier: embeddings + deterministic detectors + learned intent and risk heads.
+
+A trained ``TurnModel`` (heads, training metadata and the labelled examples quoted as reasons) is shipped
+prebuilt in ``classifiers/models/default.joblib`` rather than trained when the gateway starts: routing is then
+deterministic across replicas and restarts, start-up costs no training time, and the model that was evaluated
+is the model that runs. The embedding runtime is never pickled; it is rebuilt at load and must report the
+encoder id the model was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from pydantic import BaseModel, Field
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from classifiers.detectors import detect
+from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
+from classifiers.features import FeatureScheme, context_tail, embed_turns, turn_features, with_lexical
+from classifiers.intent import IntentClassifier
+from classifiers.neighbours import ExampleIndex
+from classifiers.risk import RiskClassifier
+from classifiers.schemas import Classification, Conversation
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.joblib"
+DEFAULT_RISK_THRESHOLD = 0.5
+
+
+class EncoderMismatchError(RuntimeError):
+    """The model's heads were trained on another encoder's vectors and would be meaningless."""
+
+
+class ModelMetadata(BaseModel):
+    encoder_id: str
+    trained_with_runtime: EncoderRuntime
+    feature_scheme: FeatureScheme
+    intents: list[str]
+    risks: list[str]
+    training_rows: int
+    data_sha256: str
+    seed: int
+    test_size: float
+    settings: dict[str, str | float | int | bool] = Field(default_factory=dict)
+    held_out_metrics: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    trained_at: str
+
+
+@dataclass
+class TurnModel:
+    """Everything learned from the labelled turns; what ``train`` writes and ``TurnClassifier.load`` reads."""
+
+    metadata: ModelMetadata
+    intent_head: IntentClassifier
+    risk_head: RiskClassifier
+    examples: ExampleIndex
+    # Character n-grams of the user turn, appended to the intent head's features only: they help intents in
+    # languages the encoder reads poorly but made risk recall worse on held-out turns.
+    intent_lexical: TfidfVectorizer | None = None
+    intent_lexical_weight: float = 1.0
+
+    def save(self, path: str | Path) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, target, compress=3)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TurnModel:
+        model = joblib.load(Path(path))
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a TurnModel")
+        return model
+
+
+class TurnClassifier:
+    """Classifies conversations; thread-compatible but not thread-safe (use one worker, see ``batching``)."""
+
+    def __init__(
+        self,
+        model: TurnModel,
+        encoder: TextEncoder,
+        thresholds: Mapping[str, float] | None = None,
+        default_threshold: float = DEFAULT_RISK_THRESHOLD,
+        neighbours: int = 2,
+    ) -> None:
+        if encoder.encoder_id != model.metadata.encoder_id:
+            raise EncoderMismatchError(
+                f"model was trained with {model.metadata.encoder_id}, the encoder is {encoder.encoder_id}"
+            )
+        self.model = model
+        self.encoder = encoder
+        self.thresholds = dict(thresholds or {})
+        self.default_threshold = default_threshold
+        self.neighbours = neighbours
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        runtime: EncoderRuntime | str | None = None,
+        encoder: TextEncoder | None = None,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> TurnClassifier:
+        """Load a trained model (``None``: the shipped default) and build its encoder."""
+        model = TurnModel.load(path or DEFAULT_MODEL_PATH)
+        return cls(model, encoder or load_encoder(runtime), thresholds=thresholds)
+
+    @property
+    def intents(self) -> list[str]:
+        return list(self.model.metadata.intents)
+
+    @property
+    def risks(self) -> list[str]:
+        return list(self.model.metadata.risks)
+
+    def threshold(self, risk: str) -> float:
+        return self.thresholds.get(risk, self.default_threshold)
+
+    @staticmethod
+    def cache_key(conversation: Conversation) -> tuple[str, str]:
+        """Everything the classification depends on; equal keys give equal classifications."""
+        normalised = conversation.normalised()
+        return normalised.latest_user_text, context_tail(normalised.previous_assistant_text)
+
+    def classify(self, conversation: Conversation) -> Classification:
+        return self.classify_batch([conversation])[0]
+
+    def classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
+        if not conversations:
+            return []
+        turns = [conversation.normalised() for conversation in conversations]
+        user, context = embed_turns(self.encoder, turns)
+        features = turn_features(user, context, self.model.metadata.feature_scheme)
+        intent_features = with_lexical(
+            features,
+            [turn.latest_user_text for turn in turns],
+            self.model.intent_lexical,
+            self.model.intent_lexical_weight,
+        )
+        intent_probabilities = self.model.intent_head.predict_proba(intent_features)
+        risk_probabilities = self.model.risk_head.predict_proba(features)
+        nearest = self.model.examples.nearest(user, self.neighbours)
+        intents = self.model.intent_head.classes_
+        return [
+            self._assemble(turn, intents, intent_row, risk_row, neighbours)
+            for turn, intent_row, risk_row, neighbours in zip(
+                turns, intent_probabilities, risk_probabilities, nearest, strict=True
+            )
+        ]
+
+    def _assemble(
+        self,
+        turn: Conversation,
+        intents: np.ndarray,
+        intent_row: np.ndarray,
+        risk_row: np.ndarray,
+        neighbours: list,
+    ) -> Classification:
+        hits = detect(turn.latest_user_text, context_tail(turn.previous_assistant_text))
+        risks = {str(name): float(probability) for name, probability in zip(self.risks, risk_row, strict=True)}
+        for hit in hits:
+            for risk in hit.risks:
+                risks[risk] = 1.0
+        best = int(np.argmax(intent_row))
+        return Classification(
+            intent=str(intents[best]),
+            intent_confidence=float(np.clip(intent_row[best], 0.0, 1.0)),
+            risks=risks,
+            reasons=[hit.reason for hit in hits] + [neighbour.reason for neighbour in neighbours],
+            detectors=list(dict.fromkeys(hit.name for hit in hits)),
+            high_stakes=any(probability >= self.threshold(risk) for risk, probability in risks.items()),
+        )

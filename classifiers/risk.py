@@ -1,0 +1,54 @@
+"""Risk head: one calibrated binary logistic regression per risk (one-vs-rest, multi-label)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+MAX_CALIBRATION_FOLDS = 5
+
+
+class RiskClassifier(ClassifierMixin, BaseEstimator):
+    """Independent probability per risk; ``Y`` is a 0/1 matrix with one column per name in ``risk_names``.
+
+    A risk with fewer than two positive examples cannot be calibrated; its head predicts the training prior
+    (the deterministic detectors still cover it).
+    """
+
+    def __init__(self, C: float = 4.0, class_weight: str | None = "balanced") -> None:
+        self.C = C
+        self.class_weight = class_weight
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, risk_names: Sequence[str]) -> RiskClassifier:
+        labels = np.asarray(Y, dtype=np.int64)
+        if labels.shape != (X.shape[0], len(risk_names)):
+            raise ValueError(f"Y must have shape {(X.shape[0], len(risk_names))}, got {labels.shape}")
+        self.classes_ = np.asarray(list(risk_names), dtype=object)
+        self.heads_ = [self._fit_head(X, labels[:, column]) for column in range(labels.shape[1])]
+        return self
+
+    def _fit_head(self, X: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV | DummyClassifier:
+        folds = min(MAX_CALIBRATION_FOLDS, int(y.sum()), int(len(y) - y.sum()))
+        if folds < 2:
+            return DummyClassifier(strategy="prior").fit(X, y)
+        regression = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000)
+        return CalibratedClassifierCV(regression, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of each risk, shape (n_samples, n_risks)."""
+        check_is_fitted(self, "heads_")
+        columns = []
+        for head in self.heads_:
+            probabilities = head.predict_proba(X)
+            positive = list(head.classes_).index(1) if 1 in head.classes_ else None
+            columns.append(probabilities[:, positive] if positive is not None else np.zeros(X.shape[0]))
+        return np.column_stack(columns) if columns else np.zeros((X.shape[0], 0))
+
+    def predict(self, X: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
+        return (self.predict_proba(X) >= thresholds).astype(np.int64)

@@ -1,0 +1,83 @@
+"""What the gateway hands the classifier (a ``Conversation``) and what it gets back (a ``Classification``)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def normalise_text(text: str) -> str:
+    """The form every turn is classified in: NFKC, lowercase, single spaces.
+
+    The encoder is uncased and ignores whitespace runs, and the detectors fold case themselves, so this loses
+    nothing the classifier uses, and equal normal forms can share a cache entry.
+    """
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def message_text(content: Any) -> str:
+    """Text of an OpenAI message ``content``: a string, ``None``, or a list of parts (only text parts count)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return " ".join(
+        part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type") == "text"
+    ).strip()
+
+
+class Conversation(BaseModel):
+    """The part of a chat the classifier looks at: the latest user turn and the assistant turn it answers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    latest_user_text: str
+    previous_assistant_text: str | None = None
+    message_count: int = Field(default=1, ge=0)
+    has_tools: bool = False
+
+    @classmethod
+    def from_messages(cls, messages: list[dict[str, Any]], has_tools: bool = False) -> Conversation:
+        """Pick the latest user message and the nearest assistant message with text before it.
+
+        An assistant message only counts if no other user message sits between it and the latest one. A chat
+        without a user message yields an empty user text (classified like any other turn).
+        """
+        user_index = next(
+            (index for index in range(len(messages) - 1, -1, -1) if messages[index].get("role") == "user"),
+            None,
+        )
+        if user_index is None:
+            return cls(latest_user_text="", message_count=len(messages), has_tools=has_tools)
+        previous_assistant = None
+        for message in reversed(messages[:user_index]):
+            if message.get("role") == "user":
+                break
+            if message.get("role") == "assistant" and (text := message_text(message.get("content"))):
+                previous_assistant = text
+                break
+        return cls(
+            latest_user_text=message_text(messages[user_index].get("content")),
+            previous_assistant_text=previous_assistant,
+            message_count=len(messages),
+            has_tools=has_tools,
+        )
+
+    def normalised(self) -> Conversation:
+        context = normalise_text(self.previous_assistant_text or "") or None
+        user = normalise_text(self.latest_user_text)
+        return self.model_copy(update={"latest_user_text": user, "previous_assistant_text": context})
+
+
+class Classification(BaseModel):
+    """Intent and risks of one turn, with the evidence behind them."""
+
+    intent: str
+    intent_confidence: float = Field(ge=0.0, le=1.0)
+    risks: dict[str, float]
+    reasons: list[str]
+    detectors: list[str]
+    high_stakes: bool

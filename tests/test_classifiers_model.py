@@ -1,0 +1,190 @@
+"""Encoder, heads, the shipped default model and the async front; the encoder is loaded once per session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifiers import BatchingClassifier, Classification, Conversation, EncoderMismatchError, TurnClassifier
+from classifiers.dataset import load_turns, split_turns
+from classifiers.embeddings import EMBEDDING_DIM, EncoderRuntime, TextEncoder, load_encoder
+from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
+from classifiers.train import TrainingSettings, fit_model
+
+DATA = Path(__file__).resolve().parents[1] / "classifiers" / "data" / "utterances.csv"
+PARITY_TEXTS = [
+    "ok",
+    "yes",
+    "what time do you open tomorrow",
+    "I want to dispute a 300 dollar charge on my card",
+    "my chest hurts and my left arm is numb",
+    "um so like the the package never arrived and nobody called me back",
+    "four one one one one one one one one one one one one one one one",
+    "Could you explain how the annual plan is prorated if we add seats halfway through the billing year?",
+    "¿Dónde está mi pedido?",
+    "thanks, that's all",
+]
+
+
+@pytest.fixture(scope="session")
+def onnx_encoder() -> TextEncoder:
+    return load_encoder(EncoderRuntime.ONNX)
+
+
+@pytest.fixture(scope="session")
+def torch_encoder() -> TextEncoder:
+    return load_encoder(EncoderRuntime.TORCH)
+
+
+@pytest.fixture(scope="session")
+def default_classifier(onnx_encoder: TextEncoder) -> TurnClassifier:
+    return TurnClassifier(TurnModel.load(DEFAULT_MODEL_PATH), onnx_encoder)
+
+
+def test_int8_onnx_matches_fp32_sentence_transformers(onnx_encoder: TextEncoder, torch_encoder: TextEncoder) -> None:
+    quantised = onnx_encoder.encode(PARITY_TEXTS)
+    reference = torch_encoder.encode(PARITY_TEXTS)
+    assert quantised.shape == reference.shape == (len(PARITY_TEXTS), EMBEDDING_DIM)
+    np.testing.assert_allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
+    cosines = (quantised * reference).sum(axis=1)
+    assert cosines.min() >= 0.99, dict(zip(PARITY_TEXTS, cosines.round(4), strict=True))
+
+
+def test_onnx_vectors_do_not_depend_on_batch_neighbours(onnx_encoder: TextEncoder) -> None:
+    together = onnx_encoder.encode(PARITY_TEXTS)
+    alone = np.vstack([onnx_encoder.encode([text]) for text in PARITY_TEXTS])
+    np.testing.assert_array_equal(together, alone)
+
+
+@pytest.fixture(scope="session")
+def small_model(onnx_encoder: TextEncoder) -> TurnModel:
+    frame = load_turns(DATA)
+    # A small stratified slice keeps the fit fast while every intent and risk still has examples.
+    _, small = split_turns(frame, test_size=0.25, seed=7)
+    return fit_model(small, onnx_encoder, TrainingSettings(seed=7))
+
+
+def test_fit_and_predict_on_a_small_slice(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
+    classifier = TurnClassifier(small_model, onnx_encoder)
+    assert set(classifier.intents) == {
+        "faq",
+        "smalltalk",
+        "data_collection",
+        "scheduling",
+        "transaction",
+        "complaint",
+        "complex_reasoning",
+        "other",
+    }
+    assert {"payment", "medical", "emergency", "pii"} <= set(classifier.risks)
+    result = classifier.classify(Conversation(latest_user_text="what are your opening hours on saturday"))
+    assert result.intent == "faq"
+    assert 0.0 <= result.intent_confidence <= 1.0
+    assert set(result.risks) >= set(classifier.risks)
+    assert any(reason.startswith("nearest:") for reason in result.reasons)
+
+
+def test_joblib_round_trip(small_model: TurnModel, onnx_encoder: TextEncoder, tmp_path: Path) -> None:
+    path = tmp_path / "model.joblib"
+    small_model.save(path)
+    loaded = TurnClassifier.load(path, encoder=onnx_encoder)
+    original = TurnClassifier(small_model, onnx_encoder)
+    turns = [Conversation(latest_user_text=text) for text in PARITY_TEXTS]
+    assert loaded.classify_batch(turns) == original.classify_batch(turns)
+    assert loaded.model.metadata == small_model.metadata
+
+
+def test_load_refuses_a_model_of_another_encoder(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
+    foreign = TurnModel(
+        metadata=small_model.metadata.model_copy(update={"encoder_id": "some/other-encoder@sha256:0"}),
+        intent_head=small_model.intent_head,
+        risk_head=small_model.risk_head,
+        examples=small_model.examples,
+    )
+    with pytest.raises(EncoderMismatchError):
+        TurnClassifier(foreign, onnx_encoder)
+
+
+def test_default_model_faq_is_low_stakes(default_classifier: TurnClassifier) -> None:
+    result = default_classifier.classify(Conversation(latest_user_text="what time do you open tomorrow"))
+    assert result.intent == "faq" and not result.high_stakes
+
+
+def test_default_model_dispute_is_payment_transaction(default_classifier: TurnClassifier) -> None:
+    result = default_classifier.classify(
+        Conversation(latest_user_text="I want to dispute a 300 dollar charge on my card")
+    )
+    assert result.intent == "transaction"
+    assert result.risks["payment"] >= 0.5 and result.high_stakes
+
+
+def test_default_model_chest_pain_is_an_emergency(default_classifier: TurnClassifier) -> None:
+    result = default_classifier.classify(Conversation(latest_user_text="my chest hurts and my left arm is numb"))
+    assert result.risks["emergency"] == 1.0 and result.high_stakes
+    assert "chest_pain" in result.detectors and "detector:chest_pain(en)" in result.reasons
+
+
+def test_default_model_reads_card_number_in_context(default_classifier: TurnClassifier) -> None:
+    result = default_classifier.classify(
+        Conversation(latest_user_text="4111 1111 1111 1111", previous_assistant_text="can I have your card number")
+    )
+    assert result.risks["payment"] == 1.0 and result.high_stakes
+    assert "detector:card_number(luhn)" in result.reasons
+
+
+def test_per_risk_thresholds(default_classifier: TurnClassifier) -> None:
+    strict = TurnClassifier(default_classifier.model, default_classifier.encoder, thresholds={"payment": 1.01})
+    turn = Conversation(latest_user_text="I want to dispute a 300 dollar charge on my card")
+    assert strict.threshold("payment") == 1.01 and strict.threshold("medical") == 0.5
+    assert default_classifier.classify(turn).high_stakes
+    result = strict.classify(turn)
+    assert result.high_stakes == any(p >= strict.threshold(r) for r, p in result.risks.items())
+
+
+async def test_batching_matches_classify_and_keeps_the_loop_free(default_classifier: TurnClassifier) -> None:
+    turns = [Conversation(latest_user_text=f"question number {i}: when is my order {i} arriving") for i in range(40)]
+    turns += [Conversation(latest_user_text=text) for text in PARITY_TEXTS]
+    expected = default_classifier.classify_batch(turns)
+    batching = BatchingClassifier(default_classifier, max_batch=8, max_wait_ms=2.0)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    results = await asyncio.gather(*(batching.classify(turn) for turn in turns))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await ticking
+    assert results == expected
+    # Inference ran on the worker thread: the loop kept ticking through it (about one tick per ms of work).
+    assert ticks >= max(3, int(elapsed * 1000 * 0.3)), (ticks, elapsed)
+    cached = await batching.classify(Conversation(latest_user_text="  WHAT time do you OPEN tomorrow "))
+    assert isinstance(cached, Classification)
+    assert await batching.classify(Conversation(latest_user_text="what time do you open tomorrow")) == cached
+    await batching.aclose()
+    with pytest.raises(RuntimeError):
+        await batching.classify(turns[0])
+
+
+async def test_batching_reports_failures_to_every_caller(default_classifier: TurnClassifier) -> None:
+    class Failing(TurnClassifier):
+        def classify_batch(self, conversations: list[Conversation]) -> list[Classification]:
+            raise ValueError("boom")
+
+    failing = Failing(default_classifier.model, default_classifier.encoder)
+    batching = BatchingClassifier(failing, max_batch=4)
+    outcomes = await asyncio.gather(
+        *(batching.classify(Conversation(latest_user_text=str(i))) for i in range(6)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, ValueError) for outcome in outcomes)
+    await batching.aclose()

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from classifiers import Conversation
+
+
+def test_from_messages_takes_latest_user_turn_and_the_assistant_turn_before_it() -> None:
+    messages = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Can I have your"}, {"type": "text", "text": "card number?"}],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+        {"role": "tool", "content": "{}"},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "4111"}],
+        },
+    ]
+    conversation = Conversation.from_messages(messages, has_tools=True)
+    assert conversation.latest_user_text == "4111"
+    assert conversation.previous_assistant_text == "Can I have your card number?"
+    assert conversation.message_count == 6 and conversation.has_tools
+
+
+def test_assistant_turns_before_an_earlier_user_turn_are_not_context() -> None:
+    messages = [
+        {"role": "assistant", "content": "Welcome!"},
+        {"role": "user", "content": "hello"},
+        {"role": "user", "content": "are you there?"},
+    ]
+    assert Conversation.from_messages(messages).previous_assistant_text is None
+
+
+def test_chat_without_user_turn_gives_empty_text() -> None:
+    assert Conversation.from_messages([{"role": "system", "content": "x"}]).latest_user_text == ""
+
+
+def test_conversation_is_frozen_and_normalises() -> None:
+    conversation = Conversation(latest_user_text="  What  TIME\tdo you open ", previous_assistant_text="  ")
+    with pytest.raises(ValidationError):
+        conversation.latest_user_text = "x"  # type: ignore[misc]
+    normalised = conversation.normalised()
+    assert normalised.latest_user_text == "what time do you open"
+    assert normalised.previous_assistant_text is None
