@@ -12,11 +12,11 @@ import hmac
 from collections.abc import Mapping
 
 from router import headers as H
-from router.accounting.ledger import redis_client
 from router.errors import AuthenticationError
 from router.gateway import Caller
 from router.keys import KeyRecord, KeyRing, build_key_store
 from router.ratelimit import RateLimiter
+from router.redisclient import redis_client
 from router.settings import Settings
 
 DEFAULT_TENANT = "default"

@@ -48,6 +48,12 @@ class Caller:
     allowed_models: frozenset[str] | None = None
 
 
+class RateLimit(Protocol):
+    async def check(self, caller: Caller, estimated_tokens: int) -> None:
+        """Raise ``RateLimited`` when these tokens would pass the caller's tokens-per-minute limit."""
+        ...
+
+
 class TurnClassifier(Protocol):
     async def classify(self, messages: list[dict[str, Any]], has_tools: bool) -> TurnClassification: ...
 
@@ -133,6 +139,7 @@ class Gateway:
         state: StateStore,
         classifier: TurnClassifier | None = None,
         budgets: Budgets | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.config = config
         self.policies = policies
@@ -141,6 +148,7 @@ class Gateway:
         self.classifier = classifier
         self.state = state
         self.budgets = budgets
+        self.rate_limit = rate_limit
         self._deployments = {d.name: d for d in config.deployments}
 
     # -- understand, classify, decide -----------------------------------------------------------------------
@@ -186,6 +194,9 @@ class Gateway:
             classifier_failed=failed,
             call=call,
         )
+        if self.rate_limit is not None:
+            max_output = request.max_completion_tokens or request.max_tokens or 0
+            await self.rate_limit.check(caller, facts.prompt_tokens + max_output * (request.n or 1))
         decision = loaded.engine.decide(facts)
         reservation = None
         if self.budgets is not None:

@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from router.accounting.ledger import redis_client
 from router.errors import GatewayError
+from router.redisclient import redis_client
 from router.settings import Settings
 
 logger = logging.getLogger(__name__)

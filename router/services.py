@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets
-from router.accounting.ledger import redis_client
 from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator, build_authenticator
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
@@ -22,6 +21,7 @@ from router.providers.chain import FallbackChain
 from router.providers.health import BreakerState, DeploymentHealth
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compatible import OpenAICompatibleProvider
+from router.redisclient import redis_client
 from router.settings import Settings
 from router.state import InProcessState, RedisState, StateStore
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("switchboard")
 
 # Redis is on the hot path: a slow Redis must degrade the gateway, never stall it.
-REDIS_TIMEOUT_SECONDS = 0.25
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass
@@ -60,6 +60,10 @@ class Services:
         budgets = self.gateway.budgets
         if budgets is not None and budgets.enforcer.degraded:
             problems.append("budgets: redis unavailable, enforcing in-process")
+        if self.auth.keys.degraded:
+            problems.append("keys: store unavailable, answering from cached keys")
+        if self.auth.limiter.degraded:
+            problems.append("rate limits: redis unavailable, counting in-process")
         if self.gateway.state.degraded:
             problems.append("state: redis unavailable, using in-process call state")
         return problems
@@ -89,7 +93,9 @@ def build_budgets(settings: Settings, config: GatewayConfig) -> Budgets | None:
         return None
     policy = BudgetPolicy(config.budgets)
     enforcer: BudgetEnforcer = (
-        RedisBudgets(settings.redis_url, policy) if settings.redis_url else InProcessBudgets(policy)
+        RedisBudgets(settings.redis_url, policy, timeout_s=REDIS_TIMEOUT_SECONDS)
+        if settings.redis_url
+        else InProcessBudgets(policy)
     )
     return Budgets(policy, enforcer)
 
@@ -169,8 +175,16 @@ async def build_services(settings: Settings) -> Services:
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
     budgets = build_budgets(settings, config)
-    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS)
-    gateway = Gateway(config, policies, FallbackChain(config, providers, health), recorder, state, budgets=budgets)
+    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS, require_keys=settings.require_keys)
+    gateway = Gateway(
+        config,
+        policies,
+        FallbackChain(config, providers, health),
+        recorder,
+        state,
+        budgets=budgets,
+        rate_limit=auth.limiter,
+    )
     services = Services(
         settings=settings,
         loaded=loaded,

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     workers: int = 1
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_REDIS_URL", "REDIS_URL"))
     admin_key: str | None = Field(default=None, description="Bearer key for /admin endpoints.")
+    require_keys: bool = Field(
+        default=False, description="Refuse /v1 requests without a virtual key even before any key is issued."
+    )
     data_dir: Path = Field(default=Path(".switchboard"), description="Ledger, spool, traffic log, caches.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classifier: Literal["on", "off"] = "on"

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.exceptions import RedisError
 
-from router.accounting.ledger import redis_client
+from router.redisclient import redis_client
 
 logger = logging.getLogger(__name__)
 

@@ -32,10 +32,9 @@ from typing import Any, Literal, Protocol, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from router.accounting.usage import Usage
+from router.redisclient import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +72,7 @@ class LedgerRecord(BaseModel):
     caller_id: str | None = None
     tenant: str
     agent: str | None = None
+    key_id: str | None = None
     requested_model: str | None = None
     intent: str | None = None
     intent_confidence: float | None = None
@@ -312,16 +312,6 @@ for i = 3, #ARGV, 2 do
 end
 return appended
 """
-
-
-def redis_client(redis_url: str, timeout_s: float) -> Redis:
-    """An asyncio Redis client that fails fast instead of retrying, so callers can degrade at once."""
-    return Redis.from_url(
-        redis_url,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 class RedisStreamLedgerSink:

@@ -23,7 +23,7 @@ class BudgetList(BaseModel):
     "/v1/budgets",
     response_model=BudgetList,
     summary="The caller's budgets and what remains of them",
-    responses=error_responses(401),
+    responses=error_responses(401, 429, 503),
 )
 async def list_budgets(request: Request, services: ServicesDep) -> BudgetList:
     caller = await services.auth.caller(request.headers)

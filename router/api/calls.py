@@ -113,7 +113,7 @@ def summarize(
     "/v1/calls/{call_id}",
     response_model=CallCost,
     summary="Turns, models, tokens, cost and savings of a call",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, 404, 429, 503),
 )
 async def get_call(call_id: str, request: Request, services: ServicesDep) -> Any:
     caller = await services.auth.caller(request.headers)

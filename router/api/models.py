@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from router.api.deps import ServicesDep
+from router.errors import error_responses
 from router.schemas import ModelCard, ModelList
 
 router = APIRouter()
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List the models a client may ask for")
-async def list_models(services: ServicesDep) -> ModelList:
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    summary="List the models a client may ask for",
+    responses=error_responses(401, 429, 503),
+)
+async def list_models(request: Request, services: ServicesDep) -> ModelList:
+    caller = await services.auth.caller(request.headers)
     config = services.loaded.config
     created = int(services.policies.active.loaded_at)
     cards = [ModelCard(id="auto", created=created, owned_by="switchboard")]
-    cards += [ModelCard(id=tier, created=created, owned_by="switchboard") for tier in config.tiers]
-    cards += [ModelCard(id=d.name, created=created, owned_by=d.provider_prefix or "openai") for d in config.deployments]
+    cards += [
+        ModelCard(id=tier, created=created, owned_by="switchboard")
+        for tier in config.tiers
+        if caller.allowed_tiers is None or tier in caller.allowed_tiers
+    ]
+    cards += [
+        ModelCard(id=d.name, created=created, owned_by=d.provider_prefix or "openai")
+        for d in config.deployments
+        if caller.allowed_models is None or d.name in caller.allowed_models
+    ]
     return ModelList(data=cards)
