@@ -10,7 +10,7 @@ import click
 
 from router.config import load_config
 from router.logs import configure_logging
-from router.policy.store import load_policy
+from router.policy.store import Vocabulary, load_policy
 from router.yamlsource import ConfigFileError
 
 
@@ -72,10 +72,15 @@ def policy() -> None:
 @policy.command("validate")
 @click.argument("policy_file", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML it must fit.")
-def validate_policy(policy_file: Path, config_path: Path | None) -> None:
-    """Check a policy: schema, unknown tiers/deployments/labels, unreachable rules, floors."""
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="Classifier whose labels it may name.")
+def validate_policy(policy_file: Path, config_path: Path | None, model_path: Path | None) -> None:
+    """Check a policy: schema, unknown tiers/deployments/intents/risks, unreachable rules, floors."""
+    from classifiers import TurnClassifier
+
+    classifier = TurnClassifier.load(model_path)
+    vocabulary = Vocabulary(intents=frozenset(classifier.intents), risks=frozenset(classifier.risks))
     try:
-        loaded = load_policy(policy_file, load_config(config_path).config)
+        loaded = load_policy(policy_file, load_config(config_path).config, vocabulary)
     except ConfigFileError as exc:
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
@@ -83,11 +88,12 @@ def validate_policy(policy_file: Path, config_path: Path | None) -> None:
 
 
 def _register_commands() -> None:
+    from classifiers.cli import eval_command, train_command
     from router.accounting.cli import ledger, report
     from router.keys_cli import keys
     from router.simulator.cli import simulate
 
-    for command in (simulate, ledger, report, keys):
+    for command in (simulate, ledger, report, train_command, eval_command, keys):
         main.add_command(command)
 
 

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets
 from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator, build_authenticator
+from router.classification import GatewayClassifier
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
 from router.gateway import Budgets, Gateway
 from router.metrics import Metrics
-from router.policy.store import PolicyStore
+from router.policy.store import PolicyStore, Vocabulary
 from router.providers.base import Provider
 from router.providers.chain import FallbackChain
 from router.providers.health import BreakerState, DeploymentHealth
@@ -165,7 +166,13 @@ async def build_services(settings: Settings) -> Services:
     providers: dict[str, Provider] = {
         d.name: openai_compatible if d.uses_fast_path else litellm for d in config.deployments
     }
-    policies = PolicyStore(loaded.policy_path(settings.policy), config, shadow_path=loaded.shadow_policy_path())
+    classifier = await GatewayClassifier.load(settings.classifier_model) if settings.classifier == "on" else None
+    policies = PolicyStore(
+        loaded.policy_path(settings.policy),
+        config,
+        vocabulary=classifier.vocabulary if classifier else Vocabulary(),
+        shadow_path=loaded.shadow_policy_path(),
+    )
     metrics = Metrics()
     recorder = await build_recorder(settings, config, metrics)
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)
@@ -184,6 +191,7 @@ async def build_services(settings: Settings) -> Services:
         state,
         budgets=budgets,
         rate_limit=auth.limiter,
+        classifier=classifier,
     )
     services = Services(
         settings=settings,
@@ -194,7 +202,8 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         recorder=recorder,
         closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose, auth.aclose]
-        + ([budgets.enforcer.aclose] if budgets else []),
+        + ([budgets.enforcer.aclose] if budgets else [])
+        + ([classifier.aclose] if classifier else []),
         simulator=simulator,
     )
     services.tasks.append(asyncio.create_task(recorder.calls.run()))
