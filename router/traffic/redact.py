@@ -1,0 +1,297 @@
+"""Mask personal data in logged messages, and put stand-ins back before a replay classifies them.
+
+The PII detectors of ``classifiers.detectors`` decide *whether* a text holds a card number, an IBAN, a date of
+birth and so on, but not *where*. This module finds the spans for each detector that fired, reusing the
+detectors' own checks (Luhn, mod-97, the spoken-digit vocabulary), replaces them with a placeholder such as
+``[CARD]``, and then runs the detectors again on the result: a text on which any PII detector still fires has
+every number masked, and if even that is not enough, the whole text is replaced by ``[REDACTED]``. So a logged
+message never holds anything the detectors recognise as personal data.
+
+A replay must classify a turn as the live gateway did, and the live classifier saw the real number, not
+``[CARD]``: :func:`with_stand_ins` swaps each placeholder for a fixed, obviously fake value that fires the same
+detector (a test card number, the textbook IBAN, ...). Masking replaces only the value, so the cues some detectors
+need ("my date of birth is", "account number") stay in the text, and the replayed turn carries the same forced
+risks as the live one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from classifiers.detectors import detect, iban_valid, luhn_valid
+from classifiers.spoken import FILLERS, REPEATS, TEENS, TENS, UNITS
+
+REDACTED = "[REDACTED]"
+# Detector name → placeholder, most specific first (where spans of two detectors overlap, the first names it),
+# and the stand-in that makes the same detector fire in a replay.
+PLACEHOLDERS = {
+    "card_number": "[CARD]",
+    "iban": "[IBAN]",
+    "national_id": "[SSN]",
+    "email": "[EMAIL]",
+    "phone_number": "[PHONE]",
+    "date_of_birth": "[DOB]",
+    "bank_account": "[ACCOUNT]",
+    "card_security_code": "[CVV]",
+}
+_PRIORITY = {placeholder: rank for rank, placeholder in enumerate(PLACEHOLDERS.values())}
+STAND_INS = {
+    "[CARD]": "4111 1111 1111 1111",
+    "[CVV]": "123",
+    "[IBAN]": "GB82 WEST 1234 5698 7654 32",
+    "[ACCOUNT]": "12345678",
+    "[SSN]": "123-45-6789",
+    "[DOB]": "March 4, 1987",
+    "[EMAIL]": "jane.doe@example.com",
+    "[PHONE]": "(555) 010-0199",
+}
+# Digit runs this long are masked when the spans of the detectors that fired were not enough.
+FALLBACK_MIN_DIGITS = 3
+_STAND_IN = re.compile("|".join(re.escape(placeholder) for placeholder in STAND_INS))
+
+_TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
+_NUMBER_SEPARATORS = frozenset({"-", ".", "/", "(", ")", "+", ","})
+_IBAN = re.compile(r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]){11,30}\b")
+_SSN = re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_SPOKEN_FILLER = rf"(?:\s+(?:{'|'.join(FILLERS)}))*"
+# "jane dot doe two at example dot com", "jane at gmail": the local part, "at", then a domain with a top-level
+# domain or a well-known mail provider (the detector accepts either).
+_SPOKEN_EMAIL = re.compile(
+    rf"\b[a-z0-9]+(?:\s+(?:dot|underscore|dash)\s+[a-z0-9]+)*(?:\s+(?:{'|'.join(UNITS)}))*{_SPOKEN_FILLER}"
+    rf"\s+(?:at|arroba)\s+(?:[a-z0-9-]+(?:{_SPOKEN_FILLER}\s+dot\s+[a-z0-9-]+)*{_SPOKEN_FILLER}\s+dot\s+[a-z]{{2,4}}\b"
+    r"|(?:gmail|googlemail|yahoo|hotmail|outlook|icloud|aol|protonmail|proton|live|msn)\b)"
+)
+_PHONE = re.compile(r"(?<![\w-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])")
+_MONTHS = frozenset(
+    re.findall(
+        r"\w+",
+        "january february march april may june july august september october november december "
+        "jan feb mar apr jun jul aug sep sept oct nov dec",
+    )
+)
+_ORDINAL_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
+        "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth thirtieth",
+    )
+)
+_NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS)
+_ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
+# Words that may sit inside a spoken date without being one: "the 4th of march", "two thousand and five", fillers.
+_DATE_GLUE = (
+    frozenset({"of", "the", "and", "hundred", "thousand", "/", "-", ".", ",", "you", "know", "i", "mean"})
+    | frozenset(FILLERS)
+    | _ORDINAL_SUFFIXES
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One group of a digit run: its digits and where it sits in the text."""
+
+    digits: str
+    start: int
+    end: int
+
+
+def digit_groups(lowered: str) -> list[list[Group]]:
+    """The digit runs of a lower-cased text, typed or spoken, with the position of every group.
+
+    Follows ``classifiers.spoken.digit_runs`` token for token (same vocabulary, fillers and separators), so a run
+    the detectors see is a run found here.
+    """
+    runs: list[list[Group]] = []
+    groups: list[Group] = []
+    repeat, repeat_start = 1, None
+    tokens = list(_TOKEN.finditer(lowered))
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        word = token.group()
+        following = tokens[index + 1].group() if index + 1 < len(tokens) else ""
+        start = repeat_start if repeat_start is not None else token.start()
+        if word.isdigit():
+            groups.append(Group(word * repeat if len(word) == 1 else word, start, token.end()))
+        elif word in TENS:
+            if following in UNITS and UNITS[following] != "0":
+                groups.append(Group(TENS[word] + UNITS[following], start, tokens[index + 1].end()))
+                index += 1
+            else:
+                groups.append(Group(TENS[word] + "0", start, token.end()))
+        elif word in TEENS:
+            groups.append(Group(TEENS[word], start, token.end()))
+        elif word in UNITS:
+            groups.append(Group(UNITS[word] * repeat, start, token.end()))
+        elif word in REPEATS:
+            repeat, repeat_start = REPEATS[word], token.start()
+            index += 1
+            continue
+        elif word not in FILLERS and word not in _NUMBER_SEPARATORS and groups:
+            runs.append(groups)
+            groups = []
+        repeat, repeat_start = 1, None
+        index += 1
+    if groups:
+        runs.append(groups)
+    return runs
+
+
+def _windows(run: list[Group], min_length: int, max_length: int) -> Iterator[str]:
+    """The digits of every contiguous span of groups with a length within the bounds."""
+    for first in range(len(run)):
+        digits = ""
+        for last in range(first, len(run)):
+            digits += run[last].digits
+            if len(digits) > max_length:
+                break
+            if len(digits) >= min_length:
+                yield digits
+
+
+def _card_spans(lowered: str) -> Iterator[tuple[int, int]]:
+    """Whole digit runs holding a Luhn-valid window: the rest of such a run is usually the expiry or CVV."""
+    for run in digit_groups(lowered):
+        if any(len(set(digits)) > 1 and luhn_valid(digits) for digits in _windows(run, 13, 19)):
+            yield run[0].start, run[-1].end
+
+
+def _runs_with_digits(lowered: str, min_digits: int, max_digits: int = 64) -> Iterator[tuple[int, int]]:
+    for run in digit_groups(lowered):
+        if min_digits <= sum(len(group.digits) for group in run) <= max_digits:
+            yield run[0].start, run[-1].end
+
+
+def _iban_spans(lowered: str) -> Iterator[tuple[int, int]]:
+    for match in _IBAN.finditer(lowered):
+        positions = [match.start() + i for i, char in enumerate(match.group()) if char != " "]
+        compact = match.group().replace(" ", "")
+        for end in range(len(compact), 14, -1):
+            if iban_valid(compact[:end]):
+                yield positions[0], positions[end - 1] + 1
+                break
+
+
+def _date_spans(lowered: str) -> Iterator[tuple[int, int]]:
+    """Maximal stretches of date words and numbers ("the 4th of march 1987") that are shaped like a date."""
+    tokens = list(_TOKEN.finditer(lowered))
+    index = 0
+    while index < len(tokens):
+        stretch = []
+        while index < len(tokens) and _is_date_token(tokens[index].group()):
+            stretch.append(tokens[index])
+            index += 1
+        while stretch and stretch[0].group() in _DATE_GLUE:
+            stretch.pop(0)
+        while stretch and stretch[-1].group() in _DATE_GLUE - _ORDINAL_SUFFIXES:
+            stretch.pop()
+        if stretch and _date_shaped([token.group() for token in stretch]):
+            yield stretch[0].start(), stretch[-1].end()
+        index += 1
+
+
+def _date_shaped(words: list[str]) -> bool:
+    """A month or ordinal, a year, a typed d/m/y, or at least three spoken numbers: "911" alone is not a date."""
+    digits = [word for word in words if word.isdigit()]
+    return bool(
+        set(words) & (_MONTHS | _ORDINAL_WORDS)
+        or any(len(number) == 4 and number[:2] in ("19", "20") for number in digits)
+        or len(digits) >= 3
+        or sum(word in _NUMBER_WORDS for word in words) >= 3
+    )
+
+
+def _is_date_token(word: str) -> bool:
+    return word.isdigit() or word in _MONTHS or word in _ORDINAL_WORDS or word in _DATE_GLUE or word in _NUMBER_WORDS
+
+
+def _spans(detector: str, lowered: str) -> Iterator[tuple[int, int]]:
+    if detector == "card_number":
+        yield from _card_spans(lowered)
+    elif detector == "card_security_code":
+        yield from _runs_with_digits(lowered, 3, 4)
+    elif detector == "iban":
+        yield from _iban_spans(lowered)
+    elif detector == "bank_account":
+        yield from _runs_with_digits(lowered, 6)
+    elif detector == "national_id":
+        found = [m.span() for m in _SSN.finditer(lowered)]
+        yield from found or _runs_with_digits(lowered, 4)
+    elif detector == "date_of_birth":
+        yield from _date_spans(lowered)
+    elif detector == "email":
+        yield from (m.span() for m in _EMAIL.finditer(lowered))
+        yield from (m.span() for m in _SPOKEN_EMAIL.finditer(lowered))
+    elif detector == "phone_number":
+        found = [m.span() for m in _PHONE.finditer(lowered)]
+        yield from found or _runs_with_digits(lowered, 7, 15)
+
+
+def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """``text`` with each span replaced by its placeholder; overlapping spans merge under the most specific name."""
+    pieces, cursor = [], 0
+    for start, end, placeholder in sorted(spans, key=lambda span: (span[0], _PRIORITY.get(span[2], len(_PRIORITY)))):
+        if start < cursor:
+            if end > cursor:
+                cursor = end
+            continue
+        pieces += [text[cursor:start], placeholder]
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def _pii_detectors(text: str, context: str) -> list[str]:
+    return list(dict.fromkeys(hit.name for hit in detect(text, context) if "pii" in hit.risks))
+
+
+class Redactor:
+    """Masks PII in message texts; remembers recent texts, since every turn of a call resends the history."""
+
+    def __init__(self, cache_size: int = 8192) -> None:
+        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._cache_size = cache_size
+
+    def mask(self, text: str, context: str = "") -> str:
+        """``text`` with personal data replaced by placeholders; ``context`` is the message it answers."""
+        key = (text, context)
+        masked = self._cache.get(key)
+        if masked is None:
+            masked = self._mask(text, context)
+            self._cache[key] = masked
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return masked
+
+    @staticmethod
+    def _mask(text: str, context: str) -> str:
+        fired = _pii_detectors(text, context)
+        if not fired:
+            return text
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
+            return REDACTED
+        spans = [(start, end, PLACEHOLDERS[name]) for name in fired for start, end in _spans(name, lowered)]
+        masked = _replace(text, spans)
+        if _unmasked(masked, context):
+            numbers = _runs_with_digits(masked.lower(), FALLBACK_MIN_DIGITS)
+            masked = _replace(masked, [(start, end, "[NUMBER]") for start, end in numbers])
+        return REDACTED if _unmasked(masked, context) else masked
+
+
+def _unmasked(masked: str, context: str) -> bool:
+    """Whether a detector still finds personal data. A date-of-birth hit alone does not count: that detector
+    also fires on a date cue followed by a month name or by "for" (read as the digit four), neither of which
+    identifies anyone, and every date-shaped stretch after it has been masked already."""
+    return any(name != "date_of_birth" for name in _pii_detectors(masked, context))
+
+
+def with_stand_ins(text: str) -> str:
+    """A masked text with each placeholder replaced by a fake value that fires the same detector."""
+    return _STAND_IN.sub(lambda match: STAND_INS[match.group()], text)
