@@ -150,6 +150,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.budget_limit = Gauge(
+            "switchboard_budget_limit_usd",
+            "Hard budget limit by scope and window.",
+            ("scope", "tenant", "agent", "window"),
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.calls = Counter(
             "switchboard_calls", "Voice calls (distinct call ids) finished.", ("tenant", "agent"), registry=r
         )

@@ -106,17 +106,19 @@ async def publish_budgets(budgets: Budgets, config: GatewayConfig, metrics: Metr
     assert config.budgets is not None
     while True:
         for tenant, tenant_budget in config.budgets.tenants.items():
-            for agent in (None, *tenant_budget.agents):
+            # The tenant's own budgets once, then each agent's own (remaining() repeats the tenant's for agents).
+            for agent, kind in ((None, "tenant"), *((agent, "agent") for agent in tenant_budget.agents)):
                 try:
                     statuses = await budgets.enforcer.remaining(tenant, agent)
                 except Exception:
                     logger.exception("could not read the budgets of %s", tenant)
                     continue
                 for status in statuses:
-                    if status.remaining_usd is not None and status.kind != "call":
-                        metrics.budget_remaining.labels(status.kind, tenant, agent or "", status.window).set(
-                            status.remaining_usd
-                        )
+                    if status.kind != kind or status.hard_usd is None or status.remaining_usd is None:
+                        continue
+                    labels = (status.kind, tenant, agent or "", status.window)
+                    metrics.budget_remaining.labels(*labels).set(status.remaining_usd)
+                    metrics.budget_limit.labels(*labels).set(status.hard_usd)
         await asyncio.sleep(interval)
 
 
@@ -178,6 +180,8 @@ async def build_services(settings: Settings) -> Services:
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)
     _publish_policy(metrics, policies)
     state = build_state(settings)
+    for deployment in config.deployments:
+        metrics.circuit_open.labels(deployment.name).set(0)
     health = DeploymentHealth(
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
