@@ -293,3 +293,16 @@ def test_cli_export(redis_server: RedisServer, tmp_path: Path) -> None:
     assert len(pd.read_parquet(out)) == 4
     with redis_server.client() as client:
         assert client.xlen("switchboard:ledger") == 0
+
+
+def test_spool_slots_are_exclusive_per_process_and_adopted_after_a_crash(tmp_path: Path) -> None:
+    from router.accounting.recorder import claim_spool
+
+    first, first_lock = claim_spool(tmp_path)
+    second, second_lock = claim_spool(tmp_path)
+    assert first != second  # two live workers never share a spool
+    first_lock.close()  # the first worker died
+    adopted, adopted_lock = claim_spool(tmp_path)
+    assert adopted == first  # its successor replays what it left behind
+    second_lock.close()
+    adopted_lock.close()

@@ -5,9 +5,11 @@ It is the gateway's only writer of cost data, so the ledger and Prometheus alway
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import os
 from decimal import Decimal
+from pathlib import Path
+from typing import IO
 
 from router.accounting.calls import CallCostTracker
 from router.accounting.ledger import (
@@ -38,6 +40,7 @@ class Recorder:
         self.ledger = ledger
         self.metrics = metrics
         self.calls = calls
+        self.spool_lock: IO[bytes] | None = None
         self._baseline = config.baseline.name
 
     def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
@@ -188,8 +191,27 @@ async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Met
     """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
-    # One spool per process: uvicorn workers must not interleave writes to one file.
-    ledger = Ledger(sink, settings.data_dir / f"ledger-spool-{os.getpid()}.jsonl")
+    spool, spool_lock = claim_spool(settings.data_dir)
+    ledger = Ledger(sink, spool)
     await ledger.start()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
-    return Recorder(config, prices, ledger, metrics, CallCostTracker(metrics))
+    recorder = Recorder(config, prices, ledger, metrics, CallCostTracker(metrics))
+    recorder.spool_lock = spool_lock
+    return recorder
+
+
+def claim_spool(data_dir: Path, slots: int = 256) -> tuple[Path, IO[bytes]]:
+    """The first spool no running process holds, locked for this process's lifetime.
+
+    Workers must not interleave writes to one file, and a restarted worker must adopt the spool a crashed one left
+    behind, so spools are numbered slots guarded by advisory locks rather than named after process ids.
+    """
+    for slot in range(slots):
+        lock = (data_dir / f"ledger-spool-{slot}.lock").open("wb")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return data_dir / f"ledger-spool-{slot}.jsonl", lock
+    raise RuntimeError(f"all {slots} ledger spool slots in {data_dir} are held by running processes")
