@@ -1,0 +1,120 @@
+"""``switchboard traffic generate`` and ``switchboard replay``: make sample traffic, replay a log under policies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from router.config import load_config
+from router.policy.store import LoadedPolicy, load_policy
+from router.traffic.generate import write_sample_log
+from router.traffic.log import read_traffic
+from router.traffic.redact import Redactor
+from router.traffic.replay import DEFAULT_BATCH_SIZE, BatchClassifier, replay
+from router.traffic.report import build_report, gate_failures, render_text, write_outputs
+from router.yamlsource import ConfigFileError
+
+GATE_FAILED_EXIT = 3
+BASELINE_POLICY, CANDIDATE_POLICY = "P", "Q"
+
+
+@click.group("traffic")
+def traffic() -> None:
+    """Sample traffic and traffic logs."""
+
+
+@traffic.command("generate")
+@click.option("--calls", type=click.IntRange(min=1), required=True, help="Number of calls to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
+def generate(calls: int, seed: int, out_path: Path) -> None:
+    """Write a traffic log of realistic voice calls to a clinic, a SaaS billing desk, a carrier and a bank."""
+    records = write_sample_log(out_path, calls, seed, Redactor())
+    click.echo(f"wrote {records:,} turns of {calls:,} calls to {out_path}")
+
+
+def load_classifier(model_path: Path | None) -> BatchClassifier:
+    from classifiers import TurnClassifier
+
+    return TurnClassifier.load(model_path)
+
+
+@click.command("replay")
+@click.option(
+    "--traffic",
+    "traffic_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Traffic log (JSONL) to replay.",
+)
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="Policy P.")
+@click.option("--compare", "compare_path", type=click.Path(path_type=Path), help="Candidate policy Q to compare.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (tiers, prices).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for CSVs and PNGs.")
+@click.option(
+    "--gate", is_flag=True, help=f"Exit {GATE_FAILED_EXIT} if the candidate breaks a floor or costs too much."
+)
+@click.option(
+    "--max-cost-increase-pct",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="With --gate and --compare: most Q may raise cost per call over P.",
+)
+@click.option("--classifier", "model_path", type=click.Path(path_type=Path), help="Trained model; default: shipped.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    traffic_path: Path,
+    policy_path: Path,
+    compare_path: Path | None,
+    config_path: Path | None,
+    out_dir: Path | None,
+    gate: bool,
+    max_cost_increase_pct: float,
+    model_path: Path | None,
+    batch_size: int,
+    progress: bool | None,
+) -> None:
+    """Replay a traffic log under policy P (and Q): tier mix, cost, savings, floor violations, changed decisions.
+
+    Policies are files or the names of shipped policies (``default``, ``clinic``...). A program embedding this
+    command may pass its own classifier as ``ctx.obj["classifier"]``.
+    """
+    try:
+        loaded_config = load_config(config_path)
+        policies: dict[str, LoadedPolicy] = {
+            BASELINE_POLICY: load_policy(loaded_config.policy_path(policy_path), loaded_config.config)
+        }
+        if compare_path is not None:
+            policies[CANDIDATE_POLICY] = load_policy(loaded_config.policy_path(compare_path), loaded_config.config)
+    except ConfigFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    records = list(read_traffic(traffic_path))
+    if not records:
+        raise click.ClickException(f"{traffic_path} holds no traffic records")
+    classifier = (ctx.obj or {}).get("classifier") or load_classifier(model_path)
+    result = replay(
+        records,
+        policies,
+        loaded_config.config,
+        classifier,
+        batch_size=batch_size,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    report = build_report(result)
+    click.echo(render_text(report, str(traffic_path)))
+    if out_dir is not None:
+        written = write_outputs(report, out_dir)
+        click.echo(f"\nwrote {len(written)} files to {out_dir}")
+    if gate:
+        failures = gate_failures(report, max_cost_increase_pct)
+        if failures:
+            for failure in failures:
+                click.echo(f"gate failed: {failure}", err=True)
+            ctx.exit(GATE_FAILED_EXIT)
+        click.echo(f"gate passed: {report.candidate} has no floor violations and stays within the cost limit")
