@@ -27,7 +27,11 @@ HARNESS = REPO / "bench" / "run.py"
 SERVER_READY = re.compile(r"^(\S+) ready on \S+ \(pid (\d+)\)$", re.MULTILINE)
 BOOKING = re.compile(r"booking (\d+)\.")
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+
+
+@pytest.fixture(autouse=True)
+def _wrk_installed() -> None:
+    assert shutil.which("wrk"), "the benchmark drives load with wrk: apt-get install wrk (.ci/run installs it)"
 
 
 def run_harness(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
