@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -20,6 +22,7 @@ from router.config import SHIPPED_POLICIES_DIR, load_config
 from router.policy.engine import TierLadder
 from router.policy.facts import Facts
 from router.policy.store import load_policy
+from router.traffic.classify import CachingEncoder, ShippedClassifier
 from router.traffic.cli import GATE_FAILED_EXIT, replay_command
 from router.traffic.generate import write_sample_log
 from router.traffic.log import LoggedMessage, TrafficMetadata, TrafficRecord, VoiceMetadata
@@ -215,6 +218,38 @@ def test_identical_conversations_are_classified_once() -> None:
     assert result.unique_conversations == 4 and len(result.turns) == 5
 
 
+def test_parallel_classification_gives_the_same_replay() -> None:
+    policies = {"P": _policy("default")}
+    alone = replay(HAND_LOG, policies, CONFIG.config, FixedClassifier(), batch_size=1)
+    spread = replay(HAND_LOG, policies, CONFIG.config, FixedClassifier(), batch_size=1, workers=2)
+    pd.testing.assert_frame_equal(alone.turns, spread.turns)
+
+
+class CountingEncoder:
+    encoder_id, runtime = "counting@1", "onnx"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.array([[len(text), ord(text[0])] for text in texts], dtype=np.float32)
+
+
+def test_caching_encoder_embeds_each_text_once() -> None:
+    inner = CountingEncoder()
+    encoder = CachingEncoder(inner, max_texts=2)
+    first = encoder.encode(["yes", "no", "yes"])
+    second = encoder.encode(["no", "okay"])
+    assert inner.seen == ["yes", "no", "okay"]
+    np.testing.assert_array_equal(first, inner.encode(["yes", "no", "yes"]))
+    np.testing.assert_array_equal(second[0], first[1])
+    encoder.encode(["yes"])
+    assert inner.seen[-1] == "yes", "the least recently used text was forgotten"
+    assert encoder.encoder_id == "counting@1"
+    assert pickle.loads(pickle.dumps(ShippedClassifier(Path("m.joblib")))).model_path == Path("m.joblib")
+
+
 def test_caller_memory_ages_with_the_log_not_the_wall_clock() -> None:
     memory = CallMemory(TierLadder(CONFIG.config.tiers), timedelta(days=7))
     complaint = HAND_LOG[0]
@@ -279,6 +314,15 @@ def test_gate_exit_codes(tmp_path: Path, hand_log: Path) -> None:
     assert tolerated.exit_code == 0
     ungated = _run(base)
     assert ungated.exit_code == 0
+
+
+def test_an_empty_log_is_an_error_not_a_report(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    run = CliRunner().invoke(
+        replay_command, ["--traffic", str(empty), "--policy", "default"], obj={"classifier": FixedClassifier()}
+    )
+    assert run.exit_code == 1 and "holds no traffic records" in run.output
 
 
 def test_cli_writes_tables_and_charts(tmp_path: Path, hand_log: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,10 +10,11 @@ import click
 
 from router.config import load_config
 from router.policy.store import LoadedPolicy, load_policy
+from router.traffic.classify import ShippedClassifier
 from router.traffic.generate import write_sample_log
 from router.traffic.log import read_traffic
 from router.traffic.redact import Redactor
-from router.traffic.replay import DEFAULT_BATCH_SIZE, BatchClassifier, replay
+from router.traffic.replay import DEFAULT_BATCH_SIZE, replay
 from router.traffic.report import build_report, gate_failures, render_text, write_outputs
 from router.yamlsource import ConfigFileError
 
@@ -33,12 +35,6 @@ def generate(calls: int, seed: int, out_path: Path) -> None:
     """Write a traffic log of realistic voice calls to a clinic, a SaaS billing desk, a carrier and a bank."""
     records = write_sample_log(out_path, calls, seed, Redactor())
     click.echo(f"wrote {records:,} turns of {calls:,} calls to {out_path}")
-
-
-def load_classifier(model_path: Path | None) -> BatchClassifier:
-    from classifiers import TurnClassifier
-
-    return TurnClassifier.load(model_path)
 
 
 @click.command("replay")
@@ -65,6 +61,13 @@ def load_classifier(model_path: Path | None) -> BatchClassifier:
 )
 @click.option("--classifier", "model_path", type=click.Path(path_type=Path), help="Trained model; default: shipped.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Processes classifying in parallel (each loads the model).",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.pass_context
 def replay_command(
@@ -78,6 +81,7 @@ def replay_command(
     max_cost_increase_pct: float,
     model_path: Path | None,
     batch_size: int,
+    workers: int,
     progress: bool | None,
 ) -> None:
     """Replay a traffic log under policy P (and Q): tier mix, cost, savings, floor violations, changed decisions.
@@ -94,18 +98,18 @@ def replay_command(
             policies[CANDIDATE_POLICY] = load_policy(loaded_config.policy_path(compare_path), loaded_config.config)
     except ConfigFileError as exc:
         raise click.ClickException(str(exc)) from exc
-    records = list(read_traffic(traffic_path))
-    if not records:
-        raise click.ClickException(f"{traffic_path} holds no traffic records")
-    classifier = (ctx.obj or {}).get("classifier") or load_classifier(model_path)
+    classifier = (ctx.obj or {}).get("classifier") or ShippedClassifier(model_path)
     result = replay(
-        records,
+        read_traffic(traffic_path),
         policies,
         loaded_config.config,
         classifier,
         batch_size=batch_size,
+        workers=workers,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
+    if result.turns.empty:
+        raise click.ClickException(f"{traffic_path} holds no traffic records")
     report = build_report(result)
     click.echo(render_text(report, str(traffic_path)))
     if out_dir is not None:

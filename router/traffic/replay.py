@@ -19,11 +19,14 @@ baseline prices every turn on ``config.baseline``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from multiprocessing import get_context
 from typing import Protocol
 
 import pandas as pd
@@ -145,53 +148,151 @@ def _replies(records: Sequence[TrafficRecord]) -> dict[int, str]:
     return replies
 
 
-def _classify(
-    conversations: Sequence[Conversation], classifier: BatchClassifier, batch_size: int, progress: bool
-) -> tuple[list[TurnClassification], int]:
-    """Classify each distinct conversation once, in batches: (one classification per turn, distinct count)."""
-    index_of: dict[Hashable, int] = {}
-    distinct: list[Conversation] = []
-    turn_to_distinct = []
-    for conversation in conversations:
-        key = classifier.cache_key(conversation)
-        if key not in index_of:
-            index_of[key] = len(distinct)
-            distinct.append(conversation)
-        turn_to_distinct.append(index_of[key])
-    classified: list[Classification] = []
-    with tqdm(total=len(distinct), desc="classify", unit="turn", disable=not progress, leave=False) as bar:
-        for start in range(0, len(distinct), batch_size):
-            batch = distinct[start : start + batch_size]
-            classified.extend(classifier.classify_batch(batch))
-            bar.update(len(batch))
-    converted = [turn_classification(c) for c in classified]
-    return [converted[i] for i in turn_to_distinct], len(distinct)
+def _classify_batch(classifier: BatchClassifier, batch: Sequence[Conversation]) -> list[Classification]:
+    return classifier.classify_batch(batch)
+
+
+class ClassificationQueue:
+    """Classifies each distinct conversation once, in batches queued as they fill, while the caller reads on.
+
+    With ``workers`` > 1, batches go to that many processes, each with its own copy of ``classifier`` (which must
+    pickle); the pool starts with the second batch, so a log of one batch is classified here. A turn's
+    classification is waited for only when the turn is decided, so reading the log, building facts and deciding
+    earlier turns overlap with classifying later ones.
+    """
+
+    def __init__(self, classifier: BatchClassifier, batch_size: int, workers: int, stack: contextlib.ExitStack) -> None:
+        self._classifier = classifier
+        self._batch_size = batch_size
+        self._workers = workers
+        self._stack = stack
+        self._pool: ProcessPoolExecutor | None = None
+        self._index_of: dict[Hashable, int] = {}
+        self._filling: list[Conversation] = []
+        self._batches: list[Future[list[Classification]] | list[Classification]] = []
+        self._held: list[Conversation] | None = None
+        self._done: dict[int, list[TurnClassification]] = {}
+        self.waited = 0.0
+
+    @property
+    def distinct(self) -> int:
+        return len(self._index_of)
+
+    def add(self, conversation: Conversation) -> int:
+        """Queue a turn's conversation; returns the ticket its classification is fetched with."""
+        key = self._classifier.cache_key(conversation)
+        ticket = self._index_of.get(key)
+        if ticket is None:
+            ticket = self._index_of[key] = len(self._index_of)
+            self._filling.append(conversation)
+            if len(self._filling) == self._batch_size:
+                self._submit()
+        return ticket
+
+    def close(self) -> None:
+        """Queue the last, partial batch."""
+        if self._filling:
+            self._submit()
+        if self._held is not None:  # the only batch: not worth starting processes for
+            self._batches.append(self._classifier.classify_batch(self._held))
+
+    def _submit(self) -> None:
+        batch, self._filling = self._filling, []
+        if self._workers <= 1:
+            self._batches.append(self._classifier.classify_batch(batch))
+            return
+        if self._pool is None:
+            if self._held is None:
+                self._held = batch
+                return
+            self._pool = self._stack.enter_context(
+                ProcessPoolExecutor(max_workers=self._workers, mp_context=get_context("spawn"))
+            )
+            self._batches.append(self._pool.submit(_classify_batch, self._classifier, self._held))
+            self._held = None
+        self._batches.append(self._pool.submit(_classify_batch, self._classifier, batch))
+
+    def get(self, ticket: int) -> TurnClassification:
+        number, offset = divmod(ticket, self._batch_size)
+        converted = self._done.get(number)
+        if converted is None:
+            batch = self._batches[number]
+            if isinstance(batch, Future):
+                waiting = time.perf_counter()
+                batch = batch.result()
+                self.waited += time.perf_counter() - waiting
+            converted = self._done[number] = [turn_classification(c) for c in batch]
+            self._batches[number] = []  # release the raw results
+        return converted[offset]
 
 
 def replay(
-    records: Sequence[TrafficRecord],
+    records: Iterable[TrafficRecord],
     policies: Mapping[str, LoadedPolicy],
     config: GatewayConfig,
     classifier: BatchClassifier,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 1,
     progress: bool = False,
 ) -> ReplayResult:
-    """Decide and price every turn of ``records`` (in their order) under each of ``policies`` (label → policy)."""
+    """Decide and price every turn of ``records`` (in their order) under each of ``policies`` (label → policy).
+
+    ``workers`` > 1 classifies in that many processes (the classifier must pickle, see ``ShippedClassifier``).
+    """
     started = time.perf_counter()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})  # loads litellm's cost map
     ready = time.perf_counter()
-    stand_ins: dict[str, str] = {}
-    chats = [
-        [{"role": m.role, "content": stand_ins.setdefault(m.content, with_stand_ins(m.content))} for m in r.messages]
-        for r in records
-    ]
-    conversations = [
-        Conversation.from_messages(chat, has_tools=bool(r.tools)) for chat, r in zip(chats, records, strict=True)
-    ]
-    classifications, unique = _classify(conversations, classifier, batch_size, progress)
-    classified_at = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        queue = ClassificationQueue(classifier, batch_size, workers, stack)
+        turns, chats, tickets = _read(records, queue, progress)
+        read_at = time.perf_counter()
+        frame = _decide(turns, chats, tickets, queue, policies, config, prices, progress)
+    finished = time.perf_counter()
+    return ReplayResult(
+        turns=frame,
+        policies=dict(policies),
+        tier_order=list(config.tiers),
+        baseline_deployment=config.baseline.name,
+        unique_conversations=queue.distinct,
+        timings={
+            "setup": ready - started,
+            "read": read_at - ready,
+            "decide": finished - read_at - queue.waited,
+            "classification_wait": queue.waited,
+            "total": finished - started,
+        },
+    )
 
+
+def _read(
+    records: Iterable[TrafficRecord], queue: ClassificationQueue, progress: bool
+) -> tuple[list[TrafficRecord], list[list[dict[str, str]]], list[int]]:
+    """Each record with its messages (placeholders swapped for stand-ins), queued for classification."""
+    turns, chats, tickets = [], [], []
+    stand_ins: dict[str, str] = {}
+    for record in tqdm(records, desc="read", unit="turn", disable=not progress, leave=False):
+        chat = [
+            {"role": m.role, "content": stand_ins.setdefault(m.content, with_stand_ins(m.content))}
+            for m in record.messages
+        ]
+        turns.append(record)
+        chats.append(chat)
+        tickets.append(queue.add(Conversation.from_messages(chat, has_tools=bool(record.tools))))
+    queue.close()
+    return turns, chats, tickets
+
+
+def _decide(
+    records: list[TrafficRecord],
+    chats: list[list[dict[str, str]]],
+    tickets: list[int],
+    queue: ClassificationQueue,
+    policies: Mapping[str, LoadedPolicy],
+    config: GatewayConfig,
+    prices: PriceBook,
+    progress: bool,
+) -> pd.DataFrame:
     ladder = TierLadder(config.tiers)
     baseline = config.baseline.name
     memories = {
@@ -200,19 +301,18 @@ def replay(
     }
     replies = _replies(records)
     rows: dict[str, list[object]] = {name: [] for name in _row_names(policies)}
-    risk_names = sorted({risk for c in classifications for risk in c.risks})
-    risk_rows: dict[str, list[float]] = {risk: [] for risk in risk_names}
-    items = zip(records, chats, classifications, strict=True)
-    for index, (record, chat, classification) in enumerate(
+    risks: list[dict[str, float]] = []
+    items = zip(records, chats, tickets, strict=True)
+    for index, (record, chat, ticket) in enumerate(
         tqdm(items, total=len(records), desc="decide", unit="turn", disable=not progress, leave=False)
     ):
+        classification = queue.get(ticket)
         facts = _facts(record, chat, classification)
         usage = record.usage or Usage(
             prompt_tokens=facts.prompt_tokens, completion_tokens=text_tokens(replies.get(index, "")), estimated=True
         )
         _append_turn(rows, record, classification, usage, float(prices.cost(baseline, usage).cost_usd))
-        for risk in risk_names:
-            risk_rows[risk].append(classification.risks.get(risk, 0.0))
+        risks.append(classification.risks)
         for label, loaded in policies.items():
             memory = memories[label]
             decision = loaded.engine.decide(dataclasses.replace(facts, call=memory.facts(record)))
@@ -227,23 +327,11 @@ def replay(
             rows[f"pinned.{label}"].append(decision.tier is None)
             rows[f"cost.{label}"].append(float(prices.cost(deployment, priced).cost_usd))
     turns = pd.DataFrame(rows)
-    for risk in risk_names:
-        turns[f"{RISK_PREFIX}{risk}"] = risk_rows[risk]
+    probabilities = pd.DataFrame.from_records(risks, index=turns.index).fillna(0.0)
+    for risk in sorted(probabilities.columns):
+        turns[f"{RISK_PREFIX}{risk}"] = probabilities[risk]
     turns["turn"] = turns.groupby(["tenant", "call_key"], sort=False).cumcount() + 1
-    finished = time.perf_counter()
-    return ReplayResult(
-        turns=turns,
-        policies=dict(policies),
-        tier_order=list(config.tiers),
-        baseline_deployment=baseline,
-        unique_conversations=unique,
-        timings={
-            "setup": ready - started,
-            "classify": classified_at - ready,
-            "decide": finished - classified_at,
-            "total": finished - started,
-        },
-    )
+    return turns
 
 
 def _facts(record: TrafficRecord, chat: list[dict[str, str]], classification: TurnClassification) -> Facts:

@@ -216,8 +216,9 @@ def render_text(report: ReplayReport, source: str) -> str:
     lines = [
         f"Replayed {len(result.turns):,} turns ({report.summary['calls'].iloc[0]:,} calls) from {source} in "
         f"{timings['total']:.1f} s: {result.turns_per_second:,.0f} turns/s",
-        f"  setup {timings['setup']:.1f} s; classification {timings['classify']:.1f} s "
-        f"({result.unique_conversations:,} distinct conversations); decisions and pricing {timings['decide']:.1f} s",
+        f"  setup {timings['setup']:.1f} s; reading {timings['read']:.1f} s; waiting for classification "
+        f"{timings['classification_wait']:.1f} s ({result.unique_conversations:,} distinct conversations); "
+        f"decisions and pricing {timings['decide']:.1f} s",
     ]
     for label, loaded in result.policies.items():
         lines.append(f"  {label} = {loaded.version} ({loaded.path})")
