@@ -21,6 +21,7 @@ from router.traffic.log import (
     TrafficRecord,
     VoiceMetadata,
     logged_messages,
+    masked_messages,
     read_traffic,
     tool_names,
 )
@@ -158,7 +159,7 @@ def test_logged_messages_mask_in_context_and_keep_only_tool_names(redactor: Reda
             ],
         },
     ]
-    logged = logged_messages(messages, redactor)
+    logged = masked_messages(logged_messages(messages), redactor)
     assert [m.content for m in logged] == ["You are a receptionist.", "What's your date of birth?", "the [DOB]", ""]
     assert logged[3].tool_calls == ["lookup"]
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}, {"bad": 1}]
@@ -186,6 +187,38 @@ def _record(index: int) -> TrafficRecord:
         decision=LoggedDecision(tier="small", deployment="gpt-4o-mini", rule="chatter", policy_version="default@1"),
         usage=Usage(prompt_tokens=100 + index, completion_tokens=20, cached_prompt_tokens=64),
     )
+
+
+def test_a_live_request_becomes_a_record_masked_by_the_writer(tmp_path: Path) -> None:
+    body = {
+        "messages": [
+            {"role": "assistant", "content": "Card number please."},
+            {"role": "user", "content": "it's 4242 4242 4242 4242"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "take_payment", "parameters": {}}}],
+        "metadata": {"voice": {"asr_confidence": 0.7, "call_seconds": 31}, "crm_note": "VIP, jane@example.com"},
+    }
+    record = TrafficRecord.from_request(
+        request_id="r1",
+        ts=datetime(2025, 3, 3, 9, tzinfo=UTC),
+        tenant="saas-billing",
+        requested_model="auto",
+        messages=body["messages"],
+        tools=body["tools"],
+        metadata=body["metadata"],
+        decision=LoggedDecision(tier="frontier", deployment="gpt-5", rule="transactions", risks=["payment", "pii"]),
+    )
+    assert record.tools == ["take_payment"]
+    assert record.metadata.model_dump(exclude_none=True) == {"voice": {"asr_confidence": 0.7, "call_seconds": 31.0}}
+
+    async def write() -> None:
+        writer = TrafficLogWriter(tmp_path / "live.jsonl")
+        writer.write(record)
+        await writer.aclose()
+
+    asyncio.run(write())
+    line = (tmp_path / "live.jsonl").read_text()
+    assert "[CARD]" in line and "4242" not in line and "crm_note" not in line
 
 
 def test_a_record_round_trips_through_one_json_line() -> None:

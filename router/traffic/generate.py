@@ -29,7 +29,15 @@ from router.accounting.usage import Usage
 from router.traffic.asr import AsrProfile
 from router.traffic.domains import DOMAINS
 from router.traffic.identities import CallerValues
-from router.traffic.log import Masker, TrafficMetadata, TrafficRecord, VoiceMetadata, logged_messages, tool_names
+from router.traffic.log import (
+    Masker,
+    TrafficMetadata,
+    TrafficRecord,
+    VoiceMetadata,
+    logged_messages,
+    masked_messages,
+    tool_names,
+)
 from router.traffic.phrases import ASIDES, CLOSING, HELLO, Beat, Domain, Scenario
 
 MIN_TURNS, MAX_TURNS = 3, 14
@@ -174,7 +182,7 @@ class CallWriter:
                 tenant=domain.tenant,
                 agent=agent,
                 requested_model=REQUESTED_MODEL,
-                messages=logged_messages(conversation, self._masker),
+                messages=masked_messages(logged_messages(conversation), self._masker),
                 tools=tool_names(tools),
                 metadata=TrafficMetadata(voice=voice),
                 usage=usage,

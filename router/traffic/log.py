@@ -5,8 +5,17 @@ A record keeps what the policy reads (tenant, agent, requested model, the messag
 tool-call arguments nor any other metadata, because those can carry personal data the masking would not see.
 
 ``TrafficLogWriter`` appends records from the gateway without blocking it: ``write()`` only queues, a background
-task appends batches from a worker thread. The log is for policy tuning, not accounting (that is the ledger's job):
-lines are flushed but not fsync'd, and when the queue is full new records are dropped and counted.
+task masks and appends batches from a worker thread. The log is for policy tuning, not accounting (that is the
+ledger's job): lines are flushed but not fsync'd, and when the queue is full new records are dropped and counted.
+
+Wiring it into the gateway::
+
+    writer = TrafficLogWriter(os.environ["SWITCHBOARD_TRAFFIC_LOG"])
+    writer.write(TrafficRecord.from_request(request_id=..., ts=..., tenant=..., requested_model=...,
+                                            messages=body["messages"], tools=body.get("tools"),
+                                            metadata=body.get("metadata"), call_id=..., caller_id=...,
+                                            agent=..., decision=LoggedDecision(...), usage=..., status=...))
+    await writer.aclose()  # at shutdown
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from router.accounting.ledger import format_ts
 from router.accounting.tokens import content_text
 from router.accounting.usage import Usage
 from router.facts import voice_facts
+from router.traffic.redact import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +123,47 @@ class TrafficRecord(LogModel):
     def to_line(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode() + b"\n"
 
+    @classmethod
+    def from_request(
+        cls,
+        *,
+        request_id: str,
+        ts: datetime,
+        tenant: str,
+        requested_model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        call_id: str | None = None,
+        caller_id: str | None = None,
+        agent: str | None = None,
+        decision: LoggedDecision | None = None,
+        usage: Usage | None = None,
+        status: int = 200,
+        error_type: str | None = None,
+    ) -> TrafficRecord:
+        """A live chat request as a record. Its messages are not masked yet: ``TrafficLogWriter`` masks them in
+        its background thread, off the request path."""
+        return cls(
+            ts=ts,
+            request_id=request_id,
+            call_id=call_id,
+            caller_id=caller_id,
+            tenant=tenant,
+            agent=agent,
+            requested_model=requested_model,
+            messages=logged_messages(messages),
+            tools=tool_names(tools),
+            metadata=TrafficMetadata(voice=VoiceMetadata.from_metadata(metadata)),
+            decision=decision,
+            usage=usage,
+            status=status,
+            error_type=error_type,
+        )
+
+    def masked(self, masker: Masker) -> TrafficRecord:
+        return self.model_copy(update={"messages": masked_messages(self.messages, masker)})
+
     @property
     def chat_messages(self) -> list[dict[str, Any]]:
         """The messages in the chat-completions shape the policy facts and classifiers read."""
@@ -135,32 +186,40 @@ def tool_names(tools: Sequence[Any] | None) -> list[str]:
     return names
 
 
-def logged_messages(messages: Sequence[Mapping[str, Any]], masker: Masker) -> list[LoggedMessage]:
-    """Messages with their text masked; tool calls keep only the function name.
+def logged_messages(messages: Sequence[Mapping[str, Any]]) -> list[LoggedMessage]:
+    """Chat messages in the log's shape, not yet masked: text only, tool calls reduced to function names."""
+    return [
+        LoggedMessage(
+            role=str(message.get("role", "user")),
+            content=content_text(message.get("content")),
+            tool_calls=[
+                call["function"]["name"]
+                for call in message.get("tool_calls") or ()
+                if isinstance(call, Mapping)
+                and isinstance(call.get("function"), Mapping)
+                and isinstance(call["function"].get("name"), str)
+            ],
+        )
+        for message in messages
+    ]
+
+
+def masked_messages(messages: Sequence[LoggedMessage], masker: Masker) -> list[LoggedMessage]:
+    """Messages with personal data masked.
 
     A user message is masked in the context of the assistant message before it, whose question ("what's your
     date of birth?") is what makes a bare date personal data.
     """
-    logged = []
+    masked = []
     context = ""
     for message in messages:
-        role = str(message.get("role", "user"))
-        text = content_text(message.get("content"))
-        calls = [
-            call["function"]["name"]
-            for call in message.get("tool_calls") or ()
-            if isinstance(call, Mapping)
-            and isinstance(call.get("function"), Mapping)
-            and isinstance(call["function"].get("name"), str)
-        ]
-        logged.append(
-            LoggedMessage(role=role, content=masker.mask(text, context if role == "user" else ""), tool_calls=calls)
-        )
-        if role == "assistant" and text:
-            context = text
-        elif role == "user":
+        text = masker.mask(message.content, context if message.role == "user" else "")
+        masked.append(message if text == message.content else message.model_copy(update={"content": text}))
+        if message.role == "assistant" and message.content:
+            context = message.content
+        elif message.role == "user":
             context = ""
-    return logged
+    return masked
 
 
 def read_traffic(path: Path) -> Iterator[TrafficRecord]:
@@ -176,21 +235,25 @@ def read_traffic(path: Path) -> Iterator[TrafficRecord]:
 
 
 class TrafficLogWriter:
-    """Appends records to a JSONL file from a background task; ``write()`` never blocks the caller.
+    """Masks and appends records to a JSONL file from a background task; ``write()`` never blocks the caller.
 
     A batch is written when ``batch_size`` records are queued or every ``flush_interval_s``. The task starts on the
     first ``write()`` (which must run inside the event loop); ``aclose()`` writes what is queued and stops it.
+    Masking (``masker``, the detector-based ``Redactor`` unless given) runs in the writer's thread, one batch at a
+    time, so its cache of recent messages is never shared between threads.
     """
 
     def __init__(
         self,
         path: str | Path,
         *,
+        masker: Masker | None = None,
         batch_size: int = 256,
         flush_interval_s: float = 0.2,
         max_queued: int = 50_000,
     ) -> None:
         self.path = Path(path)
+        self._masker = masker if masker is not None else Redactor()
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._max_queued = max_queued
@@ -246,7 +309,7 @@ class TrafficLogWriter:
     def _append(self, batch: Sequence[TrafficRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as log:
-            log.write(b"".join(record.to_line() for record in batch))
+            log.write(b"".join(record.masked(self._masker).to_line() for record in batch))
 
     async def aclose(self) -> None:
         """Write everything queued and stop the background task."""
