@@ -22,6 +22,7 @@ PAYMENT = "payment"
 MEDICAL = "medical"
 PII = "pii"
 EMERGENCY = "emergency"
+ACCOUNT_SECURITY = "account_security"
 
 
 class DetectorHit(BaseModel):
@@ -193,6 +194,78 @@ def _card_security_codes(text: str, context: str = "") -> list[DetectorHit]:
     cue = _cue(_SECURITY_CODE, folded, context)
     if cue and any(3 <= len(run.digits) <= 4 for run in digit_runs(folded)):
         return [DetectorHit(name="card_security_code", method=f"{cue}+digits", risks=(PAYMENT, PII))]
+    return []
+
+
+_NAME_CUE = re.compile(
+    r"\b(my name is (?!on\b|not\b|in\b|the\b|still\b|wrong\b|missing\b|spelled\b)[a-z]+|my name'?s [a-z]+"
+    r"|under the name|(first|last|full|maiden) name is|surname is|like it sounds|spelled [a-z]( [a-z]){2,}"
+    r"|the (account holder|patient|recipient|policy holder|cardholder) is [a-z]+"
+    r"|this is [a-z]+ [a-z]+ (calling|speaking)"
+    r"|me llamo|mi nombre es|a nombre de|ich heisse|mein name ist|je m'appelle|mon nom est|au nom de"
+    r"|meu nome e|me chamo|em nome de|o titular( da conta)? e|mera naam)\b"
+)
+_NAME_ASKED = re.compile(r"\b(your|the) (full |first |last )?name\b|\bwho am i speaking (with|to)\b|\bwho'?s calling\b")
+_NOT_A_NAME = re.compile(
+    r"^(yes|yeah|yep|no|nope|sure|ok|okay|sorry|what|why|how|can|could|i|it'?s (fine|ok)|that'?s|hold on|hang on|one"
+    r" (sec|second|moment)|wait|hmm|uh|um)\b"
+)
+
+
+def _personal_names(text: str, context: str = "") -> list[DetectorHit]:
+    folded = fold(text)
+    if _NAME_CUE.search(folded):
+        return [DetectorHit(name="personal_name", method="cue", risks=(PII,))]
+    words = re.findall(r"[a-z]+", folded)
+    if context and _NAME_ASKED.search(fold(context)) and 2 <= len(words) <= 8 and not _NOT_A_NAME.search(folded):
+        return [DetectorHit(name="personal_name", method="asked", risks=(PII,))]
+    return []
+
+
+_NUMBER = (
+    r"(\d{1,5}[a-z]?|(one|two|three|four|five|six|seven|eight|nine|ten|twenty|thirty|forty|fifty|sixty|seventy"
+    r"|eighty|ninety|hundred|thousand)( |-)?)+"
+)
+_STREET = (
+    # No "dr": "the four forty slot with dr chen" is a doctor, not a drive.
+    r"street|st|avenue|ave|road|rd|drive|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|crescent|close"
+    r"|highway|hwy|parkway|pkwy|circle|square"
+)
+_ADDRESS = re.compile(
+    rf"\b{_NUMBER}\s+([a-z]+\s+){{1,3}}({_STREET})\b"
+    r"|\b[a-z]*(strasse|str|weg|platz|allee|gasse|ring|damm)\.?\s+\d{1,4}[a-z]?\b"
+    r"|\b(calle|avenida|av|rua|travessa|alameda|carrer)\.?\s+([a-z]+\s+){1,4}\d{1,5}\b"
+    r"|\b\d{1,4},?\s+(rue|avenue|boulevard|chemin|allee|impasse|place|quai)\b"
+    r"|\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}\b"  # UK postcode
+)
+_ADDRESS_CUE = re.compile(
+    r"\b(my address is|i live at|i live on|ship (it )?to|deliver (it )?to|send it to|mi direccion|vivo en"
+    r"|meine adresse|ich wohne in|j'habite|mon adresse|moro na|moro em|meu endereco|mera pata)\b"
+)
+
+
+def _postal_addresses(text: str, context: str = "") -> list[DetectorHit]:
+    folded = fold(text)
+    if _ADDRESS.search(folded):
+        return [DetectorHit(name="postal_address", method="format", risks=(PII,))]
+    if _ADDRESS_CUE.search(folded) and digit_runs(folded):
+        return [DetectorHit(name="postal_address", method="cue+number", risks=(PII,))]
+    return []
+
+
+_CODE_CUE = re.compile(
+    r"\b(verification code|one[- ]time (code|password|passcode)|otp|2fa|two[- ]factor|passcode|pin( number)?"
+    r"|log ?in code|sms code|code (you|we|they) (just )?(sent|texted|emailed)|texted me a code"
+    r"|codigo de verificacion|bestatigungscode|code de verification|codigo de verificacao|der code lautet"
+    r"|le code est|o codigo e|el codigo es)\b"
+)
+
+
+def _one_time_codes(text: str, context: str = "") -> list[DetectorHit]:
+    folded = fold(text)
+    cue = _cue(_CODE_CUE, folded, context)
+    if cue and any(4 <= len(run.digits) <= 8 for run in digit_runs(folded)):
+        return [DetectorHit(name="one_time_code", method=f"{cue}+digits", risks=(ACCOUNT_SECURITY,))]
     return []
 
 
@@ -547,6 +620,9 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
     _dates_of_birth,
     _emails,
     _phone_numbers,
+    _personal_names,
+    _postal_addresses,
+    _one_time_codes,
     _emergencies,
 )
 

@@ -55,9 +55,8 @@ def lexical_vectorizer() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=20000)
 
 
-def with_lexical(
-    dense: np.ndarray, user_texts: Sequence[str], vectorizer: TfidfVectorizer | None, weight: float
-) -> np.ndarray | sparse.csr_matrix:
-    if vectorizer is None:
+def with_lexical(dense: np.ndarray, lexical: sparse.csr_matrix | None, weight: float) -> np.ndarray | sparse.csr_matrix:
+    """Embedding features, followed by the weighted n-gram features when there are any and ``weight`` > 0."""
+    if lexical is None or weight <= 0:
         return dense
-    return sparse.hstack([sparse.csr_matrix(dense), vectorizer.transform(user_texts) * weight]).tocsr()
+    return sparse.hstack([sparse.csr_matrix(dense), lexical * weight]).tocsr()

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 from pydantic import BaseModel, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
+from threadpoolctl import ThreadpoolController
 
 from classifiers.detectors import detect
 from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
@@ -28,6 +30,11 @@ from classifiers.schemas import Classification, Conversation
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.joblib"
 DEFAULT_RISK_THRESHOLD = 0.5
+
+
+def single_blas_thread(controller: ThreadpoolController | None = None) -> Any:
+    """Context manager limiting BLAS libraries to one thread (about 10 µs with a reused controller)."""
+    return (controller or ThreadpoolController()).limit(limits=1, user_api="blas")
 
 
 class EncoderMismatchError(RuntimeError):
@@ -58,10 +65,11 @@ class TurnModel:
     intent_head: IntentClassifier
     risk_head: RiskClassifier
     examples: ExampleIndex
-    # Character n-grams of the user turn, appended to the intent head's features only: they help intents in
-    # languages the encoder reads poorly but made risk recall worse on held-out turns.
-    intent_lexical: TfidfVectorizer | None = None
+    # Character n-grams of the user turn, appended to the embeddings with a per-head weight: they carry keywords
+    # ("Karte", "factures", "Passwort") of languages the English encoder reads poorly.
+    lexical: TfidfVectorizer | None = None
     intent_lexical_weight: float = 1.0
+    risk_lexical_weight: float = 0.5
 
     def save(self, path: str | Path) -> None:
         target = Path(path)
@@ -96,6 +104,7 @@ class TurnClassifier:
         self.thresholds = dict(thresholds or {})
         self.default_threshold = default_threshold
         self.neighbours = neighbours
+        self._thread_pools = ThreadpoolController()
 
     @classmethod
     def load(
@@ -133,17 +142,21 @@ class TurnClassifier:
     def classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
         if not conversations:
             return []
+        # One BLAS thread: the heads' matrices are small, and on a busy 2-core box OpenBLAS worker threads
+        # spinning for a core cost far more than they save (and would take the event loop's core).
+        with single_blas_thread(self._thread_pools):
+            return self._classify_batch(conversations)
+
+    def _classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
         turns = [conversation.normalised() for conversation in conversations]
         user, context = embed_turns(self.encoder, turns)
         features = turn_features(user, context, self.model.metadata.feature_scheme)
-        intent_features = with_lexical(
-            features,
-            [turn.latest_user_text for turn in turns],
-            self.model.intent_lexical,
-            self.model.intent_lexical_weight,
-        )
+        texts = [turn.latest_user_text for turn in turns]
+        lexical = self.model.lexical.transform(texts) if self.model.lexical is not None else None
+        intent_features = with_lexical(features, lexical, self.model.intent_lexical_weight)
+        risk_features = with_lexical(features, lexical, self.model.risk_lexical_weight)
         intent_probabilities = self.model.intent_head.predict_proba(intent_features)
-        risk_probabilities = self.model.risk_head.predict_proba(features)
+        risk_probabilities = self.model.risk_head.predict_proba(risk_features)
         nearest = self.model.examples.nearest(user, self.neighbours)
         intents = self.model.intent_head.classes_
         return [

@@ -84,7 +84,7 @@ class DigitRun:
 
 def fold(text: str) -> str:
     """Lowercase and strip accents, so patterns can be written once in plain ASCII-ish lowercase."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ß", "ss"))
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 

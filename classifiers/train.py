@@ -17,7 +17,7 @@ from classifiers.evaluate import EvaluationReport, evaluate
 from classifiers.features import FeatureScheme, embed_turns, lexical_vectorizer, turn_features, with_lexical
 from classifiers.intent import IntentClassifier
 from classifiers.neighbours import ExampleIndex
-from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel
+from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel, single_blas_thread
 from classifiers.risk import RiskClassifier
 from classifiers.schemas import Conversation
 
@@ -44,12 +44,20 @@ class TrainingSettings(BaseModel):
     risk_c: float = 4.0
     fine_intents_by_domain: bool = False
     neutral_context_augmentation: bool = True
-    intent_lexical_weight: float = 1.0  # 0 disables the character n-gram features of the intent head
+    # Weights of the character n-gram features in each head; 0 leaves a head on embeddings alone.
+    intent_lexical_weight: float = 1.0
+    risk_lexical_weight: float = 0.5
 
 
 def fit_model(
     frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSettings, data_sha256: str = ""
 ) -> TurnModel:
+    # Multi-threaded OpenBLAS made the fits 5x slower on a shared 2-core machine, and never faster.
+    with single_blas_thread():
+        return _fit_model(frame, encoder, settings, data_sha256)
+
+
+def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSettings, data_sha256: str) -> TurnModel:
     intents, risks = label_sets(frame)
     turns = conversations(frame)
     labels = frame["intent"].to_numpy()
@@ -73,16 +81,21 @@ def fit_model(
         labels = np.concatenate([labels, labels[without_context]])
         fine = np.concatenate([fine, fine[without_context]])
         risk_matrix = np.vstack([risk_matrix, risk_matrix[without_context]])
-    lexical = None
-    if settings.intent_lexical_weight > 0:
-        lexical = lexical_vectorizer().fit(user_texts)
+    lexical_matrix = None
+    vectorizer = None
+    if max(settings.intent_lexical_weight, settings.risk_lexical_weight) > 0:
+        vectorizer = lexical_vectorizer()
+        lexical_matrix = vectorizer.fit_transform(user_texts)
         # The n-grams cut by min_df/max_features are kept only for introspection and would triple the file.
-        lexical.stop_words_ = None
-    intent_features = with_lexical(features, user_texts, lexical, settings.intent_lexical_weight)
+        vectorizer.stop_words_ = None
     intent_head = IntentClassifier(C=settings.intent_c, random_state=settings.seed).fit(
-        intent_features, labels, fine_labels=fine if settings.fine_intents_by_domain else None
+        with_lexical(features, lexical_matrix, settings.intent_lexical_weight),
+        labels,
+        fine_labels=fine if settings.fine_intents_by_domain else None,
     )
-    risk_head = RiskClassifier(C=settings.risk_c).fit(features, risk_matrix, risks)
+    risk_head = RiskClassifier(C=settings.risk_c).fit(
+        with_lexical(features, lexical_matrix, settings.risk_lexical_weight), risk_matrix, risks
+    )
     metadata = ModelMetadata(
         encoder_id=encoder.encoder_id,
         trained_with_runtime=encoder.runtime,
@@ -106,8 +119,9 @@ def fit_model(
         intent_head=intent_head,
         risk_head=risk_head,
         examples=examples,
-        intent_lexical=lexical,
+        lexical=vectorizer,
         intent_lexical_weight=settings.intent_lexical_weight,
+        risk_lexical_weight=settings.risk_lexical_weight,
     )
 
 

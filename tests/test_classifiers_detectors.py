@@ -74,16 +74,30 @@ def test_iban_checksum() -> None:
         ("my ssn is 123-45-6789", "national_id"),
         ("I was born on the 12th of July 1990.", "date_of_birth"),
         ("dob nineteen eighty four", "date_of_birth"),
+        ("Yara Petrov, Petrov like it sounds.", "personal_name"),
+        ("The delivery address is 2100 Westlake Ave, unit 304, Seattle.", "postal_address"),
+        ("twenty one hundred westlake avenue", "postal_address"),
+        ("Ich wohne in der Lindenstraße 12, 10115 Berlin.", "postal_address"),
+        ("Der Code lautet 551203.", "one_time_code"),
     ],
 )
 def test_personal_data(text: str, detector: str) -> None:
     assert detector in names(text)
 
 
+def test_no_personal_data_in_ordinary_requests() -> None:
+    assert not detect("is it possible to get the tuesday four forty slot with dr chen")
+    assert not detect("my name is on the account but I can't log in")
+    assert not detect("the delivery code on the card is 5521")
+
+
 def test_context_supplies_the_cue_but_not_the_evidence() -> None:
     assert "date_of_birth" in names("march third nineteen eighty four", "And what's your date of birth?")
     assert "date_of_birth" not in names("yes that's right", "And what's your date of birth?")
     assert "phone_number" in names("five five five two oh one eight eight three four", "What's a good phone number?")
+    assert "one_time_code" in names("it's 670 465", "Please read me the code we just texted you.")
+    assert "personal_name" in names("ahmed okafor", "Who am I speaking with?")
+    assert "personal_name" not in names("yes that's fine", "Can I confirm your full name?")
 
 
 @pytest.mark.parametrize(

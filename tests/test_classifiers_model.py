@@ -7,11 +7,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from classifiers import BatchingClassifier, Classification, Conversation, EncoderMismatchError, TurnClassifier
-from classifiers.dataset import load_turns, split_turns
+from classifiers.cli import eval_command, train_command
+from classifiers.dataset import load_turns
 from classifiers.embeddings import EMBEDDING_DIM, EncoderRuntime, TextEncoder, load_encoder
+from classifiers.evaluate import evaluate
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
 from classifiers.train import TrainingSettings, fit_model
 
@@ -45,44 +49,29 @@ def default_classifier(onnx_encoder: TextEncoder) -> TurnClassifier:
     return TurnClassifier(TurnModel.load(DEFAULT_MODEL_PATH), onnx_encoder)
 
 
-def test_int8_onnx_matches_fp32_sentence_transformers(onnx_encoder: TextEncoder, torch_encoder: TextEncoder) -> None:
-    quantised = onnx_encoder.encode(PARITY_TEXTS)
-    reference = torch_encoder.encode(PARITY_TEXTS)
-    assert quantised.shape == reference.shape == (len(PARITY_TEXTS), EMBEDDING_DIM)
-    np.testing.assert_allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
-    cosines = (quantised * reference).sum(axis=1)
-    assert cosines.min() >= 0.99, dict(zip(PARITY_TEXTS, cosines.round(4), strict=True))
-
-
-def test_onnx_vectors_do_not_depend_on_batch_neighbours(onnx_encoder: TextEncoder) -> None:
-    together = onnx_encoder.encode(PARITY_TEXTS)
-    alone = np.vstack([onnx_encoder.encode([text]) for text in PARITY_TEXTS])
-    np.testing.assert_array_equal(together, alone)
+@pytest.fixture(scope="session")
+def frame() -> pd.DataFrame:
+    return load_turns(DATA)
 
 
 @pytest.fixture(scope="session")
-def small_model(onnx_encoder: TextEncoder) -> TurnModel:
-    frame = load_turns(DATA)
-    # A small stratified slice keeps the fit fast while every intent and risk still has examples.
-    _, small = split_turns(frame, test_size=0.25, seed=7)
+def small_model(onnx_encoder: TextEncoder, frame: pd.DataFrame) -> TurnModel:
+    # A small slice per intent keeps the fit fast while every intent and risk still has examples.
+    small = frame.groupby("intent").sample(30, random_state=7)
     return fit_model(small, onnx_encoder, TrainingSettings(seed=7))
 
 
-def test_fit_and_predict_on_a_small_slice(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
+def test_fit_and_predict_on_a_small_slice(
+    small_model: TurnModel, onnx_encoder: TextEncoder, frame: pd.DataFrame
+) -> None:
     classifier = TurnClassifier(small_model, onnx_encoder)
-    assert set(classifier.intents) == {
-        "faq",
-        "smalltalk",
-        "data_collection",
-        "scheduling",
-        "transaction",
-        "complaint",
-        "complex_reasoning",
-        "other",
-    }
-    assert {"payment", "medical", "emergency", "pii"} <= set(classifier.risks)
+    assert set(classifier.intents) == set(frame["intent"])
+    assert {"payment", "medical", "emergency", "pii", "legal", "account_security"} == set(classifier.risks)
+    unseen = frame.drop(frame.index[frame["text"].isin(small_model.examples.texts)])
+    report = evaluate(classifier, unseen.groupby("intent").sample(15, random_state=8))
+    # 240 training turns reach about 0.65 macro-F1 (chance is 0.125); the full model about 0.78.
+    assert report.intent_macro_f1 >= 0.5, report.headline()
     result = classifier.classify(Conversation(latest_user_text="what are your opening hours on saturday"))
-    assert result.intent == "faq"
     assert 0.0 <= result.intent_confidence <= 1.0
     assert set(result.risks) >= set(classifier.risks)
     assert any(reason.startswith("nearest:") for reason in result.reasons)
@@ -167,7 +156,8 @@ async def test_batching_matches_classify_and_keeps_the_loop_free(default_classif
     await ticking
     assert results == expected
     # Inference ran on the worker thread: the loop kept ticking through it (about one tick per ms of work).
-    assert ticks >= max(3, int(elapsed * 1000 * 0.3)), (ticks, elapsed)
+    # A blocked loop would tick about once per batch; a free one every few ms even on a busy machine.
+    assert ticks >= max(10, int(elapsed * 1000 * 0.1)), (ticks, elapsed)
     cached = await batching.classify(Conversation(latest_user_text="  WHAT time do you OPEN tomorrow "))
     assert isinstance(cached, Classification)
     assert await batching.classify(Conversation(latest_user_text="what time do you open tomorrow")) == cached
@@ -188,3 +178,34 @@ async def test_batching_reports_failures_to_every_caller(default_classifier: Tur
     )
     assert all(isinstance(outcome, ValueError) for outcome in outcomes)
     await batching.aclose()
+
+
+def test_train_and_eval_commands(tmp_path: Path) -> None:
+    frame = load_turns(DATA)
+    tiny = frame.groupby("intent").sample(14, random_state=3)
+    data = tmp_path / "tiny.csv"
+    tiny.to_csv(data, index=False)
+    model = tmp_path / "tiny.joblib"
+    runner = CliRunner()
+    trained = runner.invoke(train_command, ["--data", str(data), "--out", str(model), "--seed", "5"])
+    assert trained.exit_code == 0, trained.output
+    assert "macro-F1" in trained.stdout and "high-risk recall" in trained.stdout and model.exists()
+    evaluated = runner.invoke(eval_command, ["--model", str(model), "--data", str(data), "--split", "test"])
+    assert evaluated.exit_code == 0, evaluated.output
+    # The eval command rebuilds the model's own held-out split, so it reports the same numbers as training.
+    assert trained.stdout.split("held-out", 1)[1].split("\n", 1)[1] == evaluated.stdout
+
+
+def test_int8_onnx_matches_fp32_sentence_transformers(onnx_encoder: TextEncoder, torch_encoder: TextEncoder) -> None:
+    quantised = onnx_encoder.encode(PARITY_TEXTS)
+    reference = torch_encoder.encode(PARITY_TEXTS)
+    assert quantised.shape == reference.shape == (len(PARITY_TEXTS), EMBEDDING_DIM)
+    np.testing.assert_allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
+    cosines = (quantised * reference).sum(axis=1)
+    assert cosines.min() >= 0.99, dict(zip(PARITY_TEXTS, cosines.round(4), strict=True))
+
+
+def test_onnx_vectors_do_not_depend_on_batch_neighbours(onnx_encoder: TextEncoder) -> None:
+    together = onnx_encoder.encode(PARITY_TEXTS)
+    alone = np.vstack([onnx_encoder.encode([text]) for text in PARITY_TEXTS])
+    np.testing.assert_array_equal(together, alone)
