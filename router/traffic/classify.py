@@ -71,6 +71,11 @@ def _load(model_path: Path | None) -> TurnClassifier:
     return TurnClassifier.load(model_path, encoder=CachingEncoder(load_encoder()))
 
 
+def classify_in_worker(classifier: Any, batch: Sequence[Conversation]) -> list[Classification]:
+    """A replay worker's task; it lives here so that a worker process imports no more than it needs."""
+    return classifier.classify_batch(batch)
+
+
 class ShippedClassifier:
     """``classifiers.TurnClassifier`` (the shipped model unless ``model_path``), loaded on first use."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import resource
 import time
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -43,6 +44,7 @@ from router.policy.engine import Decision, TierLadder
 from router.policy.facts import CallFacts, Facts
 from router.policy.store import LoadedPolicy
 from router.state import CallRecord
+from router.traffic.classify import classify_in_worker
 from router.traffic.log import TrafficRecord
 from router.traffic.redact import with_stand_ins
 
@@ -148,10 +150,6 @@ def _replies(records: Sequence[TrafficRecord]) -> dict[int, str]:
     return replies
 
 
-def _classify_batch(classifier: BatchClassifier, batch: Sequence[Conversation]) -> list[Classification]:
-    return classifier.classify_batch(batch)
-
-
 class ClassificationQueue:
     """Classifies each distinct conversation once, in batches queued as they fill, while the caller reads on.
 
@@ -208,9 +206,9 @@ class ClassificationQueue:
             self._pool = self._stack.enter_context(
                 ProcessPoolExecutor(max_workers=self._workers, mp_context=get_context("spawn"))
             )
-            self._batches.append(self._pool.submit(_classify_batch, self._classifier, self._held))
+            self._batches.append(self._pool.submit(classify_in_worker, self._classifier, self._held))
             self._held = None
-        self._batches.append(self._pool.submit(_classify_batch, self._classifier, batch))
+        self._batches.append(self._pool.submit(classify_in_worker, self._classifier, batch))
 
     def get(self, ticket: int) -> TurnClassification:
         number, offset = divmod(ticket, self._batch_size)
@@ -240,7 +238,7 @@ def replay(
 
     ``workers`` > 1 classifies in that many processes (the classifier must pickle, see ``ShippedClassifier``).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})  # loads litellm's cost map
     ready = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -248,7 +246,7 @@ def replay(
         turns, chats, tickets = _read(records, queue, progress)
         read_at = time.perf_counter()
         frame = _decide(turns, chats, tickets, queue, policies, config, prices, progress)
-    finished = time.perf_counter()
+    finished = time.perf_counter()  # after the worker processes exited, so that their CPU time is counted
     return ReplayResult(
         turns=frame,
         policies=dict(policies),
@@ -261,8 +259,15 @@ def replay(
             "decide": finished - read_at - queue.waited,
             "classification_wait": queue.waited,
             "total": finished - started,
+            "cpu": _cpu_seconds() - cpu_started,
         },
     )
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes (the classification workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _read(

@@ -215,7 +215,7 @@ def render_text(report: ReplayReport, source: str) -> str:
     timings = result.timings
     lines = [
         f"Replayed {len(result.turns):,} turns ({report.summary['calls'].iloc[0]:,} calls) from {source} in "
-        f"{timings['total']:.1f} s: {result.turns_per_second:,.0f} turns/s",
+        f"{timings['total']:.1f} s: {result.turns_per_second:,.0f} turns/s, {timings['cpu']:.1f} CPU-seconds",
         f"  setup {timings['setup']:.1f} s; reading {timings['read']:.1f} s; waiting for classification "
         f"{timings['classification_wait']:.1f} s ({result.unique_conversations:,} distinct conversations); "
         f"decisions and pricing {timings['decide']:.1f} s",
