@@ -33,11 +33,11 @@ CONTEXTS = [None, "Can I have your card number please?", "Is there anything else
 
 
 def distinct_turns(count: int) -> list[Conversation]:
+    """``count`` different turns: templates, openers, contexts and a running number vary."""
     days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    combinations = itertools.cycle(itertools.product(OPENERS, REQUESTS, CONTEXTS))
     turns = []
-    for index, (opener, request, context) in enumerate(itertools.product(OPENERS, REQUESTS, CONTEXTS)):
-        if len(turns) == count:
-            break
+    for index, (opener, request, context) in zip(range(count), combinations, strict=False):
         text = request.format(
             day=days[index % 7], amount=20 + index, order=10_000 + index, card=f"4111 1111 1111 {index:04d}"
         )

@@ -62,11 +62,11 @@ def _spoken_or(run_spoken: bool, method: str) -> str:
     return f"spoken,{method}" if run_spoken else method
 
 
-def _cue(pattern: re.Pattern[str], folded_text: str, context: str) -> str | None:
+def _cue(pattern: re.Pattern[str], text: str, context: str) -> str | None:
     """``"cue"`` when the turn names what it gives, ``"asked"`` when the assistant just asked for it."""
-    if pattern.search(folded_text):
+    if pattern.search(text):
         return "cue"
-    if context and pattern.search(fold(context)):
+    if context and pattern.search(context):
         return "asked"
     return None
 
@@ -84,7 +84,7 @@ _IBAN = re.compile(r"\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]){11,30}\b")
 
 
 def _ibans(text: str, context: str = "") -> list[DetectorHit]:
-    for match in _IBAN.finditer(fold(text)):
+    for match in _IBAN.finditer(text):
         compact = match.group().replace(" ", "")
         # The pattern can swallow a following word; try every shorter prefix of at least 15 characters.
         if any(iban_valid(compact[:end]) for end in range(len(compact), 14, -1)):
@@ -100,11 +100,10 @@ _ID_CUE = re.compile(
 
 
 def _national_ids(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    if _SSN_FORMAT.search(folded):
+    if _SSN_FORMAT.search(text):
         return [DetectorHit(name="national_id", method="ssn_format", risks=(PII,))]
-    cue = _cue(_ID_CUE, folded, context)
-    if cue and any(len(run.digits) >= 4 for run in digit_runs(folded)):
+    cue = _cue(_ID_CUE, text, context)
+    if cue and any(len(run.digits) >= 4 for run in digit_runs(text)):
         return [DetectorHit(name="national_id", method=f"{cue}+digits", risks=(PII,))]
     return []
 
@@ -126,13 +125,12 @@ _DATE_LIKE = re.compile(
 
 
 def _dates_of_birth(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    cue = _DOB_CUE.search(folded)
+    cue = _DOB_CUE.search(text)
     if cue:
-        after_cue = folded[cue.end() :]
+        after_cue = text[cue.end() :]
         if _DATE_LIKE.search(after_cue) or digit_runs(after_cue):
             return [DetectorHit(name="date_of_birth", method="cue+date", risks=(PII,))]
-    elif context and _DOB_CUE.search(fold(context)) and (_DATE_LIKE.search(folded) or digit_runs(folded)):
+    elif context and _DOB_CUE.search(context) and (_DATE_LIKE.search(text) or digit_runs(text)):
         return [DetectorHit(name="date_of_birth", method="asked+date", risks=(PII,))]
     return []
 
@@ -148,7 +146,7 @@ _SPOKEN_EMAIL = re.compile(
 def _emails(text: str, context: str = "") -> list[DetectorHit]:
     if _EMAIL.search(text):
         return [DetectorHit(name="email", method="address", risks=(PII,))]
-    if _SPOKEN_EMAIL.search(fold(text)):
+    if _SPOKEN_EMAIL.search(text):
         return [DetectorHit(name="email", method="spoken", risks=(PII,))]
     return []
 
@@ -166,10 +164,9 @@ _PHONE_CUE = re.compile(
 def _phone_numbers(text: str, context: str = "") -> list[DetectorHit]:
     if _PHONE_FORMAT.search(text):
         return [DetectorHit(name="phone_number", method="format", risks=(PII,))]
-    folded = fold(text)
-    cue = _cue(_PHONE_CUE, folded, context)
+    cue = _cue(_PHONE_CUE, text, context)
     if cue:
-        for run in digit_runs(folded):
+        for run in digit_runs(text):
             if run.windows(7, 15):
                 return [DetectorHit(name="phone_number", method=_spoken_or(run.spoken, cue), risks=(PII,))]
     return []
@@ -179,9 +176,8 @@ _BANK_CUE = re.compile(r"\b(account (number|no|num)|acct|routing( number)?|sort 
 
 
 def _bank_accounts(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    cue = _cue(_BANK_CUE, folded, context)
-    if cue and any(len(run.digits) >= 6 for run in digit_runs(folded)):
+    cue = _cue(_BANK_CUE, text, context)
+    if cue and any(len(run.digits) >= 6 for run in digit_runs(text)):
         return [DetectorHit(name="bank_account", method=f"{cue}+digits", risks=(PII,))]
     return []
 
@@ -190,9 +186,8 @@ _SECURITY_CODE = re.compile(r"\b(cvv|cvc|cv2|security code|three digits on the b
 
 
 def _card_security_codes(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    cue = _cue(_SECURITY_CODE, folded, context)
-    if cue and any(3 <= len(run.digits) <= 4 for run in digit_runs(folded)):
+    cue = _cue(_SECURITY_CODE, text, context)
+    if cue and any(3 <= len(run.digits) <= 4 for run in digit_runs(text)):
         return [DetectorHit(name="card_security_code", method=f"{cue}+digits", risks=(PAYMENT, PII))]
     return []
 
@@ -213,11 +208,10 @@ _NOT_A_NAME = re.compile(
 
 
 def _personal_names(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    if _NAME_CUE.search(folded):
+    if _NAME_CUE.search(text):
         return [DetectorHit(name="personal_name", method="cue", risks=(PII,))]
-    words = re.findall(r"[a-z]+", folded)
-    if context and _NAME_ASKED.search(fold(context)) and 2 <= len(words) <= 8 and not _NOT_A_NAME.search(folded):
+    words = re.findall(r"[a-z]+", text)
+    if context and _NAME_ASKED.search(context) and 2 <= len(words) <= 8 and not _NOT_A_NAME.search(text):
         return [DetectorHit(name="personal_name", method="asked", risks=(PII,))]
     return []
 
@@ -245,10 +239,9 @@ _ADDRESS_CUE = re.compile(
 
 
 def _postal_addresses(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    if _ADDRESS.search(folded):
+    if _ADDRESS.search(text):
         return [DetectorHit(name="postal_address", method="format", risks=(PII,))]
-    if _ADDRESS_CUE.search(folded) and digit_runs(folded):
+    if _ADDRESS_CUE.search(text) and digit_runs(text):
         return [DetectorHit(name="postal_address", method="cue+number", risks=(PII,))]
     return []
 
@@ -262,9 +255,8 @@ _CODE_CUE = re.compile(
 
 
 def _one_time_codes(text: str, context: str = "") -> list[DetectorHit]:
-    folded = fold(text)
-    cue = _cue(_CODE_CUE, folded, context)
-    if cue and any(4 <= len(run.digits) <= 8 for run in digit_runs(folded)):
+    cue = _cue(_CODE_CUE, text, context)
+    if cue and any(4 <= len(run.digits) <= 8 for run in digit_runs(text)):
         return [DetectorHit(name="one_time_code", method=f"{cue}+digits", risks=(ACCOUNT_SECURITY,))]
     return []
 
@@ -311,7 +303,7 @@ def _rule(name: str, risks: tuple[str, ...], language: str, *alternatives: str) 
     return name, risks, language, "|".join(alternatives)
 
 
-# (detector name, risks, language, pattern) over folded text: lowercase, accents stripped, fillers removed.
+# (detector name, risks, language, pattern) over text text: lowercase, accents stripped, fillers removed.
 EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
     # English
     _rule(
@@ -593,7 +585,7 @@ _COMPILED_EMERGENCY_RULES = tuple(
 
 def literal_reading(text: str) -> str:
     """Folded text without fillers, stutters or figurative idioms: what emergency phrases are matched against."""
-    without_fillers = _FILLERS.sub(" ", fold(text))
+    without_fillers = _FILLERS.sub(" ", text)
     collapsed = _REPEATED_WORD.sub(r"\1", re.sub(r"\s+", " ", without_fillers))
     return _IDIOMS.sub(" ", collapsed)
 
@@ -607,8 +599,8 @@ def _emergencies(text: str, context: str = "") -> list[DetectorHit]:
     return list(hits.values())
 
 
-# (latest user text, previous assistant text or "") -> hits. Context only supplies cues ("what's your date of
-# birth?"); the evidence itself must be in the user's turn.
+# (latest user text, previous assistant text or ""), both text by ``detect``, -> hits. Context only supplies
+# cues ("what's your date of birth?"); the evidence itself must be in the user's turn.
 Detector = Callable[[str, str], list[DetectorHit]]
 
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
@@ -629,7 +621,8 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 
 def detect(text: str, context: str = "", detectors: Iterable[Detector] = DEFAULT_DETECTORS) -> list[DetectorHit]:
     """Every detector hit on the user's ``text``, in detector order."""
-    return [hit for detector in detectors for hit in detector(text, context)]
+    folded_text, folded_context = fold(text), fold(context)
+    return [hit for detector in detectors for hit in detector(folded_text, folded_context)]
 
 
 def forced_risks(hits: Iterable[DetectorHit]) -> set[str]:

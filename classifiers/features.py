@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -60,3 +61,27 @@ def with_lexical(dense: np.ndarray, lexical: sparse.csr_matrix | None, weight: f
     if lexical is None or weight <= 0:
         return dense
     return sparse.hstack([sparse.csr_matrix(dense), lexical * weight]).tocsr()
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """``with_lexical``'s matrix without building it: products are taken block by block.
+
+    Stacking a dense block onto a sparse one costs more per turn than the linear heads themselves.
+    """
+
+    dense: np.ndarray
+    lexical: sparse.csr_matrix | None
+    weight: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        extra = self.lexical.shape[1] if self.lexical is not None and self.weight > 0 else 0
+        return self.dense.shape[0], self.dense.shape[1] + extra
+
+    def __matmul__(self, other: np.ndarray) -> np.ndarray:
+        width = self.dense.shape[1]
+        product = self.dense @ other[:width]
+        if self.lexical is not None and self.weight > 0:
+            product = product + self.weight * np.asarray(self.lexical @ other[width:])
+        return product

@@ -22,7 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from classifiers.detectors import detect
 from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
-from classifiers.features import FeatureScheme, context_tail, embed_turns, turn_features, with_lexical
+from classifiers.features import FeatureScheme, SplitFeatures, context_tail, embed_turns, turn_features
 from classifiers.intent import IntentClassifier
 from classifiers.neighbours import ExampleIndex
 from classifiers.risk import RiskClassifier
@@ -153,8 +153,8 @@ class TurnClassifier:
         features = turn_features(user, context, self.model.metadata.feature_scheme)
         texts = [turn.latest_user_text for turn in turns]
         lexical = self.model.lexical.transform(texts) if self.model.lexical is not None else None
-        intent_features = with_lexical(features, lexical, self.model.intent_lexical_weight)
-        risk_features = with_lexical(features, lexical, self.model.risk_lexical_weight)
+        intent_features = SplitFeatures(features, lexical, self.model.intent_lexical_weight)
+        risk_features = SplitFeatures(features, lexical, self.model.risk_lexical_weight)
         intent_probabilities = self.model.intent_head.predict_proba(intent_features)
         risk_probabilities = self.model.risk_head.predict_proba(risk_features)
         nearest = self.model.examples.nearest(user, self.neighbours)

@@ -11,6 +11,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from classifiers.linear import CalibratedLinear
+
 MAX_CALIBRATION_FOLDS = 5
 
 
@@ -31,6 +33,14 @@ class RiskClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Y must have shape {(X.shape[0], len(risk_names))}, got {labels.shape}")
         self.classes_ = np.asarray(list(risk_names), dtype=object)
         self.heads_ = [self._fit_head(X, labels[:, column]) for column in range(labels.shape[1])]
+        self.linear_ = CalibratedLinear.stack(
+            [
+                CalibratedLinear.from_calibrated(head)
+                if isinstance(head, CalibratedClassifierCV)
+                else CalibratedLinear.constant(float(labels[:, column].mean()), X.shape[1])
+                for column, head in enumerate(self.heads_)
+            ]
+        )
         return self
 
     def _fit_head(self, X: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV | DummyClassifier:
@@ -41,14 +51,9 @@ class RiskClassifier(ClassifierMixin, BaseEstimator):
         return CalibratedClassifierCV(regression, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of each risk, shape (n_samples, n_risks)."""
-        check_is_fitted(self, "heads_")
-        columns = []
-        for head in self.heads_:
-            probabilities = head.predict_proba(X)
-            positive = list(head.classes_).index(1) if 1 in head.classes_ else None
-            columns.append(probabilities[:, positive] if positive is not None else np.zeros(X.shape[0]))
-        return np.column_stack(columns) if columns else np.zeros((X.shape[0], 0))
+        """Probability of each risk, shape (n_samples, n_risks); the heads' own numbers, computed in one go."""
+        check_is_fitted(self, "linear_")
+        return self.linear_.scores(X)
 
     def predict(self, X: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
         return (self.predict_proba(X) >= thresholds).astype(np.int64)

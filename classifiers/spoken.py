@@ -89,7 +89,7 @@ def fold(text: str) -> str:
 
 
 def digit_runs(text: str) -> list[DigitRun]:
-    """Every maximal run of digits in ``text``, typed or spoken, with fillers and separators skipped.
+    """Every maximal run of digits in ``text`` (already ``fold``-ed), typed or spoken, fillers and separators skipped.
 
     Ordinary words that double as digits ("oh", "for") may add a stray group at the edge of a run; detectors
     look at windows of groups, so that does not hide a number.
@@ -98,7 +98,7 @@ def digit_runs(text: str) -> list[DigitRun]:
     groups: list[str] = []
     spoken = False
     repeat = 1
-    tokens = _TOKEN.findall(fold(text))
+    tokens = _TOKEN.findall(text)
     index = 0
     while index < len(tokens):
         token = tokens[index]

@@ -16,6 +16,7 @@ from classifiers.cli import eval_command, train_command
 from classifiers.dataset import load_turns
 from classifiers.embeddings import EMBEDDING_DIM, EncoderRuntime, TextEncoder, load_encoder
 from classifiers.evaluate import evaluate
+from classifiers.features import SplitFeatures, embed_turns, turn_features, with_lexical
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
 from classifiers.train import TrainingSettings, fit_model
 
@@ -75,6 +76,28 @@ def test_fit_and_predict_on_a_small_slice(
     assert 0.0 <= result.intent_confidence <= 1.0
     assert set(result.risks) >= set(classifier.risks)
     assert any(reason.startswith("nearest:") for reason in result.reasons)
+
+
+def test_numpy_heads_match_scikit_learn(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
+    turns = [Conversation(latest_user_text=text).normalised() for text in PARITY_TEXTS]
+    user, context = embed_turns(onnx_encoder, turns)
+    lexical = small_model.lexical.transform([turn.latest_user_text for turn in turns])
+    features = turn_features(user, context, small_model.metadata.feature_scheme)
+    intent_features = with_lexical(features, lexical, small_model.intent_lexical_weight)
+    risk_features = with_lexical(features, lexical, small_model.risk_lexical_weight)
+    intent = small_model.intent_head
+    lexical_blocks = SplitFeatures(features, lexical, small_model.intent_lexical_weight)
+    np.testing.assert_allclose(intent.predict_proba(lexical_blocks), intent.predict_proba(intent_features), rtol=1e-9)
+    np.testing.assert_allclose(
+        intent.predict_proba(intent_features),
+        intent.model_.predict_proba(intent_features) @ intent.fine_to_coarse_,
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    expected_risks = np.column_stack([head.predict_proba(risk_features)[:, 1] for head in small_model.risk_head.heads_])
+    np.testing.assert_allclose(
+        small_model.risk_head.predict_proba(risk_features), expected_risks, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_joblib_round_trip(small_model: TurnModel, onnx_encoder: TextEncoder, tmp_path: Path) -> None:
