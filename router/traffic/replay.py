@@ -275,12 +275,16 @@ def _read(
 ) -> tuple[list[TrafficRecord], list[list[dict[str, str]]], list[int]]:
     """Each record with its messages (placeholders swapped for stand-ins), queued for classification."""
     turns, chats, tickets = [], [], []
-    stand_ins: dict[str, str] = {}
+    stand_ins: dict[str, str] = {}  # every turn resends the call so far: swap each text once
+
+    def stand_in(text: str) -> str:
+        swapped = stand_ins.get(text)
+        if swapped is None:
+            swapped = stand_ins[text] = with_stand_ins(text)
+        return swapped
+
     for record in tqdm(records, desc="read", unit="turn", disable=not progress, leave=False):
-        chat = [
-            {"role": m.role, "content": stand_ins.setdefault(m.content, with_stand_ins(m.content))}
-            for m in record.messages
-        ]
+        chat = [{"role": m.role, "content": stand_in(m.content)} for m in record.messages]
         turns.append(record)
         chats.append(chat)
         tickets.append(queue.add(Conversation.from_messages(chat, has_tools=bool(record.tools))))
