@@ -172,11 +172,16 @@ class TorchEncoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        torch.set_num_threads(threads)
+        self._torch = torch
+        self._threads = threads
         self._model = SentenceTransformer(str(directory), device="cpu")
         self.encoder_id = encoder_id
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        # torch's intra-op thread count is per calling thread: a worker thread would otherwise start with one
+        # thread per core and, on a busy 2-core machine, run 8x slower.
+        if self._torch.get_num_threads() != self._threads:
+            self._torch.set_num_threads(self._threads)
         vectors = self._model.encode(
             list(texts),
             batch_size=32,
