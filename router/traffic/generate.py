@@ -145,7 +145,7 @@ class CallWriter:
         seconds = _speaking_seconds(conversation[-1]["content"], rng)
         interruptions = 0
         prompt_base = prompt_tokens([], tools)
-        message_tokens = [prompt_tokens([m]) - prompt_tokens([]) for m in conversation]
+        message_tokens = [_message_tokens(m) for m in conversation]
         previous_prompt = 0
         identity_left = sum(1 for b in beats if b in scenario.identity)
         turns = []
@@ -156,17 +156,12 @@ class CallWriter:
             if rng.random() < (0.25 if beat.intent == "complaint" else 0.07):
                 interruptions += 1
             conversation.append({"role": "user", "content": transcript})
-            message_tokens.append(prompt_tokens([conversation[-1]]) - prompt_tokens([]))
+            message_tokens.append(_message_tokens(conversation[-1]))
             identity_left -= beat in scenario.identity
             next_beat = beats[index + 1] if index + 1 < len(beats) else None
             answer = self._agent_line(beat, next_beat, values, used)
             prompt = prompt_base + sum(message_tokens)
-            cached = previous_prompt // CACHE_BLOCK * CACHE_BLOCK if previous_prompt >= CACHE_MIN_TOKENS else 0
-            usage = Usage(
-                prompt_tokens=prompt,
-                completion_tokens=min(max(text_tokens(answer), MIN_COMPLETION), MAX_COMPLETION),
-                cached_prompt_tokens=cached if rng.random() < 0.9 else 0,
-            )
+            usage = _billed(prompt, previous_prompt, answer, rng)
             voice = VoiceMetadata(
                 asr_confidence=confidence,
                 interruptions=interruptions,
@@ -189,10 +184,26 @@ class CallWriter:
             )
             turns.append(SampleTurn(record, domain.name, scenario.name, beat))
             conversation.append({"role": "assistant", "content": answer})
-            message_tokens.append(prompt_tokens([conversation[-1]]) - prompt_tokens([]))
+            message_tokens.append(_message_tokens(conversation[-1]))
             seconds += _speaking_seconds(answer, rng) + rng.uniform(0.4, 1.5)
             previous_prompt = prompt
         return turns
+
+
+def _message_tokens(message: dict[str, Any]) -> int:
+    """What one message adds to a prompt's token count (counted once, though every later turn resends it)."""
+    return prompt_tokens([message]) - prompt_tokens([])
+
+
+def _billed(prompt: int, previous_prompt: int, answer: str, rng: random.Random) -> Usage:
+    """The upstream's bill: the previous turn's prompt is this one's prefix, so once long enough it is cached
+    (in whole blocks, and not always: caches get evicted)."""
+    cached = previous_prompt // CACHE_BLOCK * CACHE_BLOCK if previous_prompt >= CACHE_MIN_TOKENS else 0
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=min(max(text_tokens(answer), MIN_COMPLETION), MAX_COMPLETION),
+        cached_prompt_tokens=cached if rng.random() < 0.9 else 0,
+    )
 
 
 def _speaking_seconds(text: str, rng: random.Random) -> float:

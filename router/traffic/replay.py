@@ -9,6 +9,7 @@ policy, so stickiness and sticky floors behave as they did live. What differs fr
   classified once.
 * Caller memory ages by the log's timestamps, not the wall clock; call state never expires.
 * Tools are known by name only, so ``prompt_tokens`` facts omit tool schemas (the billed usage includes them).
+* No budgets: a turn is never downgraded for a crossed soft budget limit, and classification never fails.
 
 Each turn is priced on the first deployment of its tier (or its pinned deployment) with the logged usage, or a
 tiktoken estimate when the log has none (prompt from the messages; completion from the agent's reply, which the
@@ -114,8 +115,9 @@ class CallMemory:
 @dataclass(frozen=True)
 class ReplayResult:
     """One row per turn (``turns``) with, for each policy label L, columns ``tier.L``, ``deployment.L``,
-    ``rule.L``, ``reasons.L``, ``risks.L`` (present under L's thresholds), ``cost.L``; plus ``baseline_cost``,
-    the classification (``intent``, ``intent_confidence``, ``risk.<name>`` probabilities) and the usage priced."""
+    ``rule.L``, ``reasons.L``, ``risks.L`` (present under L's thresholds), ``pinned.L`` (the caller named a
+    deployment) and ``cost.L``; plus ``baseline_cost``, the classification (``intent``, ``intent_confidence``,
+    ``risk.<name>`` probabilities), the usage priced and the live decision (``live_tier``, ``live_rule``)."""
 
     turns: pd.DataFrame
     policies: dict[str, LoadedPolicy]

@@ -207,7 +207,8 @@ def gate_failures(report: ReplayReport, max_cost_increase_pct: float) -> list[st
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "  (none)"
-    return frame.to_string(float_format=lambda value: f"{value:,.4f}" if abs(value) < 100 else f"{value:,.1f}")
+    # Six significant digits: a turn costs fractions of a cent, a log's total many dollars.
+    return frame.to_string(float_format=lambda value: f"{value:,.6g}" if abs(value) < 1e5 else f"{value:,.0f}")
 
 
 def render_text(report: ReplayReport, source: str) -> str:
