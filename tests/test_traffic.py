@@ -111,7 +111,7 @@ def test_no_personal_data_survives_in_a_generated_log(turns: list) -> None:
     for text, context in checked:
         assert not _pii_left(text, context), text
         placeholders.update(re.findall(r"\[[A-Z]+\]", text))
-    for placeholder in ("[CARD]", "[EMAIL]", "[PHONE]", "[DOB]", "[SSN]", "[IBAN]"):
+    for placeholder in ("[CARD]", "[EMAIL]", "[PHONE]", "[DOB]", "[SSN]", "[IBAN]", "[NAME]", "[ADDRESS]"):
         assert placeholders[placeholder] > 0, placeholder
 
 
@@ -128,6 +128,8 @@ def test_no_personal_data_survives_in_a_generated_log(turns: list) -> None:
         ("my social is 123-45-6789", "", "my social is [SSN]"),
         ("the fourth of march nineteen eighty seven", "And your date of birth?", "the [DOB]"),
         ("It's March 4th, 1987.", "For security, what's your date of birth?", "It's [DOB]."),
+        ("my name is maria garcia and I live at 42 maple avenue", "", "[NAME] and I live at [ADDRESS]"),
+        ("It's Maria Garcia.", "Could I have your full name, please?", "[NAME]"),
         ("what time do you open on saturday", "", "what time do you open on saturday"),
         ("dial 911 for emergencies", "", "dial 911 for emergencies"),
     ],

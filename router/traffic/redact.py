@@ -4,8 +4,9 @@ The PII detectors of ``classifiers.detectors`` decide *whether* a text holds a c
 birth and so on, but not *where*. This module finds the spans for each detector that fired, reusing the
 detectors' own checks (Luhn, mod-97, the spoken-digit vocabulary), replaces them with a placeholder such as
 ``[CARD]``, and then runs the detectors again on the result: a text on which any PII detector still fires has
-every number masked, and if even that is not enough, the whole text is replaced by ``[REDACTED]``. So a logged
-message never holds anything the detectors recognise as personal data.
+every number masked, and if even that is not enough, the whole text becomes the placeholder of what still fires
+(``[NAME]`` for "it's Maria Garcia" answering "what's your name?": the detector takes the whole answer for a
+name). So a logged message never holds anything the detectors recognise as personal data.
 
 A replay must classify a turn as the live gateway did, and the live classifier saw the real number, not
 ``[CARD]``: :func:`with_stand_ins` swaps each placeholder for a fixed, obviously fake value that fires the same
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from classifiers.detectors import detect, iban_valid, luhn_valid
 from classifiers.spoken import FILLERS, REPEATS, TEENS, TENS, UNITS
 
-REDACTED = "[REDACTED]"
 # Detector name → placeholder, most specific first (where spans of two detectors overlap, the first names it),
 # and the stand-in that makes the same detector fire in a replay.
 PLACEHOLDERS = {
@@ -34,6 +34,8 @@ PLACEHOLDERS = {
     "email": "[EMAIL]",
     "phone_number": "[PHONE]",
     "date_of_birth": "[DOB]",
+    "postal_address": "[ADDRESS]",
+    "personal_name": "[NAME]",
     "bank_account": "[ACCOUNT]",
     "card_security_code": "[CVV]",
 }
@@ -47,6 +49,8 @@ STAND_INS = {
     "[DOB]": "March 4, 1987",
     "[EMAIL]": "jane.doe@example.com",
     "[PHONE]": "(555) 010-0199",
+    "[ADDRESS]": "12 Maple Street",
+    "[NAME]": "my name is Jane Doe",
 }
 # Digit runs this long are masked when the spans of the detectors that fired were not enough.
 FALLBACK_MIN_DIGITS = 3
@@ -209,6 +213,44 @@ def _is_date_token(word: str) -> bool:
     return word.isdigit() or word in _MONTHS or word in _ORDINAL_WORDS or word in _DATE_GLUE or word in _NUMBER_WORDS
 
 
+# Where a caller introduces a name ("my name is", "under the name"); the name is the next one to three words.
+_NAME_INTRO = re.compile(
+    r"\b(?:my name is|my name's|name is|under the name|surname is|the (?:account holder|patient|recipient|"
+    r"cardholder|policy holder) is|this is|me llamo|mi nombre es|ich heisse|mein name ist|je m'appelle|"
+    r"mon nom est|meu nome e|me chamo|mera naam)\s+"
+)
+_NAME_WORDS = re.compile(r"[a-z][a-z'-]*(?:\s+(?!and\b|from\b|i\b|i'm\b|calling\b|speaking\b)[a-z][a-z'-]*){0,2}")
+_ANSWER_LEAD = re.compile(
+    r"^(?:\s*(?:yes|yeah|sure|okay|ok|so|well|it's|its|it is|that's|i'm|i am|this is|uh|um|er|hmm|"
+    r"like|you know|i mean|right)\b[,.]?)*\s*"
+)
+_STREET_WORDS = (
+    "street|st|avenue|ave|road|rd|drive|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|crescent|close"
+    "|highway|hwy|parkway|pkwy|circle|square"
+)
+_SPOKEN_NUMBER = "|".join([*UNITS, *TEENS, *TENS, "hundred", "thousand"])
+_STREET_ADDRESS = re.compile(
+    rf"\b(?:(?:\d{{1,5}}[a-z]?|{_SPOKEN_NUMBER})[ -]?)+\s+(?:[a-z]+\s+){{1,3}}(?:{_STREET_WORDS})\b"
+    r"|\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}\b"
+)
+
+
+def _name_spans(lowered: str) -> Iterator[tuple[int, int]]:
+    """A name introduction with the words it introduces (some introductions alone make the detector fire), or,
+    for an answer to "what's your name?", the answer itself."""
+    introduced = False
+    for intro in _NAME_INTRO.finditer(lowered):
+        words = _NAME_WORDS.match(lowered, intro.end())
+        if words:
+            introduced = True
+            yield intro.start(), words.end()
+    if not introduced:
+        start = _ANSWER_LEAD.match(lowered).end()  # type: ignore[union-attr]  # the pattern matches empty text
+        end = len(lowered.rstrip(" .,!?"))
+        if start < end:
+            yield start, end
+
+
 def _spans(detector: str, lowered: str) -> Iterator[tuple[int, int]]:
     if detector == "card_number":
         yield from _card_spans(lowered)
@@ -229,6 +271,11 @@ def _spans(detector: str, lowered: str) -> Iterator[tuple[int, int]]:
     elif detector == "phone_number":
         found = [m.span() for m in _PHONE.finditer(lowered)]
         yield from found or _runs_with_digits(lowered, 7, 15)
+    elif detector == "postal_address":
+        found = [m.span() for m in _STREET_ADDRESS.finditer(lowered)]
+        yield from found or _runs_with_digits(lowered, 1)
+    elif detector == "personal_name":
+        yield from _name_spans(lowered)
 
 
 def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -276,20 +323,21 @@ class Redactor:
             return text
         lowered = text.lower()
         if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
-            return REDACTED
+            return PLACEHOLDERS[fired[0]]
         spans = [(start, end, PLACEHOLDERS[name]) for name in fired for start, end in _spans(name, lowered)]
         masked = _replace(text, spans)
         if _unmasked(masked, context):
             numbers = _runs_with_digits(masked.lower(), FALLBACK_MIN_DIGITS)
             masked = _replace(masked, [(start, end, "[NUMBER]") for start, end in numbers])
-        return REDACTED if _unmasked(masked, context) else masked
+        remaining = _unmasked(masked, context)
+        return PLACEHOLDERS[remaining[0]] if remaining else masked
 
 
-def _unmasked(masked: str, context: str) -> bool:
-    """Whether a detector still finds personal data. A date-of-birth hit alone does not count: that detector
+def _unmasked(masked: str, context: str) -> list[str]:
+    """The detectors that still find personal data. A date-of-birth hit alone does not count: that detector
     also fires on a date cue followed by a month name or by "for" (read as the digit four), neither of which
     identifies anyone, and every date-shaped stretch after it has been masked already."""
-    return any(name != "date_of_birth" for name in _pii_detectors(masked, context))
+    return [name for name in _pii_detectors(masked, context) if name != "date_of_birth"]
 
 
 def with_stand_ins(text: str) -> str:
