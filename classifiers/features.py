@@ -11,6 +11,7 @@ import scipy.sparse as sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from classifiers.embeddings import EMBEDDING_DIM, TextEncoder
+from classifiers.lexicon import RiskLexicon
 from classifiers.schemas import Conversation
 
 # The end of the previous assistant turn is what the user answers ("... can I have your card number?");
@@ -44,6 +45,15 @@ def turn_features(user: np.ndarray, context: np.ndarray, scheme: FeatureScheme) 
     if scheme is FeatureScheme.USER:
         return user
     return np.hstack([user, context])
+
+
+def with_keywords(
+    features: np.ndarray, texts: Sequence[str], keywords: RiskLexicon | None, weight: float
+) -> np.ndarray:
+    """Turn features followed by the weighted keyword indicators, when the model uses them."""
+    if keywords is None or weight <= 0:
+        return features
+    return np.hstack([features, keywords.transform(texts) * weight])
 
 
 def _empty() -> np.ndarray:

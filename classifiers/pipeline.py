@@ -22,8 +22,16 @@ from threadpoolctl import ThreadpoolController
 
 from classifiers.detectors import detect
 from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
-from classifiers.features import FeatureScheme, SplitFeatures, context_tail, embed_turns, turn_features
+from classifiers.features import (
+    FeatureScheme,
+    SplitFeatures,
+    context_tail,
+    embed_turns,
+    turn_features,
+    with_keywords,
+)
 from classifiers.intent import IntentClassifier
+from classifiers.lexicon import RiskLexicon
 from classifiers.neighbours import ExampleIndex
 from classifiers.risk import RiskClassifier
 from classifiers.schemas import Classification, Conversation
@@ -70,6 +78,9 @@ class TurnModel:
     lexical: TfidfVectorizer | None = None
     intent_lexical_weight: float = 1.0
     risk_lexical_weight: float = 0.5
+    # Multilingual risk-keyword indicators appended to the embedding features of both heads.
+    keywords: RiskLexicon | None = None
+    keyword_weight: float = 0.0
 
     def save(self, path: str | Path) -> None:
         target = Path(path)
@@ -150,8 +161,13 @@ class TurnClassifier:
     def _classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
         turns = [conversation.normalised() for conversation in conversations]
         user, context = embed_turns(self.encoder, turns)
-        features = turn_features(user, context, self.model.metadata.feature_scheme)
         texts = [turn.latest_user_text for turn in turns]
+        features = with_keywords(
+            turn_features(user, context, self.model.metadata.feature_scheme),
+            texts,
+            self.model.keywords,
+            self.model.keyword_weight,
+        )
         lexical = self.model.lexical.transform(texts) if self.model.lexical is not None else None
         intent_features = SplitFeatures(features, lexical, self.model.intent_lexical_weight)
         risk_features = SplitFeatures(features, lexical, self.model.risk_lexical_weight)

@@ -14,8 +14,16 @@ from pydantic import BaseModel
 from classifiers.dataset import conversations, label_sets, load_turns, risk_sets, split_turns
 from classifiers.embeddings import TextEncoder
 from classifiers.evaluate import EvaluationReport, evaluate
-from classifiers.features import FeatureScheme, embed_turns, lexical_vectorizer, turn_features, with_lexical
+from classifiers.features import (
+    FeatureScheme,
+    embed_turns,
+    lexical_vectorizer,
+    turn_features,
+    with_keywords,
+    with_lexical,
+)
 from classifiers.intent import IntentClassifier
+from classifiers.lexicon import RiskLexicon
 from classifiers.neighbours import ExampleIndex
 from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel, single_blas_thread
 from classifiers.risk import RiskClassifier
@@ -47,6 +55,7 @@ class TrainingSettings(BaseModel):
     # Weights of the character n-gram features in each head; 0 leaves a head on embeddings alone.
     intent_lexical_weight: float = 1.0
     risk_lexical_weight: float = 0.5
+    keyword_weight: float = 1.0  # multilingual risk-keyword indicators; 0 leaves them out
 
 
 def fit_model(
@@ -67,6 +76,8 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     user_texts = [turn.latest_user_text for turn in normalised]
     user, context = embed_turns(encoder, normalised)
     features = turn_features(user, context, settings.feature_scheme)
+    keywords = RiskLexicon(risks) if settings.keyword_weight > 0 else None
+    features = with_keywords(features, user_texts, keywords, settings.keyword_weight)
     if settings.neutral_context_augmentation and settings.feature_scheme is FeatureScheme.CONCAT:
         without_context = np.flatnonzero(frame["context"].to_numpy() == "")
         rng = np.random.default_rng(settings.seed)
@@ -76,8 +87,10 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
             for i, c in zip(without_context, neutral, strict=True)
         ]
         extra_user, extra_context = embed_turns(encoder, [turn.normalised() for turn in neutral_turns])
-        features = np.vstack([features, turn_features(extra_user, extra_context, settings.feature_scheme)])
-        user_texts += [user_texts[i] for i in without_context]
+        extra_texts = [user_texts[i] for i in without_context]
+        extra_features = turn_features(extra_user, extra_context, settings.feature_scheme)
+        features = np.vstack([features, with_keywords(extra_features, extra_texts, keywords, settings.keyword_weight)])
+        user_texts += extra_texts
         labels = np.concatenate([labels, labels[without_context]])
         fine = np.concatenate([fine, fine[without_context]])
         risk_matrix = np.vstack([risk_matrix, risk_matrix[without_context]])
@@ -120,6 +133,8 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         risk_head=risk_head,
         examples=examples,
         lexical=vectorizer,
+        keywords=keywords,
+        keyword_weight=settings.keyword_weight,
         intent_lexical_weight=settings.intent_lexical_weight,
         risk_lexical_weight=settings.risk_lexical_weight,
     )

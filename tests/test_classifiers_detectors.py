@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from classifiers.detectors import detect, iban_valid, luhn_valid
+from classifiers.lexicon import RiskLexicon
 from classifiers.spoken import digit_runs
 
 
@@ -149,3 +150,11 @@ def test_multilingual_emergencies(text: str, detector: str, medical: bool) -> No
     assert detector in hits
     assert "emergency" in hits[detector].risks
     assert ("medical" in hits[detector].risks) is medical
+
+
+def test_risk_keywords_fire_on_the_same_concept_across_languages() -> None:
+    lexicon = RiskLexicon(["payment", "account_security", "legal"])
+    indicators = lexicon.transform(
+        ["Warum wurde meine Karte abgelehnt?", "Olvidé mi contraseña", "Je veux parler à un avocat", "hello there"]
+    )
+    assert indicators.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]

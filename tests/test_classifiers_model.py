@@ -16,7 +16,7 @@ from classifiers.cli import eval_command, train_command
 from classifiers.dataset import load_turns
 from classifiers.embeddings import EMBEDDING_DIM, EncoderRuntime, TextEncoder, load_encoder
 from classifiers.evaluate import evaluate
-from classifiers.features import SplitFeatures, embed_turns, turn_features, with_lexical
+from classifiers.features import SplitFeatures, embed_turns, turn_features, with_keywords, with_lexical
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
 from classifiers.train import TrainingSettings, fit_model
 
@@ -81,8 +81,14 @@ def test_fit_and_predict_on_a_small_slice(
 def test_numpy_heads_match_scikit_learn(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
     turns = [Conversation(latest_user_text=text).normalised() for text in PARITY_TEXTS]
     user, context = embed_turns(onnx_encoder, turns)
-    lexical = small_model.lexical.transform([turn.latest_user_text for turn in turns])
-    features = turn_features(user, context, small_model.metadata.feature_scheme)
+    texts = [turn.latest_user_text for turn in turns]
+    features = with_keywords(
+        turn_features(user, context, small_model.metadata.feature_scheme),
+        texts,
+        small_model.keywords,
+        small_model.keyword_weight,
+    )
+    lexical = small_model.lexical.transform(texts)
     intent_features = with_lexical(features, lexical, small_model.intent_lexical_weight)
     risk_features = with_lexical(features, lexical, small_model.risk_lexical_weight)
     intent = small_model.intent_head
