@@ -207,7 +207,8 @@ async def build_services(settings: Settings) -> Services:
         recorder=recorder,
         closers=[openai_compatible.aclose, litellm.aclose, recorder.ledger.aclose, state.aclose, auth.aclose]
         + ([budgets.enforcer.aclose] if budgets else [])
-        + ([classifier.aclose] if classifier else []),
+        + ([classifier.aclose] if classifier else [])
+        + ([recorder.traffic.aclose] if recorder.traffic else []),
         simulator=simulator,
     )
     services.tasks.append(asyncio.create_task(recorder.calls.run()))

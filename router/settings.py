@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         default=False, description="Refuse /v1 requests without a virtual key even before any key is issued."
     )
     data_dir: Path = Field(default=Path(".switchboard"), description="Ledger, spool, traffic log, caches.")
+    traffic_log: Path | None = Field(
+        default=None, description="Append a PII-masked JSONL log of every turn here (for replay); off when unset."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classifier: Literal["on", "off"] = "on"
     classifier_model: Path | None = Field(default=None, description="joblib model; unset = the shipped one.")

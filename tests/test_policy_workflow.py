@@ -139,3 +139,24 @@ def test_shadow_policy_is_recorded_without_changing_the_live_answer(tmp_path: Pa
     assert record.shadow_cost_usd > record.cost_usd > 0
     shadow_lines = [line for line in metrics.splitlines() if line.startswith("switchboard_shadow_decisions_total{")]
     assert len(shadow_lines) == 1 and 'agrees="false"' in shadow_lines[0] and shadow_lines[0].endswith(" 1.0")
+
+
+@pytest.mark.e2e
+def test_traffic_log_records_masked_turns_with_their_decisions(tmp_path: Path, simulator: SimulatorServer) -> None:
+    from router.traffic.log import read_traffic
+
+    log = tmp_path / "traffic.jsonl"
+    with make_gateway(tmp_path, gateway_config(simulator.base_url), traffic_log=log) as gateway:
+        card_turn = [{"role": "user", "content": "my card is 4111 1111 1111 1111, expiry next May"}]
+        response = httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            json={"model": "small", "messages": card_turn, "metadata": {"voice": {"asr_confidence": 0.8}}},
+            headers={"X-Call-Id": "logged-call", "X-Tenant": "bank"},
+        )
+        assert response.status_code == 200
+    (record,) = list(read_traffic(log))  # the writer flushed at shutdown
+    assert "4111" not in record.messages[0].content and "[CARD]" in record.messages[0].content
+    assert (record.tenant, record.call_id, record.requested_model) == ("bank", "logged-call", "small")
+    assert record.decision is not None and record.decision.tier == "small" and record.decision.deployment == "small-a"
+    assert record.usage is not None and record.usage.completion_tokens > 0
+    assert record.metadata.voice is not None and record.metadata.voice.asr_confidence == 0.8

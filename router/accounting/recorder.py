@@ -25,6 +25,7 @@ from router.config import Deployment, GatewayConfig
 from router.gateway import Outcome, Rejection, Turn
 from router.metrics import Metrics
 from router.settings import Settings
+from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Recorder:
         self.metrics = metrics
         self.calls = calls
         self.spool_lock: IO[bytes] | None = None
+        self.traffic: TrafficLogWriter | None = None
         self._baseline = config.baseline.name
 
     def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
@@ -116,6 +118,8 @@ class Recorder:
         )
         self.ledger.record(record)
         self._observe(record, turn, outcome, overhead_ms)
+        if self.traffic is not None:
+            self.traffic.write(self._traffic_record(turn, record, usage))
         if turn.call_id is not None:
             self.calls.add_turn(
                 record.tenant,
@@ -162,6 +166,34 @@ class Recorder:
             m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
             m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 
+    @staticmethod
+    def _traffic_record(turn: Turn, record: LedgerRecord, usage: Usage | None) -> TrafficRecord:
+        """The turn for the redacted traffic log (masked off the request path by the writer)."""
+        body = turn.body
+        return TrafficRecord.from_request(
+            request_id=record.request_id,
+            ts=record.ts,
+            tenant=record.tenant,
+            requested_model=turn.facts.requested_model,
+            messages=body["messages"],
+            tools=body.get("tools"),
+            metadata=body.get("metadata"),
+            call_id=record.call_id,
+            caller_id=record.caller_id,
+            agent=record.agent,
+            decision=LoggedDecision(
+                tier=record.tier,
+                deployment=record.deployment,
+                rule=record.rule,
+                policy_version=record.policy_version,
+                intent=record.intent,
+                risks=list(turn.decision.risks_present),
+            ),
+            usage=usage,
+            status=record.status,
+            error_type=record.error_type,
+        )
+
     def record_rejection(self, rejection: Rejection) -> None:
         caller = rejection.caller
         record = LedgerRecord(
@@ -197,6 +229,8 @@ async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Met
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
     recorder = Recorder(config, prices, ledger, metrics, CallCostTracker(metrics))
     recorder.spool_lock = spool_lock
+    if settings.traffic_log is not None:
+        recorder.traffic = TrafficLogWriter(settings.traffic_log)
     return recorder
 
 
