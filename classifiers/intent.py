@@ -24,10 +24,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     their intent.
     """
 
-    def __init__(self, C: float = 4.0, class_weight: str | None = "balanced", random_state: int = 13) -> None:
+    def __init__(self, C: float = 4.0, class_weight: str | None = "balanced") -> None:
         self.C = C
         self.class_weight = class_weight
-        self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: Sequence[str], fine_labels: Sequence[str] | None = None) -> IntentClassifier:
         coarse = np.asarray(y, dtype=object)

