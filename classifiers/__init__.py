@@ -1,4 +1,15 @@
-"""Turn classification for Switchboard: intent and risk of the latest user turn of a chat."""
+"""Turn classification for Switchboard: intent and risk of the latest user turn of a chat.
+
+    classifier = TurnClassifier.load()                      # the shipped model, int8 ONNX encoder
+    batching = BatchingClassifier(classifier)               # in the gateway: async, micro-batched, cached
+    result = await batching.classify(Conversation.from_messages(request_messages, has_tools=bool(tools)))
+    result.intent, result.intent_confidence, result.risks, result.high_stakes, result.reasons
+    ...
+    await batching.aclose()
+
+``SWITCHBOARD_EMBEDDINGS=onnx|torch`` picks the encoder runtime, ``SWITCHBOARD_EMBEDDING_THREADS`` its
+threads (default 1), ``SWITCHBOARD_CACHE_DIR`` where the exported ONNX model is cached.
+"""
 
 from classifiers.batching import BatchingClassifier
 from classifiers.pipeline import EncoderMismatchError, TurnClassifier, TurnModel
