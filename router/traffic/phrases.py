@@ -215,6 +215,7 @@ FULL_NAME = beat(
         "Could I have your first and last name?",
         "Who am I speaking with today?",
     ),
+    risks=("pii",),
 )
 
 DATE_OF_BIRTH = beat(
