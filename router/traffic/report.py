@@ -241,23 +241,27 @@ def render_text(report: ReplayReport, source: str) -> str:
         lines += ["", f"Decisions that differ between {before} and {after}: {len(report.changes):,}"]
         if len(report.changes):
             lines += [_table(report.changes_by_intent), ""]
-            lines.append(_table(_compact_changes(report.changes.head(CHANGES_SHOWN), before, after)))
+            lines += _change_lines(report.changes.head(CHANGES_SHOWN), before, after)
             if len(report.changes) > CHANGES_SHOWN:
                 lines.append(f"  ... {len(report.changes) - CHANGES_SHOWN:,} more in changes.csv")
     return "\n".join(lines)
 
 
-def _compact_changes(changes: pd.DataFrame, before: str, after: str) -> pd.DataFrame:
-    """One readable line per changed turn: each side as "tier by rule [reasons]"."""
-
-    def side(label: str) -> pd.Series:
-        reasons = changes[f"reasons.{label}"].map(lambda text: f" [{text}]" if text else "")
-        return changes[f"tier.{label}"] + " by " + changes[f"rule.{label}"] + reasons
-
-    compact = changes[["request_id", "turn", "tenant", "intent", f"risks.{before}"]].copy()
-    compact = compact.rename(columns={f"risks.{before}": "risks"})
-    compact[before], compact[after] = side(before), side(after)
-    return compact.set_index("request_id")
+def _change_lines(changes: pd.DataFrame, before: str, after: str) -> list[str]:
+    """Each changed turn on three lines: the turn, then each side as "tier by rule [reasons]"."""
+    lines = []
+    for fields in changes.to_dict("records"):
+        risks = fields.get(f"risks.{before}") or "no risk"
+        lines.append(
+            f"  {fields['request_id']}  turn {fields['turn']} of {fields['tenant']}  {fields['intent']}  {risks}"
+        )
+        for label in (before, after):
+            reasons = fields[f"reasons.{label}"]
+            lines.append(
+                f"      {label}: {fields[f'tier.{label}']} by {fields[f'rule.{label}']}"
+                + (f" [{reasons}]" if reasons else "")
+            )
+    return lines
 
 
 def write_outputs(report: ReplayReport, folder: Path) -> list[Path]:
@@ -299,11 +303,11 @@ def _cost_by_tier_chart(report: ReplayReport, path: Path) -> Path:
         }
     ).fillna(0.0)
     costs[BASELINE_LABEL] = [0.0] * (len(result.tier_order) - 1) + [result.turns["baseline_cost"].sum()]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(figsize=(8, 4.5))
     costs.T.plot(kind="bar", stacked=True, ax=axes, colormap="viridis", rot=0)
     axes.set_ylabel("USD")
     axes.set_title(f"Cost by tier over {len(result.turns):,} replayed turns")
-    axes.legend(title="tier")
+    axes.legend(title="tier", loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -319,10 +323,11 @@ def _changes_chart(report: ReplayReport, path: Path) -> Path:
     before, after = report.labels
     changes = report.changes_by_intent
     assert changes is not None
-    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.45 * len(changes) + 1.5)))
+    figure, axes = plt.subplots(figsize=(8, max(2.5, 0.45 * len(changes) + 1.5)))
     if len(changes):
-        changes.plot(kind="barh", stacked=True, ax=axes, color={UP: "#c0392b", DOWN: "#27ae60", SIDEWAYS: "#7f8c8d"})
-        axes.legend(title=f"tier {after} vs {before}")
+        ordered = changes.loc[changes.sum(axis=1).sort_values().index]
+        ordered.plot(kind="barh", stacked=True, ax=axes, color={UP: "#c0392b", DOWN: "#27ae60", SIDEWAYS: "#7f8c8d"})
+        axes.legend(title=f"tier {after} vs {before}", loc="upper left", bbox_to_anchor=(1.01, 1))
     else:
         axes.text(0.5, 0.5, "no decision changed", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel("turns")
