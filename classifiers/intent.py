@@ -45,6 +45,17 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.linear_ = CalibratedLinear.from_calibrated(self.model_)
         return self
 
+    def __getstate__(self) -> dict[str, object]:
+        # The numpy copy of the weights is rebuilt on load; pickling it too would double the model file.
+        state = dict(super().__getstate__())
+        state.pop("linear_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        super().__setstate__(state)
+        if hasattr(self, "model_"):
+            self.linear_ = CalibratedLinear.from_calibrated(self.model_)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Same numbers as ``self.model_.predict_proba(X) @ self.fine_to_coarse_``, without its overhead."""
         check_is_fitted(self, "linear_")

@@ -176,9 +176,9 @@ class TurnClassifier:
         nearest = self.model.examples.nearest(user, self.neighbours)
         intents = self.model.intent_head.classes_
         return [
-            self._assemble(turn, intents, intent_row, risk_row, neighbours)
-            for turn, intent_row, risk_row, neighbours in zip(
-                turns, intent_probabilities, risk_probabilities, nearest, strict=True
+            self._assemble(turn, intents, intent_row, risk_row, neighbours).with_embedding(vector)
+            for turn, intent_row, risk_row, neighbours, vector in zip(
+                turns, intent_probabilities, risk_probabilities, nearest, user, strict=True
             )
         ]
 

@@ -33,15 +33,19 @@ class RiskClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Y must have shape {(X.shape[0], len(risk_names))}, got {labels.shape}")
         self.classes_ = np.asarray(list(risk_names), dtype=object)
         self.heads_ = [self._fit_head(X, labels[:, column]) for column in range(labels.shape[1])]
-        self.linear_ = CalibratedLinear.stack(
-            [
-                CalibratedLinear.from_calibrated(head)
-                if isinstance(head, CalibratedClassifierCV)
-                else CalibratedLinear.constant(float(labels[:, column].mean()), X.shape[1])
-                for column, head in enumerate(self.heads_)
-            ]
-        )
+        self.linear_ = _stacked_heads(self.heads_)
         return self
+
+    def __getstate__(self) -> dict[str, object]:
+        # The numpy copy of the weights is rebuilt on load; pickling it too would double the model file.
+        state = dict(super().__getstate__())
+        state.pop("linear_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        super().__setstate__(state)
+        if hasattr(self, "heads_"):
+            self.linear_ = _stacked_heads(self.heads_)
 
     def _fit_head(self, X: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV | DummyClassifier:
         folds = min(MAX_CALIBRATION_FOLDS, int(y.sum()), int(len(y) - y.sum()))
@@ -57,3 +61,15 @@ class RiskClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
         return (self.predict_proba(X) >= thresholds).astype(np.int64)
+
+
+def _stacked_heads(heads: list[CalibratedClassifierCV | DummyClassifier]) -> CalibratedLinear:
+    parts = []
+    for head in heads:
+        if isinstance(head, CalibratedClassifierCV):
+            parts.append(CalibratedLinear.from_calibrated(head))
+        else:
+            classes = list(head.classes_)
+            prior = float(head.class_prior_[classes.index(1)]) if 1 in classes else 0.0
+            parts.append(CalibratedLinear.constant(prior, head.n_features_in_))
+    return CalibratedLinear.stack(parts)

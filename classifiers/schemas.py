@@ -6,7 +6,8 @@ import re
 import unicodedata
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 def normalise_text(text: str) -> str:
@@ -81,3 +82,13 @@ class Classification(BaseModel):
     reasons: list[str]
     detectors: list[str]
     high_stakes: bool
+    # The latest user turn's embedding, kept (not serialised) so tenant catalogs match it without encoding again.
+    _embedding: np.ndarray | None = PrivateAttr(default=None)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        return self._embedding
+
+    def with_embedding(self, embedding: np.ndarray) -> Classification:
+        self._embedding = embedding
+        return self
