@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from classifiers import BatchingClassifier, Conversation, TurnClassifier
+from classifiers.catalog import CatalogIndex, CatalogVocabulary, merge
 from router.facts import TurnClassification
-from router.policy.store import Vocabulary
+from router.policy.store import Catalog, Vocabulary
 
 logger = logging.getLogger(__name__)
+
+
+def vocabulary_of(classifier: TurnClassifier) -> Vocabulary:
+    return Vocabulary(intents=frozenset(classifier.intents), risks=frozenset(classifier.risks))
+
+
+def catalog_loader(classifier: TurnClassifier, tiers: Iterable[str]) -> Callable[[Path], Catalog]:
+    """Loads tenant catalogs with this classifier's encoder and labels (example embeddings cached on disk)."""
+    vocabulary = CatalogVocabulary(intents=classifier.intents, risks=classifier.risks, tiers=list(tiers))
+
+    def load(path: Path) -> Catalog:
+        return CatalogIndex.load(path, classifier.encoder, vocabulary=vocabulary)
+
+    return load
 
 
 class GatewayClassifier:
@@ -31,15 +47,27 @@ class GatewayClassifier:
 
     @property
     def vocabulary(self) -> Vocabulary:
-        return Vocabulary(intents=frozenset(self._classifier.intents), risks=frozenset(self._classifier.risks))
+        return vocabulary_of(self._classifier)
 
-    async def classify(self, messages: list[dict[str, Any]], has_tools: bool) -> TurnClassification:
+    def catalog_loader(self, tiers: Iterable[str]) -> Callable[[Path], Catalog]:
+        return catalog_loader(self._classifier, tiers)
+
+    async def classify(
+        self, messages: list[dict[str, Any]], has_tools: bool, catalog: Catalog | None = None
+    ) -> TurnClassification:
         result = await self._batching.classify(Conversation.from_messages(messages, has_tools=has_tools))
+        match = None
+        if isinstance(catalog, CatalogIndex) and result.embedding is not None:
+            # The generic result is cached per text; the tenant's catalog is a vectorised dot product on top.
+            match = catalog.match_one(result.embedding)
+            result = merge(result, match, self._classifier.threshold)
         return TurnClassification(
             intent=result.intent,
             intent_confidence=result.intent_confidence,
             risks=dict(result.risks),
             reasons=tuple(result.reasons),
+            catalog_intent=match.intent_name if match else None,
+            catalog_tier=match.tier if match else None,
         )
 
     async def aclose(self) -> None:

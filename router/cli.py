@@ -10,7 +10,7 @@ import click
 
 from router.config import load_config
 from router.logs import configure_logging
-from router.policy.store import Vocabulary, load_policy
+from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
 
@@ -76,11 +76,12 @@ def policy() -> None:
 def validate_policy(policy_file: Path, config_path: Path | None, model_path: Path | None) -> None:
     """Check a policy: schema, unknown tiers/deployments/intents/risks, unreachable rules, floors."""
     from classifiers import TurnClassifier
+    from router.classification import catalog_loader, vocabulary_of
 
     classifier = TurnClassifier.load(model_path)
-    vocabulary = Vocabulary(intents=frozenset(classifier.intents), risks=frozenset(classifier.risks))
     try:
-        loaded = load_policy(policy_file, load_config(config_path).config, vocabulary)
+        config = load_config(config_path).config
+        loaded = load_policy(policy_file, config, vocabulary_of(classifier), catalog_loader(classifier, config.tiers))
     except ConfigFileError as exc:
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
@@ -88,12 +89,13 @@ def validate_policy(policy_file: Path, config_path: Path | None, model_path: Pat
 
 
 def _register_commands() -> None:
+    from classifiers.catalog_cli import catalog
     from classifiers.cli import eval_command, train_command
     from router.accounting.cli import ledger, report
     from router.keys_cli import keys
     from router.simulator.cli import simulate
 
-    for command in (simulate, ledger, report, train_command, eval_command, keys):
+    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog):
         main.add_command(command)
 
 

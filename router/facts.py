@@ -21,6 +21,8 @@ class TurnClassification:
     intent_confidence: float
     risks: dict[str, float]
     reasons: tuple[str, ...]
+    catalog_intent: str | None = None
+    catalog_tier: str | None = None
 
 
 def text_or_none(value: Any) -> str | None:
@@ -70,6 +72,8 @@ def turn_facts(
         intent=classification.intent if classification else None,
         intent_confidence=classification.intent_confidence if classification else None,
         risks=classification.risks if classification else {},
+        catalog_intent=classification.catalog_intent if classification else None,
+        catalog_tier=classification.catalog_tier if classification else None,
         classifier_failed=classifier_failed,
         voice=voice_facts((metadata or {}).get("voice")),
         call=call,

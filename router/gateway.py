@@ -25,7 +25,7 @@ from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNo
 from router.facts import TurnClassification, text_or_none, turn_facts
 from router.policy.engine import Decision
 from router.policy.facts import CallFacts, Facts
-from router.policy.store import PolicyStore
+from router.policy.store import Catalog, PolicyStore
 from router.providers.chain import Attempts, FallbackChain, OpenStream
 from router.schemas import ChatCompletionRequest
 from router.state import CallRecord, StateStore
@@ -55,7 +55,9 @@ class RateLimit(Protocol):
 
 
 class TurnClassifier(Protocol):
-    async def classify(self, messages: list[dict[str, Any]], has_tools: bool) -> TurnClassification: ...
+    async def classify(
+        self, messages: list[dict[str, Any]], has_tools: bool, catalog: Catalog | None = None
+    ) -> TurnClassification: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,15 +175,15 @@ class Gateway:
         messages = body["messages"]
         has_tools = bool(request.tools)
         classification, classification_ms, failed = None, 0.0, False
+        loaded = self.policies.active
         if self.classifier is not None and requested not in self._deployments:
             t0 = time.perf_counter()
             try:
-                classification = await self.classifier.classify(messages, has_tools)
+                classification = await self.classifier.classify(messages, has_tools, loaded.catalog_for(caller.tenant))
             except Exception:
                 logger.exception("classification failed; routing by the policy's classifier_failure route")
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
-        loaded = self.policies.active
         call = await self._call_facts(caller.tenant, call_id, caller_id, loaded.policy.caller_memory_days)
         facts = turn_facts(
             tenant=caller.tenant,

@@ -174,6 +174,7 @@ async def build_services(settings: Settings) -> Services:
         config,
         vocabulary=classifier.vocabulary if classifier else Vocabulary(),
         shadow_path=loaded.shadow_policy_path(),
+        catalog_loader=classifier.catalog_loader(config.tiers) if classifier else None,
     )
     metrics = Metrics()
     recorder = await build_recorder(settings, config, metrics)

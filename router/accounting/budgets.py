@@ -148,9 +148,7 @@ class BudgetStatus(BaseModel):
 
 
 class BudgetExceeded(Exception):
-    def __init__(
-        self, scope_name: str, limit: float, spent: float, reserved: float = 0.0, requested: float = 0.0
-    ):
+    def __init__(self, scope_name: str, limit: float, spent: float, reserved: float = 0.0, requested: float = 0.0):
         self.scope_name = scope_name
         self.limit = limit
         self.spent = spent
@@ -380,9 +378,7 @@ class InProcessBudgets:
     async def release(self, reservation: Reservation) -> None:
         self._close(reservation, 0)
 
-    async def remaining(
-        self, tenant: str, agent: str | None = None, call_id: str | None = None
-    ) -> list[BudgetStatus]:
+    async def remaining(self, tenant: str, agent: str | None = None, call_id: str | None = None) -> list[BudgetStatus]:
         with self._lock:
             statuses = []
             for scope in self.policy.scopes_for(tenant, agent, call_id):
@@ -558,9 +554,7 @@ class RedisBudgets:
     async def release(self, reservation: Reservation) -> None:
         await self._close(reservation, 0)
 
-    async def remaining(
-        self, tenant: str, agent: str | None = None, call_id: str | None = None
-    ) -> list[BudgetStatus]:
+    async def remaining(self, tenant: str, agent: str | None = None, call_id: str | None = None) -> list[BudgetStatus]:
         scopes = self.policy.scopes_for(tenant, agent, call_id)
         if time.monotonic() >= self._down_until:
             try:

@@ -20,9 +20,7 @@ def ledger() -> None:
 @ledger.command("export")
 @click.option("--redis-url", envvar="SWITCHBOARD_REDIS_URL", required=True, help="Redis holding the stream.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option(
-    "--format", "fmt", type=click.Choice(["parquet", "sqlite"]), default="parquet", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "sqlite"]), default="parquet", show_default=True)
 @click.option("--stream", default=DEFAULT_STREAM, show_default=True)
 @click.option("--trim/--no-trim", default=True, show_default=True, help="Remove exported entries from Redis.")
 def export(redis_url: str, out: Path, fmt: str, stream: str, trim: bool) -> None:

@@ -145,13 +145,7 @@ class Cost(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def cost_usd(self) -> Decimal:
-        return (
-            self.input_usd
-            + self.cached_input_usd
-            + self.cache_creation_usd
-            + self.output_usd
-            + self.reasoning_usd
-        )
+        return self.input_usd + self.cached_input_usd + self.cache_creation_usd + self.output_usd + self.reasoning_usd
 
 
 def _lookup_litellm(cost_map: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
@@ -193,8 +187,7 @@ class PriceBook:
         self._cost_map = litellm_cost_map() if cost_map is None else cost_map
         self._deployments = {name: _as_pricing(value) for name, value in deployments.items()}
         self._prices = {
-            name: self._resolve(pricing.model, pricing.override)
-            for name, pricing in self._deployments.items()
+            name: self._resolve(pricing.model, pricing.override) for name, pricing in self._deployments.items()
         }
 
     def _resolve(self, model: str, override: PriceOverride | None) -> ModelPrice:
@@ -240,9 +233,7 @@ class PriceBook:
             reasoning_usd=usage.reasoning_tokens * price.reasoning,
         )
 
-    def baseline_cost(
-        self, usage: Usage, baseline_deployment: str, served_deployment: str | None = None
-    ) -> Cost:
+    def baseline_cost(self, usage: Usage, baseline_deployment: str, served_deployment: str | None = None) -> Cost:
         """What the same tokens would have cost had every turn gone to ``baseline_deployment``.
 
         A prompt cache lives with one provider's deployment, so tokens that were cache hits (or cache

@@ -48,9 +48,7 @@ def _utc_timestamp(value: datetime) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def load_ledger(
-    source: str | Path, start: datetime | None = None, end: datetime | None = None
-) -> pd.DataFrame:
+def load_ledger(source: str | Path, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
     """Ledger rows with ``start <= ts < end`` (either bound optional; naive means UTC), ``ts`` in UTC."""
     path = Path(source)
     if _is_sqlite(path):
@@ -152,9 +150,7 @@ def to_markdown(report: pd.DataFrame) -> str:
         "| " + " | ".join("---:" if n else "---" for n in numeric) + " |",
     ]
     for row in report.itertuples(index=False):
-        lines.append(
-            "| " + " | ".join(_markdown_cell(c, v) for c, v in zip(columns, row, strict=True)) + " |"
-        )
+        lines.append("| " + " | ".join(_markdown_cell(c, v) for c, v in zip(columns, row, strict=True)) + " |")
     return "\n".join(lines) + "\n"
 
 

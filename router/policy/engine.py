@@ -13,6 +13,7 @@ Predicate = Callable[[Facts], bool]
 PINNED_RULE = "pinned-deployment"
 REQUESTED_TIER_RULE = "requested-tier"
 DEFAULT_RULE = "default"
+CATALOG_RULE_PREFIX = "catalog:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class PolicyEngine:
         if condition.intent is not None:
             intents = frozenset(condition.intent)
             checks.append(lambda f: f.intent in intents)
+        if condition.catalog_intent is not None:
+            catalog_intents = frozenset(condition.catalog_intent)
+            checks.append(lambda f: f.catalog_intent in catalog_intents)
         if condition.intent_confidence is not None:
             checks.append(_in_range(condition.intent_confidence, lambda f: f.intent_confidence))
         if condition.risk is not None:
@@ -154,6 +158,9 @@ class PolicyEngine:
         reasons: list[str] = []
         if facts.requested_model in self.ladder:
             tier, rule = facts.requested_model, REQUESTED_TIER_RULE
+        elif facts.catalog_tier is not None and facts.catalog_tier in self.ladder:
+            # The tenant declared where this intent goes; floors and adjustments still apply below.
+            tier, rule = facts.catalog_tier, f"{CATALOG_RULE_PREFIX}{facts.catalog_intent}"
         else:
             tier, rule = self._first_matching_rule(facts)
         tier = self._adjust(tier, facts, present, reasons)

@@ -38,6 +38,8 @@ class Facts:
     intent: str | None = None
     intent_confidence: float | None = None
     risks: Mapping[str, float] = field(default_factory=dict)
+    catalog_intent: str | None = None
+    catalog_tier: str | None = None
     classifier_failed: bool = False
     voice: VoiceFacts = VoiceFacts()
     call: CallFacts | None = None

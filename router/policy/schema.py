@@ -96,6 +96,7 @@ class Condition(StrictModel):
     prompt_tokens: Range | None = None
     tools: bool | None = None
     intent: list[str] | None = None
+    catalog_intent: list[str] | None = Field(default=None, description="The tenant catalog intent that matched.")
     intent_confidence: Range | None = None
     risk: RiskCondition | None = None
     high_stakes: bool | None = None
@@ -105,7 +106,7 @@ class Condition(StrictModel):
     all_of: list[Condition] | None = None
     not_: Condition | None = Field(default=None, alias="not")
 
-    _lists = field_validator("tenant", "agent", "requested_model", "intent", mode="before")(_as_list)
+    _lists = field_validator("tenant", "agent", "requested_model", "intent", "catalog_intent", mode="before")(_as_list)
 
     @property
     def is_unconditional(self) -> bool:
@@ -165,6 +166,13 @@ class BudgetDowngrade(StrictModel):
     tier: str
 
 
+class CatalogRefs(StrictModel):
+    """Tenant intent catalogs (paths relative to the policy file): one shared, and per-tenant ones that replace it."""
+
+    shared: str | None = None
+    tenants: dict[str, str] = Field(default_factory=dict)
+
+
 class Policy(StrictModel):
     name: str | None = None
     description: str | None = None
@@ -178,6 +186,7 @@ class Policy(StrictModel):
     stickiness: Stickiness | None = None
     caller_memory_days: float = Field(default=7, gt=0, description="How long a caller's complaint is remembered.")
     budget_downgrade: BudgetDowngrade | None = None
+    catalogs: CatalogRefs | None = None
     rules: list[Rule] = Field(default_factory=list)
 
     @field_validator("thresholds")

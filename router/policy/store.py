@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from router.config import GatewayConfig
 from router.policy.engine import PolicyEngine, TierLadder
@@ -18,16 +20,32 @@ from router.yamlsource import ConfigFileError, YamlDocument
 logger = logging.getLogger(__name__)
 
 
+class Catalog(Protocol):
+    """A tenant intent catalog as the gateway uses it (``classifiers.catalog.CatalogIndex``)."""
+
+    @property
+    def version(self) -> str: ...
+
+
+CatalogLoader = Callable[[Path], Catalog]
+
+
 @dataclass(frozen=True)
 class LoadedPolicy:
     engine: PolicyEngine
     version: str
     path: Path
     loaded_at: float
+    catalogs: Mapping[str | None, Catalog] = field(default_factory=dict)
+    catalog_paths: tuple[Path, ...] = ()
 
     @property
     def policy(self) -> Policy:
         return self.engine.policy
+
+    def catalog_for(self, tenant: str) -> Catalog | None:
+        """The tenant's own catalog, else the shared one, else none."""
+        return self.catalogs.get(tenant) or self.catalogs.get(None)
 
 
 @dataclass(frozen=True)
@@ -100,13 +118,38 @@ def check_policy(document: YamlDocument, policy: Policy, config: GatewayConfig, 
             unconditional = rule.name
 
 
-def load_policy(path: Path, config: GatewayConfig, vocabulary: Vocabulary = Vocabulary()) -> LoadedPolicy:
-    """Parse, validate and compile a policy file; :class:`ConfigFileError` names the line and reason."""
+def load_policy(
+    path: Path,
+    config: GatewayConfig,
+    vocabulary: Vocabulary = Vocabulary(),
+    catalog_loader: CatalogLoader | None = None,
+) -> LoadedPolicy:
+    """Parse, validate and compile a policy file (and its catalogs); errors name the file, line and reason."""
     document = YamlDocument.from_path(path)
     policy = document.validate(Policy)
     check_policy(document, policy, config, vocabulary)
+    catalogs: dict[str | None, Catalog] = {}
+    refs = policy.catalogs
+    if refs is not None:
+        wanted: list[tuple[tuple[str | int, ...], str | None, str]] = [
+            (("catalogs", "tenants", tenant), tenant, ref) for tenant, ref in refs.tenants.items()
+        ]
+        if refs.shared is not None:
+            wanted.append((("catalogs", "shared"), None, refs.shared))
+        for loc, tenant, ref in wanted:
+            catalog_path = (path.parent / ref).resolve()
+            if catalog_loader is None:
+                raise document.error(loc, "catalogs need the classifier (SWITCHBOARD_CLASSIFIER=on)")
+            if not catalog_path.is_file():
+                raise document.error(loc, f"no catalog file at {catalog_path}")
+            catalogs[tenant] = catalog_loader(catalog_path)  # raises ConfigFileError at the catalog's own line
+    version = policy_version(policy, document.sha256)
+    if catalogs:
+        digest = hashlib.sha256("".join(sorted(c.version for c in catalogs.values())).encode()).hexdigest()
+        version = f"{version}+{digest[:8]}"
     engine = PolicyEngine(policy, TierLadder(config.tiers), [d.name for d in config.deployments])
-    return LoadedPolicy(engine, policy_version(policy, document.sha256), path, time.time())
+    paths = tuple(sorted({(path.parent / ref).resolve() for _, _, ref in wanted})) if refs is not None else ()
+    return LoadedPolicy(engine, version, path, time.time(), catalogs, paths)
 
 
 class PolicyStore:
@@ -119,24 +162,29 @@ class PolicyStore:
         vocabulary: Vocabulary = Vocabulary(),
         shadow_path: Path | None = None,
         on_change: Callable[[LoadedPolicy], None] | None = None,
+        catalog_loader: CatalogLoader | None = None,
     ) -> None:
         self._config = config
         self._vocabulary = vocabulary
+        self._catalog_loader = catalog_loader
         self.on_change = on_change
-        self.active = load_policy(path, config, vocabulary)
-        self.shadow = load_policy(shadow_path, config, vocabulary) if shadow_path else None
+        self.active = self._load(path)
+        self.shadow = self._load(shadow_path) if shadow_path else None
         self.last_error: str | None = None
         self._mtimes = self._current_mtimes()
 
+    def _load(self, path: Path) -> LoadedPolicy:
+        return load_policy(path, self._config, self._vocabulary, self._catalog_loader)
+
     def _current_mtimes(self) -> tuple[float | None, ...]:
-        paths = [self.active.path] + ([self.shadow.path] if self.shadow else [])
-        return tuple(_mtime(p) for p in paths)
+        loaded = [self.active] + ([self.shadow] if self.shadow else [])
+        return tuple(_mtime(p) for policy in loaded for p in (policy.path, *policy.catalog_paths))
 
     def reload(self, path: Path | None = None) -> LoadedPolicy:
         """Reload the active policy (from ``path`` if given) and the shadow; raise and keep the old on error."""
         try:
-            candidate = load_policy(path or self.active.path, self._config, self._vocabulary)
-            shadow = load_policy(self.shadow.path, self._config, self._vocabulary) if self.shadow else None
+            candidate = self._load(path or self.active.path)
+            shadow = self._load(self.shadow.path) if self.shadow else None
         except ConfigFileError as exc:
             self.last_error = str(exc)
             logger.error("policy reload rejected, keeping %s: %s", self.active.version, exc)
