@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,18 @@ class Conversation(BaseModel):
         return self.model_copy(update={"latest_user_text": user, "previous_assistant_text": context})
 
 
+@dataclass(frozen=True, eq=False)
+class _Vector:
+    """An array that compares by value, so classifications carrying one still compare with ``==``."""
+
+    values: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Vector) and np.array_equal(self.values, other.values)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Classification(BaseModel):
     """Intent and risks of one turn, with the evidence behind them."""
 
@@ -83,12 +96,12 @@ class Classification(BaseModel):
     detectors: list[str]
     high_stakes: bool
     # The latest user turn's embedding, kept (not serialised) so tenant catalogs match it without encoding again.
-    _embedding: np.ndarray | None = PrivateAttr(default=None)
+    _embedding: _Vector | None = PrivateAttr(default=None)
 
     @property
     def embedding(self) -> np.ndarray | None:
-        return self._embedding
+        return self._embedding.values if self._embedding is not None else None
 
     def with_embedding(self, embedding: np.ndarray) -> Classification:
-        self._embedding = embedding
+        self._embedding = _Vector(embedding)
         return self
