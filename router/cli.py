@@ -94,8 +94,9 @@ def _register_commands() -> None:
     from router.accounting.cli import ledger, report
     from router.keys_cli import keys
     from router.simulator.cli import simulate
+    from router.traffic.cli import replay_command, traffic
 
-    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog):
+    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog, traffic, replay_command):
         main.add_command(command)
 
 

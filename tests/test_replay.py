@@ -341,10 +341,6 @@ def test_cli_writes_tables_and_charts(tmp_path: Path, hand_log: Path) -> None:
 
 
 def test_generated_traffic_replays_with_the_shipped_classifier(tmp_path: Path) -> None:
-    from classifiers.pipeline import DEFAULT_MODEL_PATH
-
-    if not DEFAULT_MODEL_PATH.exists():
-        pytest.skip(f"the shipped classifier model is not built yet ({DEFAULT_MODEL_PATH})")
     log = tmp_path / "sample.jsonl"
     turns = write_sample_log(log, 6, seed=2, masker=Redactor())
     run = CliRunner().invoke(
