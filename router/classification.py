@@ -43,7 +43,9 @@ class GatewayClassifier:
         classifier = await asyncio.to_thread(TurnClassifier.load, model_path)
         await asyncio.to_thread(classifier.classify, Conversation(latest_user_text="hello, are you there?"))
         logger.info("classifier loaded: intents %s, risks %s", classifier.intents, classifier.risks)
-        return cls(classifier, BatchingClassifier(classifier))
+        # No batching wait: ONNX encodes one text per run anyway, and turns that arrive while the worker is busy
+        # are batched regardless; waiting would only add its delay to every lone turn.
+        return cls(classifier, BatchingClassifier(classifier, max_wait_ms=0.0))
 
     @property
     def vocabulary(self) -> Vocabulary:

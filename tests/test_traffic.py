@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,3 +263,31 @@ def test_reading_skips_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(_record(1).to_line() + b'{"v":1,"ts":"2025-03-0' + b"\n" + _record(2).to_line())
     assert [r.request_id for r in read_traffic(path)] == ["req-1", "req-2"]
+
+
+def test_send_drives_a_gateway_call_by_call_and_the_ledger_matches(tmp_path: Path) -> None:
+    from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
+    from router.traffic.send import group_calls, send_traffic
+    from tests.conftest import gateway_config, make_gateway
+
+    log = tmp_path / "sample.jsonl"
+    write_sample_log(log, 6, seed=3, masker=Redactor())
+    records = list(read_traffic(log))
+    calls = group_calls(records)
+    assert sum(len(call) for call in calls) == len(records) and len(calls) == 6
+    with (
+        SimulatorServer(SimulatorSettings(models={"*": ModelBehaviour(output_tokens=6)})) as simulator,
+        make_gateway(tmp_path, gateway_config(simulator.base_url)) as gateway,
+    ):
+        summary = asyncio.run(send_traffic(records, gateway.base_url, concurrency=3, stream_every=2))
+        ledger = gateway.services.recorder.ledger
+        deadline = time.monotonic() + 5
+        while ledger.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rows = [row for tenant in {r.tenant for r in records} for row in gateway.call(ledger.sink.query(tenant))]
+    assert summary.requests == len(records) and summary.statuses == {200: len(records)}
+    assert len(rows) == len(records)
+    assert {row.call_id for row in rows} == {r.call_id for r in records}
+    # Headers carry 8 decimals: the ledger's exact sum agrees within the rounding of each turn.
+    assert summary.cost_usd == pytest.approx(sum(row.cost_usd for row in rows), abs=1e-8 * len(rows))
+    assert summary.baseline_cost_usd == pytest.approx(sum(row.baseline_cost_usd for row in rows), abs=1e-8 * len(rows))

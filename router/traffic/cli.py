@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from router.traffic.log import read_traffic
 from router.traffic.redact import Redactor
 from router.traffic.replay import DEFAULT_BATCH_SIZE, replay
 from router.traffic.report import build_report, gate_failures, render_text, write_outputs
+from router.traffic.send import send_traffic
 from router.yamlsource import ConfigFileError
 
 GATE_FAILED_EXIT = 3
@@ -35,6 +37,37 @@ def generate(calls: int, seed: int, out_path: Path) -> None:
     """Write a traffic log of realistic voice calls to a clinic, a SaaS billing desk, a carrier and a bank."""
     records = write_sample_log(out_path, calls, seed, Redactor())
     click.echo(f"wrote {records:,} turns of {calls:,} calls to {out_path}")
+
+
+@traffic.command("send")
+@click.option(
+    "--traffic",
+    "traffic_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Traffic log (JSONL) to send.",
+)
+@click.option("--url", default="http://127.0.0.1:4000", show_default=True, help="The gateway's base URL.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Calls in flight.")
+@click.option(
+    "--stream-every", type=click.IntRange(min=0), default=3, show_default=True, help="Stream every n-th turn."
+)
+@click.option("--api-key", envvar="SWITCHBOARD_API_KEY", help="A virtual key, when the gateway requires one.")
+def send(traffic_path: Path, url: str, concurrency: int, stream_every: int, api_key: str | None) -> None:
+    """Send a traffic log through a running gateway: each call's turns in order, calls side by side."""
+    summary = asyncio.run(
+        send_traffic(
+            read_traffic(traffic_path), url, concurrency=concurrency, stream_every=stream_every, api_key=api_key
+        )
+    )
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(summary.statuses.items()))
+    click.echo(f"sent {summary.requests:,} turns ({statuses})")
+    click.echo(
+        f"cost ${summary.cost_usd:.6f}, all-frontier baseline ${summary.baseline_cost_usd:.6f}, "
+        f"savings ${summary.baseline_cost_usd - summary.cost_usd:.6f}"
+    )
+    if summary.failed:
+        sys.exit(1)
 
 
 @click.command("replay")
