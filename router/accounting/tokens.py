@@ -36,7 +36,9 @@ def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base")
 
 
+@lru_cache(maxsize=65_536)
 def text_tokens(text: str) -> int:
+    # Cached: a conversation resends its whole history every turn, so most messages were counted before.
     return len(_encoding().encode(text, disallowed_special=())) if text else 0
 
 
