@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def serve(
         load_policy(loaded.policy_path(settings.policy), loaded.config)
     except ConfigFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker writes its metrics to files here and /metrics sums them; stale files would count twice.
+        metrics_dir = settings.data_dir / "prometheus-multiproc"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     click.echo(f"Switchboard on http://{settings.host}:{settings.port}/v1 (config: {loaded.source})")
     uvicorn.run(
         "router.app:create_app",

@@ -50,6 +50,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._published_policies: set[tuple[str, str]] = set()
         r = self.registry
         self.requests = Counter(
             "switchboard_requests",
@@ -180,6 +181,15 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+
+    def publish_policy(self, active: str, shadow: str | None) -> None:
+        """Mark the running versions 1 and the replaced ones 0 (clearing series is impossible across workers)."""
+        current = {(active, "active")} | ({(shadow, "shadow")} if shadow else set())
+        for labels in self._published_policies - current:
+            self.policy_version.labels(*labels).set(0)
+        for labels in current:
+            self.policy_version.labels(*labels).set(1)
+        self._published_policies = current
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition, aggregated across workers in multiprocess mode."""

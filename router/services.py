@@ -130,10 +130,7 @@ def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:
 
 
 def _publish_policy(metrics: Metrics, policies: PolicyStore) -> None:
-    metrics.policy_version.clear()
-    metrics.policy_version.labels(policies.active.version, "active").set(1)
-    if policies.shadow is not None:
-        metrics.policy_version.labels(policies.shadow.version, "shadow").set(1)
+    metrics.publish_policy(policies.active.version, policies.shadow.version if policies.shadow else None)
 
 
 def _start_simulator(loaded: LoadedConfig) -> SimulatorServer:
