@@ -27,7 +27,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tests.redis_server import free_port
+from tests.processes import free_port, wait_or_kill
 
 POLL_SECONDS = 0.1
 
@@ -213,11 +213,7 @@ class PrometheusServer:
             return
         if process.poll() is None:
             process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process)
 
     def close(self) -> None:
         self.stop()

@@ -13,7 +13,6 @@ data. ``stop(persist=False)`` kills it, like a crash of a cache-only Redis.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,11 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import free_port, wait_or_kill
 
 
 class RedisServer:
@@ -98,11 +93,7 @@ class RedisServer:
                     pass  # SHUTDOWN closes the connection without a reply
             else:
                 process.kill()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process)
 
     def close(self) -> None:
         self.stop(persist=False)

@@ -13,7 +13,7 @@ import pytest
 
 from router.simulator import SimulatorServer
 from tests.conftest import gateway_config, write_yaml
-from tests.redis_server import free_port
+from tests.processes import free_port
 
 
 @pytest.mark.e2e
