@@ -14,11 +14,10 @@ from router.simulator.streaming import SseFrame, anthropic_event
 from router.simulator.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
-    content_text,
     count_content_tokens,
     count_json_tokens,
 )
-from router.simulator.wire import Answer, GenerationRequest, LenientModel, RequestProblem, WireFormat
+from router.simulator.wire import Answer, GenerationRequest, LenientModel, Message, RequestProblem, WireFormat
 
 _ERROR_TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -35,8 +34,7 @@ _STOP_REASON = {
 }
 
 
-class AnthropicMessage(LenientModel):
-    role: str
+class AnthropicMessage(Message):
     content: str | list[dict[str, Any]]
 
 
@@ -60,12 +58,6 @@ class MessagesRequest(GenerationRequest):
         for tool in self.tools or ():
             total += count_json_tokens(tool.model_dump(exclude_none=True))
         return total
-
-    def last_user_text(self) -> str:
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return content_text(message.content)
-        return ""
 
     def chosen_tool(self) -> ToolSpec | None:
         """The tool to use, or None when the turn must be answered with text."""

@@ -16,19 +16,16 @@ from router.simulator.streaming import SseFrame, openai_event
 from router.simulator.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
-    content_text,
     count_content_tokens,
     count_json_tokens,
     count_tokens,
 )
-from router.simulator.wire import Answer, GenerationRequest, LenientModel, RequestProblem, WireFormat
+from router.simulator.wire import Answer, GenerationRequest, LenientModel, Message, RequestProblem, WireFormat
 
 _ERROR_TYPE_BY_STATUS = {429: "requests", 500: "server_error"}
 
 
-class ChatMessage(LenientModel):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+class ChatMessage(Message):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
@@ -68,12 +65,6 @@ class ChatCompletionRequest(GenerationRequest):
         for tool in self.tools or ():
             total += count_json_tokens(tool.model_dump(exclude_none=True))
         return total
-
-    def last_user_text(self) -> str:
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return content_text(message.content)
-        return ""
 
     def chosen_tool(self) -> ToolSpec | None:
         """The function to call, or None when the turn must be answered with text."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.simulator.settings import ModelBehaviour
 from router.simulator.streaming import SseFrame
+from router.simulator.tokens import content_text
 
 
 class LenientModel(BaseModel):
@@ -17,11 +19,25 @@ class LenientModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class Message(LenientModel):
+    """A chat message as both formats carry it; each format extends it with its own fields."""
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
 class GenerationRequest(LenientModel):
     """The fields the app itself reads; each format extends it with its own."""
 
     model: str
     stream: bool = False
+    messages: Sequence[Message] = Field(min_length=1)
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return content_text(message.content)
+        return ""
 
 
 RequestT = TypeVar("RequestT", bound=GenerationRequest)
