@@ -10,12 +10,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.linear import CalibratedLinear
+from classifiers.linear import CalibratedLinear, KeepsLinearCopy
 
 MAX_CALIBRATION_FOLDS = 5
 
 
-class IntentClassifier(ClassifierMixin, BaseEstimator):
+class IntentClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
     """One intent per turn with calibrated probabilities.
 
     With ``fine_labels`` passed to ``fit`` the regression learns those (for example intent within a domain,
@@ -23,6 +23,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
     labels of each intent are summed back into it. Fine labels rarer than the calibration folds fold back into
     their intent.
     """
+
+    _fitted_attribute = "model_"
 
     def __init__(self, C: float = 4.0, class_weight: str | None = "balanced") -> None:
         self.C = C
@@ -42,19 +44,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.fine_to_coarse_ = np.zeros((len(self.model_.classes_), len(self.classes_)), dtype=np.float64)
         for row, fine in enumerate(self.model_.classes_):
             self.fine_to_coarse_[row, index[fine_to_coarse[fine]]] = 1.0
-        self.linear_ = CalibratedLinear.from_calibrated(self.model_)
+        self.linear_ = self._build_linear()
         return self
 
-    def __getstate__(self) -> dict[str, object]:
-        # The numpy copy of the weights is rebuilt on load; pickling it too would double the model file.
-        state = dict(super().__getstate__())
-        state.pop("linear_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        super().__setstate__(state)
-        if hasattr(self, "model_"):
-            self.linear_ = CalibratedLinear.from_calibrated(self.model_)
+    def _build_linear(self) -> CalibratedLinear:
+        return CalibratedLinear.from_calibrated(self.model_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Same numbers as ``self.model_.predict_proba(X) @ self.fine_to_coarse_``, without its overhead."""

@@ -58,3 +58,24 @@ class CalibratedLinear:
     def scores(self, X: np.ndarray | sparse.spmatrix | SplitFeatures) -> np.ndarray:
         decision = np.asarray(X @ self.coef.T) + self.intercept
         return expit(-(self.slope * decision + self.offset))
+
+
+class KeepsLinearCopy:
+    """For estimators holding a numpy copy of their fitted heads in ``linear_``: rebuilt on load, never pickled
+    (pickling it too would double the model file). Subclasses name the fitted attribute the copy derives from and
+    how to build it."""
+
+    _fitted_attribute: str
+
+    def _build_linear(self) -> CalibratedLinear:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state.pop("linear_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        if hasattr(self, self._fitted_attribute):
+            self.linear_ = self._build_linear()

@@ -11,17 +11,19 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.linear import CalibratedLinear
+from classifiers.linear import CalibratedLinear, KeepsLinearCopy
 
 MAX_CALIBRATION_FOLDS = 5
 
 
-class RiskClassifier(ClassifierMixin, BaseEstimator):
+class RiskClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
     """Independent probability per risk; ``Y`` is a 0/1 matrix with one column per name in ``risk_names``.
 
     A risk with fewer than two positive examples cannot be calibrated; its head predicts the training prior
     (the deterministic detectors still cover it).
     """
+
+    _fitted_attribute = "heads_"
 
     def __init__(self, C: float = 4.0, class_weight: str | None = "balanced") -> None:
         self.C = C
@@ -33,19 +35,11 @@ class RiskClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Y must have shape {(X.shape[0], len(risk_names))}, got {labels.shape}")
         self.classes_ = np.asarray(list(risk_names), dtype=object)
         self.heads_ = [self._fit_head(X, labels[:, column]) for column in range(labels.shape[1])]
-        self.linear_ = _stacked_heads(self.heads_)
+        self.linear_ = self._build_linear()
         return self
 
-    def __getstate__(self) -> dict[str, object]:
-        # The numpy copy of the weights is rebuilt on load; pickling it too would double the model file.
-        state = dict(super().__getstate__())
-        state.pop("linear_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        super().__setstate__(state)
-        if hasattr(self, "heads_"):
-            self.linear_ = _stacked_heads(self.heads_)
+    def _build_linear(self) -> CalibratedLinear:
+        return _stacked_heads(self.heads_)
 
     def _fit_head(self, X: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV | DummyClassifier:
         folds = min(MAX_CALIBRATION_FOLDS, int(y.sum()), int(len(y) - y.sum()))
