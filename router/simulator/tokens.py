@@ -37,15 +37,6 @@ def count_json_tokens(value: Any) -> int:
     return count_tokens(orjson.dumps(value).decode()) if value is not None else 0
 
 
-def content_text(content: str | list[dict[str, Any]] | None) -> str:
-    """The text of a message content: a string, null, or a list of OpenAI/Anthropic content parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return " ".join(part["text"] for part in content if isinstance(part.get("text"), str))
-
-
 def count_content_tokens(content: str | list[dict[str, Any]] | None) -> int:
     """Tokens of a message content, including non-text parts (images, tool calls and tool results)."""
     if content is None or isinstance(content, str):

@@ -9,9 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from router.accounting.tokens import content_text
 from router.simulator.settings import ModelBehaviour
 from router.simulator.streaming import SseFrame
-from router.simulator.tokens import content_text
 
 
 class LenientModel(BaseModel):
