@@ -280,7 +280,7 @@ def test_catalog_content_changes_the_cache_key_thresholds_do_not(encoder: TextEn
     key = cache.key(index.catalog.utterances(), counting)
     assert index.reloaded() is index
 
-    path.write_text(path.read_text().replace("threshold: 0.54", "threshold: 0.61", 1))
+    path.write_text(re.sub(r"(name: bring_pet\n    threshold: )[0-9.]+", r"\g<1>0.61", path.read_text(), count=1))
     refitted = index.reloaded()
     assert refitted is not index and refitted.catalog.intent_named("bring_pet").threshold == 0.61
     assert cache.key(refitted.catalog.utterances(), counting) == key
