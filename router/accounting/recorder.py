@@ -75,7 +75,7 @@ class Recorder:
     def _record(self, turn: Turn, outcome: Outcome) -> None:
         deployment = outcome.deployment
         decision = turn.decision
-        tier = decision.tier or (self._tier_of(deployment.name) if deployment else None)
+        tier = outcome.tier if deployment is not None else decision.tier
         usage = outcome.usage
         upstream_seconds = sum(a.seconds for a in outcome.attempts.items)
         reference_ms = outcome.ttft_ms if outcome.ttft_ms is not None else outcome.total_ms
@@ -214,9 +214,6 @@ class Recorder:
             self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
         except Exception:
             logger.exception("could not account for rejected %s", rejection.request_id)
-
-    def _tier_of(self, deployment: str) -> str | None:
-        return next((tier for tier, chain in self._config.tiers.items() if deployment in chain), None)
 
 
 async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
