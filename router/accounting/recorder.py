@@ -162,7 +162,9 @@ class Recorder:
             if attempt.outcome not in ("ok", "parked"):
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
-            agrees = "true" if record.shadow_tier == record.tier else "false"
+            # Policies are compared on what they decided, not on where a fallback or a key's allowance took the turn.
+            decided = turn.capped_from or turn.decision.tier
+            agrees = "true" if record.shadow_tier == decided else "false"
             m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
             m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 

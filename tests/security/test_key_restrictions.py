@@ -56,6 +56,8 @@ def test_allowed_tiers_hold_whatever_the_request_names(gateway: GatewayServer) -
         assert denied.status_code == 403, model
         assert denied.json()["error"]["code"] == "model_not_allowed"
     assert chat(gateway, small_only, "small-b").headers["x-switchboard-deployment"] == "small-b"
+    listed = httpx.get(f"{gateway.base_url}/v1/models", headers=small_only).json()["data"]
+    assert [m["id"] for m in listed] == ["auto", "small", "small-a", "small-b"]  # only what it may use
 
 
 def test_allowed_models_hold_whatever_the_request_names(gateway: GatewayServer, simulator: SimulatorServer) -> None:
