@@ -39,11 +39,18 @@ def test_provider_auth_failures_never_reach_the_tenant(
     tmp_path: Path, simulator: SimulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SB_TEST_PROVIDER_KEY", PROVIDER_KEY)
-    tiers = {"small": ["revoked", "healthy"], "standard": ["also-revoked"], "frontier": ["frontier-a"]}
+    tiers = {
+        "small": ["revoked", "claude-revoked", "healthy"],
+        "standard": ["also-revoked"],
+        "frontier": ["frontier-a"],
+    }
     config = gateway_config(simulator.base_url, tiers=tiers, fallback={"retries": 0})
     for deployment in config["deployments"]:
         deployment["api_key_env"] = "SB_TEST_PROVIDER_KEY"
-    for model in ("revoked", "also-revoked"):
+    # The same rejection through litellm (Anthropic's wire format), not only the OpenAI-compatible fast path.
+    (claude,) = [d for d in config["deployments"] if d["name"] == "claude-revoked"]
+    claude.update(model="anthropic/claude-revoked", api_base=simulator.base_url)
+    for model in ("revoked", "claude-revoked", "also-revoked"):
         set_behaviour(simulator, model, rate_401=1.0)
     with make_gateway(tmp_path, config) as gateway:
         url = f"{gateway.base_url}/v1/chat/completions"
@@ -62,9 +69,11 @@ def test_provider_auth_failures_never_reach_the_tenant(
             assert served.status_code == 200, served.text
             assert served.headers["x-switchboard-deployment"] == "healthy"
             assert_no_provider_details(served)
-        assert sim_stats(simulator)["requests_by_model"]["revoked"] == 2  # the direct probe and the first turn
+        requests = sim_stats(simulator)["requests_by_model"]
+        assert (requests["revoked"], requests["claude-revoked"]) == (2, 1)  # the direct probe, then the first turn
         health = gateway.services.gateway.chain.health.snapshot()
-        assert health["revoked"]["state"] == "open"  # marked unhealthy after one rejection: not tried again
+        for name in ("revoked", "claude-revoked"):
+            assert health[name]["state"] == "open"  # marked unhealthy after one rejection: not tried again
 
         # With nowhere else to go the tenant gets a 502 of the gateway's own, never the provider's 401.
         pinned = httpx.post(url, json={"model": "also-revoked", "messages": MESSAGES})
