@@ -112,6 +112,9 @@ UNKNOWN_MODEL_IMAGE_TOKENS = ImageTokens(low=10_000, high=10_000)
 AUDIO_MIN_BYTES_PER_SECOND = 500
 AUDIO_MAX_TOKENS_PER_SECOND = 32
 
+# Parts whose whole payload is their ``text`` (counted by content_text); every other kind is bounded or refused.
+TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
 
 def image_tokens(model: str) -> ImageTokens:
     lowered = model.lower()
@@ -153,7 +156,7 @@ def media_parts(messages: list[dict[str, Any]]) -> MediaParts:
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
-            if kind == "text" or (kind is None and isinstance(part.get("text"), str)):
+            if (kind in TEXT_PART_TYPES or kind is None) and isinstance(part.get("text"), str):
                 continue  # counted with the text
             if kind == "refusal" and isinstance(part.get("refusal"), str):
                 extra_text += text_tokens(part["refusal"])
