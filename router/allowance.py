@@ -54,11 +54,12 @@ class Allowance:
             raise PermissionDenied(f"this key may not use the deployment '{model}'", param="model")
 
     def nearest_tier(self, caller: Restricted, tier: str) -> str | None:
-        """The best tier the key may use for a turn routed to ``tier``: the highest at or below it, else the lowest
-        above it (serving beats dead air on a voice call), else ``None``."""
+        """The tier to serve a turn the policy routed to ``tier`` when the key may not use it: the lowest it may use
+        above it (the policy's floors still hold), else the best it may use below (an answer beats dead air on a
+        voice call), else ``None``."""
         usable = [t for t in self._order if self.may_use_tier(caller, t)]
         rank = self._order.index(tier)
-        below = [t for t in usable if self._order.index(t) <= rank]
-        if below:
-            return below[-1]
-        return usable[0] if usable else None
+        above = [t for t in usable if self._order.index(t) > rank]
+        if above:
+            return above[0]
+        return usable[-1] if usable else None

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from router.allowance import Allowance
+from router.config import GatewayConfig
+from router.gateway import Caller
 from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 from tests.conftest import GatewayServer, gateway_config, make_gateway
 from tests.test_gateway_e2e import MESSAGES, set_behaviour, sim_stats
-
-pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "admin-5e1c9a77f0"
 EMERGENCY = [{"role": "user", "content": "my husband collapsed and he is not breathing, please help me"}]
@@ -43,12 +44,26 @@ def ledger_rows(gateway: GatewayServer, tenant: str) -> list[Any]:
     return list(gateway.call(ledger.sink.query(tenant)))
 
 
+def test_allowance_is_decided_per_deployment_and_keeps_floors_when_it_can() -> None:
+    allowance = Allowance(GatewayConfig.model_validate(gateway_config("http://127.0.0.1:9")))
+    small_only = Caller(tenant="acme", allowed_tiers=frozenset({"small"}))
+    assert allowance.permits(small_only, "small-b") and not allowance.permits(small_only, "frontier-a")
+    assert allowance.nearest_tier(small_only, "frontier") == "small"
+    mini_only = Caller(tenant="acme", allowed_models=frozenset({"small-a"}))
+    assert allowance.may_use_tier(mini_only, "small") and not allowance.may_use_tier(mini_only, "frontier")
+    with_a_gap = Caller(tenant="acme", allowed_tiers=frozenset({"small", "frontier"}))
+    assert allowance.nearest_tier(with_a_gap, "standard") == "frontier"  # a floor at standard is kept
+    nothing = Caller(tenant="acme", allowed_tiers=frozenset({"small"}), allowed_models=frozenset({"frontier-a"}))
+    assert allowance.nearest_tier(nothing, "standard") is None
+
+
 @pytest.fixture
 def gateway(tmp_path: Path, simulator: SimulatorServer) -> Iterator[GatewayServer]:
     with make_gateway(tmp_path, gateway_config(simulator.base_url), admin_key=ADMIN_KEY) as server:
         yield server
 
 
+@pytest.mark.e2e
 def test_allowed_tiers_hold_whatever_the_request_names(gateway: GatewayServer) -> None:
     small_only = issue(gateway, tenant="acme", allowed_tiers=["small"])
     for model in ("frontier-a", "standard-a", "frontier"):  # frontier's deployment by name, then the tier
@@ -60,6 +75,7 @@ def test_allowed_tiers_hold_whatever_the_request_names(gateway: GatewayServer) -
     assert [m["id"] for m in listed] == ["auto", "small", "small-a", "small-b"]  # only what it may use
 
 
+@pytest.mark.e2e
 def test_allowed_models_hold_whatever_the_request_names(gateway: GatewayServer, simulator: SimulatorServer) -> None:
     mini_only = issue(gateway, tenant="acme", allowed_models=["small-a"])
     assert chat(gateway, mini_only, "frontier").status_code == 403
@@ -71,6 +87,7 @@ def test_allowed_models_hold_whatever_the_request_names(gateway: GatewayServer, 
     assert set(sim_stats(simulator)["requests_by_model"]) == {"gpt-4o-mini"}
 
 
+@pytest.mark.e2e
 def test_fallback_never_leaves_the_allowance_and_labels_name_the_tier_that_served(
     gateway: GatewayServer, simulator: SimulatorServer
 ) -> None:
@@ -94,6 +111,7 @@ def test_fallback_never_leaves_the_allowance_and_labels_name_the_tier_that_serve
     assert not any('model="standard-a"' in line and 'tier="small"' in line for line in served), served
 
 
+@pytest.mark.e2e
 def test_a_turn_routed_above_the_allowance_can_be_refused_instead(tmp_path: Path, simulator: SimulatorServer) -> None:
     config = gateway_config(simulator.base_url, permissions={"above_allowance": "refuse"})
     with make_gateway(tmp_path, config, admin_key=ADMIN_KEY) as gateway:
@@ -104,6 +122,7 @@ def test_a_turn_routed_above_the_allowance_can_be_refused_instead(tmp_path: Path
         assert chat(gateway, small_only, "small").status_code == 200
 
 
+@pytest.mark.e2e
 def test_an_emergency_on_a_small_only_key_is_answered_not_dropped(tmp_path: Path) -> None:
     settings = SimulatorSettings(models={"*": ModelBehaviour(output_tokens=8)})
     with (
