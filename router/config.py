@@ -106,8 +106,9 @@ class PermissionsConfig(StrictModel):
 
     above_allowance: Literal["cap", "refuse"] = Field(
         default="cap",
-        description="cap: serve the best tier the key may use and say so in x-switchboard-capped (a voice caller "
-        "in an emergency gets an answer, not dead air); refuse: 403.",
+        description="cap: serve the nearest tier the key may use (above the policy's if any, else the best below) "
+        "and say so in x-switchboard-capped (a voice caller in an emergency gets an answer, not dead air); "
+        "refuse: 403.",
     )
 
 

@@ -321,8 +321,8 @@ class Gateway:
     def _within_allowance(self, caller: Caller, decision: Decision) -> tuple[Decision, str | None]:
         """The decision moved into what the key may use, and the tier it was moved from (``None``: unchanged).
 
-        A restricted key whose turn the policy sends above its allowance gets the best tier it may use (or a 403
-        with ``permissions.above_allowance: refuse``).
+        A restricted key whose turn the policy sends beyond its allowance gets the nearest tier it may use (see
+        ``Allowance.nearest_tier``), or a 403 with ``permissions.above_allowance: refuse``.
         """
         if decision.tier is None or self.allowance.may_use_tier(caller, decision.tier):
             return decision, None
