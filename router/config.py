@@ -101,6 +101,17 @@ class Limits(StrictModel):
     )
 
 
+class PermissionsConfig(StrictModel):
+    """What a key limited to some tiers or models gets when the policy routes its turn beyond them."""
+
+    above_allowance: Literal["cap", "refuse"] = Field(
+        default="cap",
+        description="cap: serve the nearest tier the key may use (above the policy's if any, else the best below) "
+        "and say so in x-switchboard-capped (a voice caller in an emergency gets an answer, not dead air); "
+        "refuse: 403.",
+    )
+
+
 class SimulatorSection(StrictModel):
     embedded: bool = Field(default=False, description="Start the provider simulator inside the gateway.")
     config: Path | None = Field(default=None, description="SimulatorSettings YAML; unset = its default.")
@@ -117,6 +128,7 @@ class GatewayConfig(StrictModel):
     timeouts: Timeouts = Timeouts()
     fallback: FallbackConfig = FallbackConfig()
     limits: Limits = Limits()
+    permissions: PermissionsConfig = PermissionsConfig()
     simulator: SimulatorSection = SimulatorSection()
     breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetConfig | None = None

@@ -18,8 +18,9 @@ import orjson
 
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
-from router.accounting.tokens import content_text, text_tokens
+from router.accounting.tokens import MediaParts, content_text, media_parts, text_tokens
 from router.accounting.usage import Usage
+from router.allowance import Allowance
 from router.config import Deployment, GatewayConfig
 from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from router.facts import TurnClassification, text_or_none, turn_facts
@@ -85,6 +86,7 @@ class Turn:
     stream: bool
     include_usage: bool
     reservation: Reservation | None = None
+    capped_from: str | None = None  # the tier the policy chose when the key's allowance served a lower one
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class Outcome:
     status: int = 200
     error_type: str | None = None
     deployment: Deployment | None = None
+    tier: str | None = None  # the tier that served (set with the deployment; fallbacks may climb)
     attempts: Attempts = field(default_factory=Attempts)
     usage: Usage | None = None
     cost_usd: float = 0.0
@@ -152,6 +155,7 @@ class Gateway:
         self.budgets = budgets
         self.rate_limit = rate_limit
         self._deployments = {d.name: d for d in config.deployments}
+        self.allowance = Allowance(config)
 
     # -- understand, classify, decide -----------------------------------------------------------------------
 
@@ -168,7 +172,7 @@ class Gateway:
         requested = request.model
         if requested != "auto" and requested not in self.config.tiers and requested not in self._deployments:
             raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
-        self._check_allowed(caller, requested)
+        self.allowance.check_requested(caller, requested)
         metadata = request.metadata or {}
         call_id = headers.get(H.CALL_ID) or text_or_none(metadata.get("call_id")) or request.user
         caller_id = headers.get(H.CALLER_ID) or text_or_none(metadata.get("caller_id"))
@@ -199,16 +203,14 @@ class Gateway:
         if self.rate_limit is not None:
             max_output = request.max_completion_tokens or request.max_tokens or 0
             await self.rate_limit.check(caller, facts.prompt_tokens + max_output * (request.n or 1))
-        decision = loaded.engine.decide(facts)
+        decision, capped_from = self._within_allowance(caller, loaded.engine.decide(facts))
         reservation = None
         if self.budgets is not None:
-            reservation = await self._reserve(caller, call_id, request, facts, decision)
+            reservation = await self._reserve(caller, call_id, request, facts, decision, media_parts(messages))
+        try:
             if reservation is not None and reservation.soft_exceeded and not decision.high_stakes:
                 facts = dataclasses.replace(facts, budget_soft_exceeded=True)
-                decision = loaded.engine.decide(facts)
-        try:
-            if decision.tier is not None:
-                self._check_allowed(caller, decision.tier, routed=True)
+                decision, capped_from = self._within_allowance(caller, loaded.engine.decide(facts))
             await self._remember(caller.tenant, call_id, caller_id, decision, classification)
         except BaseException:
             if reservation is not None and self.budgets is not None:
@@ -233,20 +235,40 @@ class Gateway:
             stream=bool(request.stream),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
             reservation=reservation,
+            capped_from=capped_from,
         )
 
     async def _reserve(
-        self, caller: Caller, call_id: str | None, request: ChatCompletionRequest, facts: Facts, decision: Decision
+        self,
+        caller: Caller,
+        call_id: str | None,
+        request: ChatCompletionRequest,
+        facts: Facts,
+        decision: Decision,
+        media: MediaParts,
     ) -> Reservation | None:
-        """Hold the most this turn could cost on every budget it is charged to, before calling anyone."""
+        """Hold the most this turn could cost on every budget it is charged to, before calling anyone.
+
+        Images and audio count at their upper bound on each deployment; content no bound can be put on is refused.
+        """
         assert self.budgets is not None
         scopes = self.budgets.policy.scopes_for(caller.tenant, caller.agent, call_id)
         if not scopes:
             return None
+        if media.unpriceable is not None:
+            raise InvalidRequest(
+                "this content part cannot be priced before it is sent, and a budget applies to this request: "
+                "send text, image_url or input_audio parts",
+                param=media.unpriceable,
+                code="unpriceable_content",
+            )
         limits = self.config.limits
         max_output = request.max_completion_tokens or request.max_tokens or limits.reserve_output_tokens
-        candidates = self.chain.candidates(decision.tier, decision.deployment)
-        amount = self.accountant.max_cost(candidates, facts.prompt_tokens, max_output * (request.n or 1))
+        output_tokens = max_output * (request.n or 1)
+        amount = max(
+            self.accountant.max_cost([d], facts.prompt_tokens + media.token_bound(d.model), output_tokens)
+            for d in self._candidates(caller, decision)
+        )
         try:
             return await self.budgets.enforcer.reserve(scopes, amount)
         except BudgetExceeded as exc:
@@ -296,24 +318,35 @@ class Gateway:
             if value is not None and value > limits.max_tokens:
                 raise InvalidRequest(f"{name} must be at most {limits.max_tokens}", param=name)
 
-    def _check_allowed(self, caller: Caller, model: str, routed: bool = False) -> None:
-        if model == "auto":
-            return
-        if model in self.config.tiers:
-            if caller.allowed_tiers is not None and model not in caller.allowed_tiers:
-                why = "the policy routed this turn to" if routed else "this key may not use"
-                raise PermissionDenied(f"{why} tier '{model}', which this key is not allowed", param="model")
-        elif caller.allowed_models is not None and model not in caller.allowed_models:
-            raise PermissionDenied(f"this key may not use the deployment '{model}'", param="model")
+    def _within_allowance(self, caller: Caller, decision: Decision) -> tuple[Decision, str | None]:
+        """The decision moved into what the key may use, and the tier it was moved from (``None``: unchanged).
+
+        A restricted key whose turn the policy sends beyond its allowance gets the nearest tier it may use (see
+        ``Allowance.nearest_tier``), or a 403 with ``permissions.above_allowance: refuse``.
+        """
+        if decision.tier is None or self.allowance.may_use_tier(caller, decision.tier):
+            return decision, None
+        nearest = self.allowance.nearest_tier(caller, decision.tier)
+        if nearest is None or self.config.permissions.above_allowance == "refuse":
+            raise PermissionDenied(
+                f"the policy routed this turn to tier '{decision.tier}', which this key is not allowed", param="model"
+            )
+        capped = dataclasses.replace(decision, tier=nearest, reasons=(*decision.reasons, f"key_allowance->{nearest}"))
+        return capped, decision.tier
+
+    def _candidates(self, caller: Caller, decision: Decision) -> list[Deployment]:
+        """The deployments this turn may try: the decision's chain, filtered by what the caller's key permits."""
+        return self.chain.candidates(
+            decision.tier, decision.deployment, lambda name: self.allowance.permits(caller, name)
+        )
 
     # -- call and account -----------------------------------------------------------------------------------
 
     def decision_headers(self, turn: Turn, deployment: Deployment, attempts: Attempts) -> dict[str, str]:
         decision = turn.decision
-        tier = decision.tier or self.policies.active.engine.ladder.tier_of(deployment.name) or ""
         result = {
             H.REQUEST_ID: turn.request_id,
-            H.TIER: tier,
+            H.TIER: self.chain.served_tier(decision.tier, deployment.name) or "",
             H.MODEL: deployment.model,
             H.DEPLOYMENT: deployment.name,
             H.RULE: decision.rule,
@@ -325,13 +358,15 @@ class Gateway:
         result[H.RISK] = ",".join(decision.risks_present) or "none"
         if decision.reasons:
             result[H.REASONS] = "; ".join(decision.reasons)
+        if turn.capped_from is not None:
+            result[H.CAPPED] = f"{turn.capped_from}->{decision.tier}"
         if deployment.is_simulated:
             result[H.SIMULATED] = "true"
         return result
 
     async def complete(self, turn: Turn) -> tuple[dict[str, Any], dict[str, str]]:
         outcome = Outcome()
-        candidates = self.chain.candidates(turn.decision.tier, turn.decision.deployment)
+        candidates = self._candidates(turn.caller, turn.decision)
         try:
             deployment, answer, attempts = await self.chain.complete(candidates, turn.upstream_body)
         except Exception as exc:
@@ -352,7 +387,7 @@ class Gateway:
         return answer, response_headers
 
     async def open_stream(self, turn: Turn) -> tuple[OpenStream, dict[str, str]]:
-        candidates = self.chain.candidates(turn.decision.tier, turn.decision.deployment)
+        candidates = self._candidates(turn.caller, turn.decision)
         try:
             opened = await self.chain.open_stream(candidates, turn.upstream_body)
         except Exception as exc:
@@ -368,6 +403,8 @@ class Gateway:
 
     async def finish(self, turn: Turn, outcome: Outcome) -> None:
         """Settle the turn's budget reservation at its real cost (nothing if it failed), then account for it."""
+        if outcome.deployment is not None:
+            outcome.tier = self.chain.served_tier(turn.decision.tier, outcome.deployment.name)
         if turn.reservation is not None and self.budgets is not None:
             try:
                 await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd)

@@ -13,6 +13,8 @@ INTENT = "x-switchboard-intent"
 RISK = "x-switchboard-risk"
 REASONS = "x-switchboard-reasons"
 SIMULATED = "x-switchboard-simulated"
+# "frontier->small": the policy's tier, and the best one the caller's key may use, which served instead.
+CAPPED = "x-switchboard-capped"
 
 # Set by agents.
 CALL_ID = "x-call-id"

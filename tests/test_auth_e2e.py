@@ -102,15 +102,16 @@ def test_auth_matrix(tmp_path: Path, simulator: SimulatorServer, all_logs: Calla
                 client.chat.completions.create(**body)
         assert httpx.delete(f"{url}/admin/keys/0123456789ab", headers=ADMIN).status_code == 404
 
-        # A key limited to small may not ask for frontier, nor be routed past small by the policy.
+        # A key limited to small may not ask for frontier; a turn the policy routes past small is served by small.
         with sdk(gateway, small_key, **{"X-Tenant": "globex", "X-Agent": "support", "X-Call-Id": "c-1"}) as client:
             raw = client.chat.completions.with_raw_response.create(**body)
             assert raw.headers["x-switchboard-tier"] == "small"
             with pytest.raises(openai.PermissionDeniedError) as denied:
                 client.chat.completions.create(model="frontier", messages=MESSAGES)
             assert denied.value.status_code == 403 and denied.value.code == "model_not_allowed"
-            with pytest.raises(openai.PermissionDeniedError):
-                client.chat.completions.create(model="auto", messages=MESSAGES)  # the policy's default: standard
+            capped = client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
+            assert capped.headers["x-switchboard-capped"] == "standard->small"  # the policy's default: standard
+            assert capped.headers["x-switchboard-tier"] == "small"
         with sdk(gateway, open_agent_key, **{"X-Tenant": "globex", "X-Agent": "support", "X-Call-Id": "c-2"}) as client:
             assert client.chat.completions.create(model="frontier", messages=MESSAGES).choices
 

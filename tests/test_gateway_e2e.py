@@ -111,7 +111,7 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     assert second.choices[0].finish_reason == "stop"
 
 
-def test_unknown_fields_are_passed_through(client: openai.OpenAI, simulator: SimulatorServer) -> None:
+def test_openai_fields_are_forwarded_and_others_dropped(client: openai.OpenAI, simulator: SimulatorServer) -> None:
     client.chat.completions.create(
         model="small",
         messages=MESSAGES,
@@ -124,7 +124,8 @@ def test_unknown_fields_are_passed_through(client: openai.OpenAI, simulator: Sim
     )
     sent = sim_stats(simulator)["last_request"]
     assert sent["prompt_cache_key"] == "clinic-42"
-    assert sent["custom_vendor_field"] == {"a": 1}
+    assert sent["safety_identifier"] == "u-1"
+    assert "custom_vendor_field" not in sent  # not an OpenAI parameter: vendor fields go in a deployment's extra_body
     assert sent["metadata"] == {"team": "voice"}  # gateway-addressed metadata stays with the gateway
     assert sent["model"] == "gpt-4o-mini"
 

@@ -475,7 +475,7 @@ def test_seeded_faults_repeat_after_a_reset(client: httpx.Client) -> None:
 
 
 def test_fault_injectors_with_the_same_seed_agree() -> None:
-    behaviour = ModelBehaviour(rate_429=0.25, rate_500=0.25, rate_timeout=0.25, rate_drop=0.2)
+    behaviour = ModelBehaviour(rate_429=0.25, rate_500=0.25, rate_timeout=0.2, rate_drop=0.15, rate_401=0.1)
     left, right = FaultInjector(seed=3), FaultInjector(seed=3)
     draws = [left.draw(behaviour) for _ in range(200)]
     assert draws == [right.draw(behaviour) for _ in range(200)]

@@ -75,7 +75,7 @@ class Recorder:
     def _record(self, turn: Turn, outcome: Outcome) -> None:
         deployment = outcome.deployment
         decision = turn.decision
-        tier = decision.tier or (self._tier_of(deployment.name) if deployment else None)
+        tier = outcome.tier if deployment is not None else decision.tier
         usage = outcome.usage
         upstream_seconds = sum(a.seconds for a in outcome.attempts.items)
         reference_ms = outcome.ttft_ms if outcome.ttft_ms is not None else outcome.total_ms
@@ -162,7 +162,9 @@ class Recorder:
             if attempt.outcome not in ("ok", "parked"):
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
-            agrees = "true" if record.shadow_tier == record.tier else "false"
+            # Policies are compared on what they decided, not on where a fallback or a key's allowance took the turn.
+            decided = turn.capped_from or turn.decision.tier
+            agrees = "true" if record.shadow_tier == decided else "false"
             m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
             m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 
@@ -214,9 +216,6 @@ class Recorder:
             self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
         except Exception:
             logger.exception("could not account for rejected %s", rejection.request_id)
-
-    def _tier_of(self, deployment: str) -> str | None:
-        return next((tier for tier, chain in self._config.tiers.items() if deployment in chain), None)
 
 
 async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:

@@ -6,7 +6,9 @@ tiktoken's encodings are read from the copy litellm bundles, so nothing is fetch
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,3 +63,115 @@ def prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None
     if tools:
         total += text_tokens(orjson.dumps(tools).decode())
     return total
+
+
+# -- non-text content: an upper bound on what it can add to a prompt, for budget reservations -------------------
+#
+# Images are never decoded, so their size is unknown: each counts at the most its detail level can cost.
+# OpenAI's tile rule (a base, plus per 512 px tile of an image scaled to fit 2048x2048 with its short side at most
+# 768 px) peaks at 2x4 tiles; patch-billed models (32 px patches, capped at 1536, times a per-model multiplier)
+# ignore ``detail``. Anthropic resizes an image to at most ~1,600 tokens. Other models get a generous default.
+MAX_IMAGE_TILES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTokens:
+    low: int  # the most a ``detail: low`` image costs
+    high: int  # the most a ``detail: high`` or ``auto`` image costs
+
+
+def _tiles(base: int, per_tile: int) -> ImageTokens:
+    return ImageTokens(low=base, high=base + per_tile * MAX_IMAGE_TILES)
+
+
+def _patches(multiplier: float) -> ImageTokens:
+    tokens = math.ceil(1536 * multiplier)
+    return ImageTokens(low=tokens, high=tokens)
+
+
+# Most specific names first: the first whose name occurs in the deployment's model string applies.
+IMAGE_TOKENS_BY_MODEL: tuple[tuple[str, ImageTokens], ...] = (
+    ("gpt-4o-mini", _tiles(2833, 5667)),
+    ("gpt-4.1-nano", _patches(2.46)),
+    ("gpt-5-nano", _patches(2.46)),
+    ("gpt-4.1-mini", _patches(1.62)),
+    ("gpt-5-mini", _patches(1.62)),
+    ("o4-mini", _patches(1.72)),
+    ("gpt-4o", _tiles(85, 170)),
+    ("gpt-4.1", _tiles(85, 170)),
+    ("gpt-4.5", _tiles(85, 170)),
+    ("gpt-5", _tiles(85, 170)),
+    ("o1", _tiles(85, 170)),
+    ("o3", _tiles(85, 170)),
+    ("claude", ImageTokens(low=1600, high=1600)),
+)
+UNKNOWN_MODEL_IMAGE_TOKENS = ImageTokens(low=10_000, high=10_000)
+
+# Audio is bounded by its size: no accepted codec carries a second in fewer than 500 bytes (4 kbit/s; MP3 needs
+# 8), and no provider bills a second of input audio at more than 32 tokens (Gemini's rate; OpenAI's is ~10).
+AUDIO_MIN_BYTES_PER_SECOND = 500
+AUDIO_MAX_TOKENS_PER_SECOND = 32
+
+# Parts whose whole payload is their ``text`` (counted by content_text); every other kind is bounded or refused.
+TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
+
+def image_tokens(model: str) -> ImageTokens:
+    lowered = model.lower()
+    return next((tokens for name, tokens in IMAGE_TOKENS_BY_MODEL if name in lowered), UNKNOWN_MODEL_IMAGE_TOKENS)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaParts:
+    """The non-text parts of a request's messages, counted once and priced per deployment."""
+
+    low_detail_images: int = 0
+    images: int = 0
+    audio_bytes: int = 0
+    extra_text_tokens: int = 0  # text carried outside ``text`` fields (refusal parts)
+    unpriceable: str | None = None  # the first part no bound can be put on (a file, a video, ...), by its param
+
+    def token_bound(self, model: str) -> int:
+        """The most these parts can add to the prompt tokens ``model`` is billed."""
+        per_image = image_tokens(model)
+        audio_seconds = math.ceil(self.audio_bytes / AUDIO_MIN_BYTES_PER_SECOND)
+        return (
+            self.low_detail_images * per_image.low
+            + self.images * per_image.high
+            + audio_seconds * AUDIO_MAX_TOKENS_PER_SECOND
+            + self.extra_text_tokens
+        )
+
+
+def media_parts(messages: list[dict[str, Any]]) -> MediaParts:
+    low = high = audio_bytes = extra_text = 0
+    unpriceable: str | None = None
+    for index, message in enumerate(messages):
+        if message.get("audio") is not None and unpriceable is None:
+            unpriceable = f"messages[{index}].audio"  # an earlier answer's audio, billed again by id
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for position, part in enumerate(content):
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if (kind in TEXT_PART_TYPES or kind is None) and isinstance(part.get("text"), str):
+                continue  # counted with the text
+            if kind == "refusal" and isinstance(part.get("refusal"), str):
+                extra_text += text_tokens(part["refusal"])
+            elif kind == "image_url":
+                image = part.get("image_url")
+                if isinstance(image, dict) and image.get("detail") == "low":
+                    low += 1
+                else:
+                    high += 1
+            elif (
+                kind == "input_audio"
+                and isinstance(audio := part.get("input_audio"), dict)
+                and isinstance(audio.get("data"), str)
+            ):
+                audio_bytes += len(audio["data"]) * 3 // 4  # base64: 4 characters per 3 bytes
+            elif unpriceable is None:
+                unpriceable = f"messages[{index}].content[{position}]"
+    return MediaParts(low, high, audio_bytes, extra_text, unpriceable)

@@ -20,16 +20,17 @@ router = APIRouter()
 async def list_models(request: Request, services: ServicesDep) -> ModelList:
     caller = await services.auth.caller(request.headers)
     config = services.loaded.config
+    allowance = services.gateway.allowance
     created = int(services.policies.active.loaded_at)
     cards = [ModelCard(id="auto", created=created, owned_by="switchboard")]
     cards += [
         ModelCard(id=tier, created=created, owned_by="switchboard")
         for tier in config.tiers
-        if caller.allowed_tiers is None or tier in caller.allowed_tiers
+        if allowance.may_use_tier(caller, tier)
     ]
     cards += [
         ModelCard(id=d.name, created=created, owned_by=d.provider_prefix or "openai")
         for d in config.deployments
-        if caller.allowed_models is None or d.name in caller.allowed_models
+        if allowance.permits(caller, d.name)
     ]
     return ModelList(data=cards)

@@ -7,9 +7,10 @@ from typing import Any, Literal, Protocol
 
 from router.config import Deployment, Timeouts
 
-FailureKind = Literal["connect", "timeout", "rate_limited", "server", "client", "dropped"]
-# The kinds after which another deployment may succeed; a client error would fail everywhere.
-RETRYABLE: frozenset[FailureKind] = frozenset({"connect", "timeout", "rate_limited", "server", "dropped"})
+FailureKind = Literal["connect", "timeout", "rate_limited", "server", "client", "dropped", "auth"]
+# The kinds after which another deployment may succeed; a client error would fail everywhere. An upstream that
+# rejects the operator's credentials ("auth") is the operator's problem, never the tenant's: fall over to the next.
+RETRYABLE: frozenset[FailureKind] = frozenset({"connect", "timeout", "rate_limited", "server", "dropped", "auth"})
 
 
 class ProviderError(Exception):
@@ -35,6 +36,8 @@ class ProviderError(Exception):
 
 
 def failure_kind_of_status(status: int) -> FailureKind:
+    if status in (401, 403):
+        return "auth"
     if status == 429:
         return "rate_limited"
     if status in (408, 504):

@@ -68,19 +68,33 @@ class FallbackChain:
         self._providers = providers
         self.health = health
 
-    def candidates(self, tier: str | None, deployment: str | None) -> list[Deployment]:
-        """The order to try: a pinned deployment alone, else the tier's chain then (if configured) higher tiers."""
+    def candidates(
+        self, tier: str | None, deployment: str | None, permitted: Callable[[str], bool] = lambda _: True
+    ) -> list[Deployment]:
+        """The order to try: a pinned deployment alone, else the tier's chain then (if configured) higher tiers.
+
+        Only deployments the caller is ``permitted`` to use are ever candidates, so falling over never leaves
+        what the caller's key allows.
+        """
         config = self._config
         if deployment is not None:
-            return [config.deployment(deployment)]
+            return [config.deployment(deployment)] if permitted(deployment) else []
         assert tier is not None
-        order = config.tier_order
-        tiers = order[order.index(tier) :] if config.fallback.next_tier_up else [tier]
         names: list[str] = []
-        for name in (d for t in tiers for d in config.tiers[t]):
-            if name not in names:
+        for name in (d for t in self._climb(tier) for d in config.tiers[t]):
+            if name not in names and permitted(name):
                 names.append(name)
         return [config.deployment(n) for n in names[: config.fallback.max_attempts]]
+
+    def served_tier(self, tier: str | None, deployment: str) -> str | None:
+        """The tier whose chain ``deployment`` served from: the first holding it on the way up from ``tier``
+        (a fallback may have climbed), or for a pinned deployment the first tier holding it."""
+        tiers = self._climb(tier) if tier is not None else self._config.tier_order
+        return next((t for t in tiers if deployment in self._config.tiers[t]), None)
+
+    def _climb(self, tier: str) -> list[str]:
+        order = self._config.tier_order
+        return order[order.index(tier) :] if self._config.fallback.next_tier_up else [tier]
 
     async def _first_success(
         self, candidates: list[Deployment], attempt: Callable[[Deployment], Awaitable[T]]

@@ -1,8 +1,9 @@
 """Which deployments may be tried now: circuit breakers, and parking after a 429's Retry-After.
 
 A breaker opens after ``consecutive_failures`` failures in a row, or when the error rate over the last ``window``
-attempts reaches ``error_rate`` (with at least ``min_requests`` of them). After ``open_seconds`` it lets one probe
-through (half-open): success closes it, failure opens it again.
+attempts reaches ``error_rate`` (with at least ``min_requests`` of them), or at once when the upstream rejects the
+operator's credentials (401/403). After ``open_seconds`` it lets one probe through (half-open): success closes it,
+failure opens it again.
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ class DeploymentHealth:
             entry.parked_until = now + min(error.retry_after, retry_after_cap)
         config = self.config
         failures = entry.outcomes.count(False)
-        too_many = entry.consecutive_failures >= config.consecutive_failures or (
-            len(entry.outcomes) >= config.min_requests and failures / len(entry.outcomes) >= config.error_rate
+        # A rejected credential does not heal between requests: the circuit opens at once (and probes later).
+        too_many = (
+            error.kind == "auth"
+            or entry.consecutive_failures >= config.consecutive_failures
+            or (len(entry.outcomes) >= config.min_requests and failures / len(entry.outcomes) >= config.error_rate)
         )
         if entry.state == BreakerState.HALF_OPEN or too_many:
             entry.opened_at = now

@@ -13,10 +13,14 @@ from typing import Any
 
 from router.config import Deployment, Timeouts
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
+from router.providers.params import forwarded_params
 
-# Request fields that are ours or litellm's own, never forwarded as provider parameters.
 NO_KEY = "no-key-configured"
+# Set by the gateway itself below.
 _HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+# OpenAI parameters litellm reads as its own: ``metadata`` carries litellm's routing and budget state, not OpenAI's
+# stored-completion tags, so a caller's metadata must never reach it.
+_LITELLM_OWN_FIELDS = frozenset({"metadata"})
 
 
 def _litellm() -> Any:
@@ -37,7 +41,9 @@ class LiteLLMProvider:
     def _call_kwargs(self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
         if self._module is None:
             self._module = _litellm()
-        params = {k: v for k, v in body.items() if k not in _HANDLED_FIELDS}
+        params = {
+            k: v for k, v in forwarded_params(body).items() if k not in _HANDLED_FIELDS and k not in _LITELLM_OWN_FIELDS
+        }
         kwargs: dict[str, Any] = {
             **params,
             **deployment.extra_body,

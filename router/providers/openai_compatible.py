@@ -1,7 +1,8 @@
-"""The fast path: OpenAI-compatible upstreams over pooled keep-alive HTTP, bodies passed through untouched.
+"""The fast path: OpenAI-compatible upstreams over pooled keep-alive HTTP.
 
-Fields the gateway does not interpret travel to the upstream as the client sent them; only ``model`` is
-rewritten (and ``stream_options.include_usage`` forced on streams, so every streamed turn can be priced).
+OpenAI's request parameters (router/providers/params.py) travel to the upstream as the client sent them; any other
+field is dropped. Only ``model`` is rewritten (and ``stream_options.include_usage`` forced on streams, so every
+streamed turn can be priced).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 
 from router.config import Deployment, Timeouts
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
+from router.providers.params import forwarded_params
 
 SSE_DATA = b"data:"
 SSE_DONE = b"[DONE]"
@@ -49,7 +51,12 @@ class OpenAICompatibleProvider:
 
     @staticmethod
     def _body(deployment: Deployment, body: dict[str, Any], stream: bool) -> bytes:
-        upstream = {**body, **deployment.extra_body, "model": deployment.upstream_model, "stream": stream}
+        upstream = {
+            **forwarded_params(body),
+            **deployment.extra_body,
+            "model": deployment.upstream_model,
+            "stream": stream,
+        }
         if stream:
             upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         else:

@@ -21,6 +21,7 @@ from router.simulator.wire import Answer, GenerationRequest, LenientModel, Messa
 
 _ERROR_TYPE_BY_STATUS = {
     400: "invalid_request_error",
+    401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
     429: "rate_limit_error",

@@ -27,6 +27,8 @@ MODELS_PATH = "/v1/models"
 STATS_PATH = "/_sim/stats"
 RESET_PATH = "/_sim/reset"
 MODEL_BEHAVIOUR_PREFIX = "/_sim/models/"
+# Named by an auth failure, as real providers name the account a rejected key belongs to.
+SIMULATED_ORGANIZATION = "org-switchboard-simulated"
 
 _UNPARSABLE_JSON = RequestProblem(
     message="We could not parse the JSON body of your request. Make sure the body is valid JSON."
@@ -120,6 +122,9 @@ class SimulatorApp:
         if fault is FaultKind.SERVER_ERROR:
             problem = RequestProblem(message="The server had an error while processing your request (simulated).")
             await connection.respond(500, wire.error_body(500, problem))
+            return
+        if fault is FaultKind.AUTH_FAILURE:
+            await _respond_auth_failure(connection, wire, headers)
             return
         hang_seconds = behaviour.timeout_hang_seconds if fault is FaultKind.TIMEOUT else 0.0
         first_byte_delay = hang_seconds + behaviour.ttft_ms / 1000
@@ -238,6 +243,22 @@ async def _respond_rate_limited(
         (b"retry-after-ms", str(round(seconds * 1000)).encode()),
     ]
     await connection.respond(429, wire.error_body(429, problem), headers)
+
+
+async def _respond_auth_failure(connection: ClientConnection, wire: WireFormat[Any], headers: dict[str, str]) -> None:
+    """What a provider answers a revoked or wrong key: its suffix and the organisation, as OpenAI's 401 does."""
+    scheme, _, bearer = headers.get("authorization", "").partition(" ")
+    key = headers.get("x-api-key") or (bearer if scheme.lower() == "bearer" else "")
+    problem = RequestProblem(
+        message=f"Incorrect API key provided: {key[:3]}********{key[-4:]} for organization {SIMULATED_ORGANIZATION}. "
+        "You can find your API key at https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"openai-organization", SIMULATED_ORGANIZATION.encode()),
+    ]
+    await connection.respond(401, wire.error_body(401, problem), response_headers)
 
 
 async def _respond_openai_error(

@@ -29,7 +29,7 @@ def describe_behaviour(behaviour: ModelBehaviour) -> str:
     pace = f"{behaviour.tokens_per_second:g} tok/s" if behaviour.tokens_per_second else "instant"
     faults = (
         f"429 {behaviour.rate_429:.0%}, 500 {behaviour.rate_500:.0%}, "
-        f"timeout {behaviour.rate_timeout:.0%}, drop {behaviour.rate_drop:.0%}"
+        f"timeout {behaviour.rate_timeout:.0%}, drop {behaviour.rate_drop:.0%}, 401 {behaviour.rate_401:.0%}"
     )
     return (
         f"ttft {behaviour.ttft_ms:g} ms, {pace}, {behaviour.output_tokens} tokens, "

@@ -13,6 +13,7 @@ class FaultKind(StrEnum):
     SERVER_ERROR = "500"
     TIMEOUT = "timeout"
     DROP = "drop"
+    AUTH_FAILURE = "401"
 
 
 class FaultInjector:
@@ -37,6 +38,7 @@ class FaultInjector:
             (FaultKind.SERVER_ERROR, behaviour.rate_500),
             (FaultKind.TIMEOUT, behaviour.rate_timeout),
             (FaultKind.DROP, behaviour.rate_drop),
+            (FaultKind.AUTH_FAILURE, behaviour.rate_401),
         ):
             if roll < rate:
                 return kind

@@ -29,6 +29,9 @@ class ModelBehaviour(BaseModel):
     rate_500: float = Field(0, ge=0, le=1)
     rate_timeout: float = Field(0, ge=0, le=1)
     rate_drop: float = Field(0, ge=0, le=1)
+    rate_401: float = Field(
+        0, ge=0, le=1, description="The provider rejects the key: 401 naming its suffix and the organisation."
+    )
     retry_after_seconds: float = Field(1, ge=0, description="Sent as Retry-After with a 429.")
     timeout_hang_seconds: float = Field(30, ge=0, description="How long a timeout fault hangs before answering.")
     drop_after_chunks: int = Field(3, ge=0, description="SSE events a dropped stream sends before it breaks.")
@@ -36,7 +39,7 @@ class ModelBehaviour(BaseModel):
     @model_validator(mode="after")
     def _fault_rates_are_exclusive(self) -> ModelBehaviour:
         # One uniform draw per request picks at most one fault, so the rates share a single unit interval.
-        total = self.rate_429 + self.rate_500 + self.rate_timeout + self.rate_drop
+        total = self.rate_429 + self.rate_500 + self.rate_timeout + self.rate_drop + self.rate_401
         if total > 1 + 1e-9:
             raise ValueError(f"fault rates add up to {total:g}; at most one fault applies per request")
         return self
