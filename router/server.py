@@ -28,14 +28,21 @@ class HeadLimits:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a size limit and a deadline on each request head."""
+    """uvicorn's httptools protocol with a size limit and a deadline on each request head.
+
+    The size is measured twice: exactly, from the parsed request line and headers, before the app is called; and
+    roughly, from the bytes received while a head is incomplete, so a head that never ends is not buffered past
+    the limit either. Once a request is refused the connection reads nothing more.
+    """
 
     def __init__(self, *args: Any, head_limits: HeadLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_limits = head_limits
         self._awaiting_head = True
-        self._head_bytes = 0
+        self._head_bytes = 0  # received while the head is incomplete
+        self._head_size = 0  # of the parsed request line and headers
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,26 +53,55 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._awaiting_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        # Checked after parsing, so a head that ends within this read passes whatever body bytes follow it.
         if self._awaiting_head and self._head_bytes > self._head_limits.max_bytes:
-            self._refuse(HeadersTooLarge(f"the request line and headers exceed {self._head_limits.max_bytes} bytes"))
+            self._refuse_oversized_head()
 
     def on_message_begin(self) -> None:
+        if self._refused:
+            return
         super().on_message_begin()
+        self._head_size = 0
         if self._head_deadline is None:  # the first request's deadline runs from the connection
             self._arm_head_deadline()
 
+    def on_url(self, url: bytes) -> None:
+        if not self._refused:
+            self._head_size += len(url)
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._refused:
+            self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+            super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        if self._head_size > self._head_limits.max_bytes:
+            self._refuse_oversized_head()
+            return
         self._awaiting_head = False
         self._disarm_head_deadline()
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         super().on_message_complete()
         self._awaiting_head, self._head_bytes = True, 0
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
 
     def _arm_head_deadline(self) -> None:
         self._head_deadline = self.loop.call_later(self._head_limits.timeout_seconds, self._head_timed_out)
@@ -78,15 +114,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_deadline = None
         if self._head_bytes == 0 or (self.cycle is not None and not self.cycle.response_complete):
+            self._refused = True
             self.transport.close()  # nothing was asked, or an answer is still being written: no room for ours
             return
         seconds = self._head_limits.timeout_seconds
         self._refuse(RequestTimeout(f"the request line and headers took longer than {seconds:g} s"))
 
+    def _refuse_oversized_head(self) -> None:
+        self._refuse(HeadersTooLarge(f"the request line and headers exceed {self._head_limits.max_bytes} bytes"))
+
     def _refuse(self, error: GatewayError) -> None:
         """Answer in OpenAI's error shape straight on the socket (no app has the request yet) and close."""
-        if self.transport.is_closing():
+        if self._refused or self.transport.is_closing():
             return
+        self._refused = True
+        self._disarm_head_deadline()
         body = error.body_bytes()
         self.transport.write(
             b"".join(
