@@ -1,14 +1,29 @@
 """API payloads. Requests are validated for what the gateway reads, and forwarded as the client sent them.
 
-Scalars are strict, as OpenAI's own API is: ``"stream": "yes"``, ``"n": "2"`` or ``"max_tokens": true`` are 400s
-naming the field, not coerced. Unknown fields are kept (``extra="allow"``) and forwarded.
+Scalars are not coerced, as OpenAI's own API does not: ``"stream": "yes"``, ``"n": "2"`` or ``"max_tokens": true``
+are 400s naming the field. Unknown fields are kept (``extra="allow"``) and forwarded.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers stay numbers: a string or a boolean is refused, while ``2.0`` is the integer 2 (as in JSON Schema)."""
+    if isinstance(value, str | bool):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise PydanticCustomError("number_type", "Input should be a number, not a {kind}", {"kind": kind})
+    return value
+
+
+# Bounds inside the Annotated, so the JSON schema (OpenAPI) keeps them as minimum/maximum.
+PositiveInteger = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
+Temperature = Annotated[float, Field(ge=0, le=2), BeforeValidator(_json_number)]
+Probability = Annotated[float, Field(ge=0, le=1), BeforeValidator(_json_number)]
 
 
 class ToolCallFunction(BaseModel):
@@ -54,11 +69,11 @@ class ChatCompletionRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     stream: bool | None = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, strict=True)
-    max_tokens: int | None = Field(default=None, ge=1, strict=True)
-    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
-    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
-    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    n: PositiveInteger | None = None
+    max_tokens: PositiveInteger | None = None
+    max_completion_tokens: PositiveInteger | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = Field(default=None, strict=True)

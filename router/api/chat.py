@@ -140,6 +140,8 @@ async def _unless_hung_up(request: Request, work: Coroutine[Any, Any, T]) -> T:
     hang_up = asyncio.ensure_future(_client_hung_up(request))
     try:
         await asyncio.wait((answer, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        if not answer.done() and hang_up.exception() is not None:  # the client cannot be watched: just wait
+            await asyncio.wait((answer,))
     finally:
         hang_up.cancel()
         if not answer.done():
