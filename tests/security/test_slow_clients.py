@@ -74,7 +74,7 @@ def request_head(gateway: GatewayServer, content_length: int) -> bytes:
 
 def test_a_head_sent_byte_by_byte_is_408_and_closed_within_the_header_timeout(server: GatewayServer) -> None:
     with connect(server) as sock:
-        answer, seconds = trickle_until_closed(sock, request_head(server, 100), 0.1, give_up_after=30)
+        answer, seconds = trickle_until_closed(sock, request_head(server, 100), 0.1, give_up_after=10)
     assert seconds < HEADER_TIMEOUT + MARGIN, f"still open after {seconds:.1f} s"
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
@@ -82,22 +82,28 @@ def test_a_head_sent_byte_by_byte_is_408_and_closed_within_the_header_timeout(se
 
 def test_connections_that_send_nothing_are_closed_within_the_header_timeout(server: GatewayServer) -> None:
     sockets = [connect(server) for _ in range(100)]
-    started = time.monotonic()
     try:
+        time.sleep(HEADER_TIMEOUT + MARGIN)
+        still_open = 0
         for sock in sockets:
-            answer, _ = trickle_until_closed(sock, b"", 0.01, give_up_after=30)
-            assert answer == b""
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            except ConnectionResetError:
+                closed = True
+            still_open += not closed
     finally:
         for sock in sockets:
             sock.close()
-    assert time.monotonic() - started < HEADER_TIMEOUT + MARGIN
+    assert still_open == 0, f"{still_open} of 100 idle connections still open after {HEADER_TIMEOUT + MARGIN} s"
 
 
 def test_a_body_sent_byte_by_byte_is_408_with_a_ledger_row_and_closed(server: GatewayServer) -> None:
     body = json.dumps({"model": "small-a", "messages": MESSAGES}).encode()
     with connect(server) as sock:
         sock.sendall(request_head(server, len(body)))
-        answer, seconds = trickle_until_closed(sock, body, 0.1, give_up_after=30)
+        answer, seconds = trickle_until_closed(sock, body, 0.1, give_up_after=10)
     assert seconds < BODY_TIMEOUT + MARGIN, f"still open after {seconds:.1f} s"
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
