@@ -1,7 +1,8 @@
 """How the gateway is served: uvicorn with the bounds on request heads it lacks.
 
 uvicorn's httptools protocol neither limits the size of a request's line and headers nor the time a client takes to
-send them, so one slow client per connection (slowloris) can hold sockets open forever and an 8 MB header reaches
+send them (its h11 protocol caps a head at 16 KiB but answers that with a plain-text 400, and has no deadline
+either), so one slow client per connection (slowloris) can hold sockets open forever and an 8 MB header reaches
 the app. :class:`GuardedHttpToolsProtocol` adds both: a head larger than ``max_header_bytes`` is answered 431 and a
 head not complete ``header_timeout_seconds`` after the connection opened (or after the first byte of a keep-alive
 request) is answered 408, and the connection is closed either way. Idle keep-alive connections close after
