@@ -17,7 +17,8 @@ from router.facts import text_or_none
 
 ID_MAX_CHARS = 128
 _ID = re.compile(rf"[A-Za-z0-9._:@-]{{1,{ID_MAX_CHARS}}}")
-CALLER_HEADERS = (H.TENANT, H.AGENT, H.CALL_ID, H.CALLER_ID)
+# Checked before the caller is identified; the call and caller ids once it is, so their refusals are the tenant's.
+CALLER_HEADERS = (H.TENANT, H.AGENT)
 
 
 def is_valid_id(value: str) -> bool:
@@ -35,7 +36,7 @@ def checked_id(value: str, param: str) -> str:
 
 
 def check_caller_headers(headers: Mapping[str, str]) -> None:
-    """400 for a tenant, agent, call or caller id header that is not a valid id (empty ones are absent)."""
+    """400 for an ``X-Tenant`` or ``X-Agent`` that is not a valid id (empty ones are absent)."""
     for name in CALLER_HEADERS:
         value = headers.get(name)
         if value:

@@ -23,7 +23,7 @@ def get_gateway(request: Request) -> Gateway:
 async def get_caller(request: Request) -> Caller:
     """The tenant and agent of a request: from its virtual key, or from headers when keys are not configured.
 
-    Caller-sent ids (``X-Tenant``, ``X-Agent``, ``X-Call-Id``, ``X-Caller-Id``) are checked first: 400 if malformed.
+    ``X-Tenant`` and ``X-Agent`` are checked first: 400 if malformed (call ids are checked by the gateway).
     """
     check_caller_headers(request.headers)
     return await get_services(request).auth.caller(request.headers)
