@@ -47,8 +47,8 @@ class LastResortErrors:
 
 class BodyDeadline:
     """The whole request body must arrive within ``timeout_seconds`` of its headers; reading past that raises
-    :class:`RequestTimeout` (a 408). An answer given before the body was read in full closes the connection, so a
-    client trickling a body nobody reads cannot hold it open."""
+    :class:`RequestTimeout`, and the answer is a 408 whatever the route made of the exception. An answer given before
+    the body was read in full closes the connection, so a client trickling a body nobody reads cannot hold it open."""
 
     def __init__(self, app: ASGIApp, timeout_seconds: float) -> None:
         self.app = app
@@ -60,21 +60,32 @@ class BodyDeadline:
             return
         deadline = asyncio.get_running_loop().time() + self.timeout_seconds
         body_done = False
+        timed_out: RequestTimeout | None = None
+        replaced = False
 
         async def receive_by_deadline() -> Message:
-            nonlocal body_done
+            nonlocal body_done, timed_out
             if body_done:
                 return await receive()  # only the disconnect is left to wait for, and that has no deadline
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise RequestTimeout(f"the request body took longer than {self.timeout_seconds:g} s") from None
+                timed_out = RequestTimeout(f"the request body took longer than {self.timeout_seconds:g} s")
+                raise timed_out from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         async def closing_send(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start" and not body_done:
+                if timed_out is not None and message["status"] != timed_out.status_code:
+                    # A route that turned the timeout into something else (FastAPI's "error parsing the body" 400).
+                    replaced = True
+                    await error_response(timed_out, {"connection": "close"})(scope, receive, send)
+                    return
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 

@@ -22,11 +22,12 @@ HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 # Closing is the server's job; the margin only covers this test's own scheduling on a loaded machine.
 MARGIN = 2.0
+ADMIN_KEY = "admin-slow-1"
 
 
 @pytest.fixture
 def server(tmp_path: Path, simulator: SimulatorServer) -> Iterator[GatewayServer]:
-    settings = {"header_timeout_seconds": HEADER_TIMEOUT, "body_timeout_seconds": BODY_TIMEOUT}
+    settings = {"header_timeout_seconds": HEADER_TIMEOUT, "body_timeout_seconds": BODY_TIMEOUT, "admin_key": ADMIN_KEY}
     with make_gateway(tmp_path, gateway_config(simulator.base_url), **settings) as gateway:
         yield gateway
 
@@ -65,10 +66,10 @@ def trickle_until_closed(
     return answer, time.monotonic() - started
 
 
-def request_head(gateway: GatewayServer, content_length: int) -> bytes:
+def request_head(gateway: GatewayServer, content_length: int, path: str = CHAT) -> bytes:
     return (
-        f"POST {CHAT} HTTP/1.1\r\nhost: {urlsplit(gateway.base_url).netloc}\r\ncontent-type: application/json\r\n"
-        f"x-tenant: slow\r\ncontent-length: {content_length}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: {urlsplit(gateway.base_url).netloc}\r\ncontent-type: application/json\r\n"
+        f"x-tenant: slow\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: {content_length}\r\n\r\n"
     ).encode()
 
 
@@ -114,6 +115,17 @@ def test_a_body_sent_byte_by_byte_is_408_with_a_ledger_row_and_closed(server: Ga
         if line.lower().startswith(b"x-switchboard-request-id")
     )
     assert ledger_rows(server, "slow")[request_id].status == 408
+
+
+def test_a_slow_body_to_any_route_is_408_and_closed(server: GatewayServer) -> None:
+    body = b'{"path": "default.yaml"}'
+    with connect(server) as sock:
+        sock.sendall(request_head(server, len(body), "/admin/policy/reload"))
+        answer, seconds = trickle_until_closed(sock, body, 0.1, give_up_after=10)
+    assert seconds < BODY_TIMEOUT + MARGIN, f"still open after {seconds:.1f} s"
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert json.loads(payload)["error"]["code"] == "request_timeout"
 
 
 def test_timely_clients_are_unaffected_on_a_kept_alive_connection(server: GatewayServer) -> None:
