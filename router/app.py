@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from router.api import admin, budgets, calls, chat, health, keys, models
+from router.api.guards import BodyDeadline, InternalEndpoints, LastResortErrors
 from router.config import Limits
 from router.errors import install_error_handlers
 from router.services import build_services
@@ -39,8 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="OpenAI-compatible gateway that routes each turn to the cheapest safe model",
         lifespan=lifespan,
+        **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     install_error_handlers(app)
+    # Added innermost first: the last resort wraps everything, the body deadline sits next to the routes.
+    app.add_middleware(BodyDeadline, timeout_seconds=settings.body_timeout_seconds)
+    internal_tokens = [t for t in (settings.metrics_token, settings.admin_key) if t] if settings.metrics_token else []
+    app.add_middleware(InternalEndpoints, tokens=internal_tokens)
+    app.add_middleware(LastResortErrors)
     for module in (chat, models, calls, budgets, health, admin, keys):
         app.include_router(module.router)
 

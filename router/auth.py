@@ -39,6 +39,7 @@ def key_caller(record: KeyRecord, headers: Mapping[str, str]) -> Caller:
         key_id=record.key_id,
         allowed_tiers=_optional_set(record.allowed_tiers),
         allowed_models=_optional_set(record.allowed_models),
+        agent_pinned=record.agent is not None,
     )
 
 

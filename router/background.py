@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 class BackgroundServer:
-    """``start()`` returns once connections are accepted; port 0 picks a free port."""
+    """``start()`` returns once connections are accepted; port 0 picks a free port; other options go to uvicorn."""
 
     def __init__(
         self,
@@ -27,6 +27,7 @@ class BackgroundServer:
         name: str = "server",
         startup_timeout: float = 60.0,
         graceful_shutdown: float = 1.0,
+        **uvicorn_options: Any,
     ) -> None:
         self.app = app
         self.name = name
@@ -40,6 +41,7 @@ class BackgroundServer:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=int(max(1, graceful_shutdown)),
+            **uvicorn_options,
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

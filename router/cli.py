@@ -32,6 +32,7 @@ def serve(
     """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator."""
     import uvicorn
 
+    from router.server import server_options
     from router.settings import Settings
 
     for name, value in (
@@ -67,7 +68,7 @@ def serve(
         log_config=log_config,
         access_log=False,
         loop="auto",
-        http="auto",
+        **server_options(settings),
     )
 
 

@@ -96,6 +96,8 @@ class Limits(StrictModel):
     max_content_chars: int = Field(default=400_000, gt=0)
     max_n: int = Field(default=8, gt=0)
     max_tokens: int = Field(default=128_000, gt=0)
+    # orjson cannot write documents nested past 255 levels, and no tool schema needs more than a few dozen.
+    max_json_depth: int = Field(default=64, gt=0, le=200, description="Nesting of arrays and objects in a body.")
     reserve_output_tokens: int = Field(
         default=4096, gt=0, description="Answer tokens a budget reserves for a request that sets no max_tokens."
     )

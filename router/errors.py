@@ -66,6 +66,9 @@ class GatewayError(Exception):
             }
         }
 
+    def body_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
 
 class InvalidRequest(GatewayError):
     status_code = 400
@@ -99,6 +102,34 @@ class RequestTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The request body did not arrive within the body deadline (slow or stalled client)."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(GatewayError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
+
+
+class ClientClosedRequest(GatewayError):
+    """The client hung up before its answer (nginx's 499); nobody reads this answer, the ledger does."""
+
+    status_code = 499
+    error_type = "client_disconnected"
+    default_code = "client_disconnected"
+
+
+class InternalError(GatewayError):
+    """A failure the gateway did not foresee: still OpenAI's JSON shape, never a plain-text 500."""
+
+    default_code = "internal_error"
+
+
 class RateLimited(GatewayError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -122,7 +153,7 @@ class UpstreamError(GatewayError):
 def error_response(error: GatewayError, extra_headers: dict[str, str] | None = None) -> Response:
     headers = {**error.headers, **(extra_headers or {})}
     return Response(
-        orjson.dumps(error.body()),
+        error.body_bytes(),
         status_code=error.status_code,
         media_type="application/json",
         headers=headers,

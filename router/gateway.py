@@ -24,6 +24,7 @@ from router.allowance import Allowance
 from router.config import Deployment, GatewayConfig
 from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from router.facts import TurnClassification, text_or_none, turn_facts
+from router.identifiers import ID_MAX_CHARS, call_identity, valid_id_or_none
 from router.policy.engine import Decision
 from router.policy.facts import CallFacts, Facts
 from router.policy.store import Catalog, PolicyStore
@@ -47,6 +48,7 @@ class Caller:
     key_id: str | None = None
     allowed_tiers: frozenset[str] | None = None
     allowed_models: frozenset[str] | None = None
+    agent_pinned: bool = False  # the agent is the key's own, not the caller's X-Agent
 
 
 class RateLimit(Protocol):
@@ -174,8 +176,7 @@ class Gateway:
             raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
         self.allowance.check_requested(caller, requested)
         metadata = request.metadata or {}
-        call_id = headers.get(H.CALL_ID) or text_or_none(metadata.get("call_id")) or request.user
-        caller_id = headers.get(H.CALLER_ID) or text_or_none(metadata.get("caller_id"))
+        call_id, caller_id = call_identity(headers, metadata, request.user)
         messages = body["messages"]
         has_tools = bool(request.tools)
         classification, classification_ms, failed = None, 0.0, False
@@ -429,8 +430,8 @@ class Gateway:
                 request_id=request_id,
                 received_at=datetime.now(UTC),
                 caller=caller,
-                requested_model=text_or_none(body.get("model")) if isinstance(body, dict) else None,
-                call_id=headers.get(H.CALL_ID) or text_or_none(metadata.get("call_id")),
+                requested_model=_bounded(text_or_none(body.get("model"))) if isinstance(body, dict) else None,
+                call_id=valid_id_or_none(headers.get(H.CALL_ID)) or valid_id_or_none(metadata.get("call_id")),
                 status=error.status_code,
                 error_type=error.code or error.error_type,
                 total_ms=(time.perf_counter() - started) * 1000,
@@ -440,6 +441,11 @@ class Gateway:
 
     def usage_for_stream(self, turn: Turn, reported: Usage | None, produced_text: str) -> Usage:
         return reported if reported is not None else _estimate_usage(turn, produced_text)
+
+
+def _bounded(text: str | None) -> str | None:
+    """A refused request's model name as recorded: its length is the caller's choice, the ledger's is not."""
+    return text[:ID_MAX_CHARS] if text is not None else None
 
 
 def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Every Prometheus metric of the gateway, defined and documented in one place.
 
-Labels never carry call or request ids (unbounded cardinality); per-call figures are histograms. With several
-uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``switchboard serve`` does); ``/metrics`` aggregates.
+Labels never carry call or request ids (unbounded cardinality); per-call figures are histograms. Tenant and agent
+labels come from callers, so they pass :meth:`Metrics.caller_labels`: a process labels at most
+``label_values`` distinct tenants (and as many agents) and counts later ones as ``other``. With several uvicorn
+workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``switchboard serve`` does); ``/metrics`` aggregates.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -43,13 +46,39 @@ LATENCY_BUCKETS = (
 CALL_COST_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 TURN_LABELS = ("tenant", "agent", "tier", "model", "intent")
+OTHER = "other"
+
+
+class LabelGuard:
+    """One caller-derived label: its first ``limit`` distinct values are kept, later ones become ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: set[str] = {"", OTHER}
+
+    def __call__(self, value: str) -> str:
+        if value in self._kept:
+            return value
+        if len(self._kept) - 2 >= self._limit:
+            return OTHER
+        self._kept.add(value)
+        return value
 
 
 class Metrics:
     """The gateway's metrics on their own registry (one per app, so tests can run several)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        label_values: int = 100,
+        labelled_agents: Collection[str] = (),
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self._tenant_label = LabelGuard(label_values)
+        self._agent_label = LabelGuard(label_values)
+        self._labelled_agents = frozenset(labelled_agents)
         self._published_policies: set[tuple[str, str]] = set()
         r = self.registry
         self.requests = Counter(
@@ -181,6 +210,18 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+
+    def caller_labels(self, tenant: str, agent: str | None, *, keyed: bool, agent_pinned: bool) -> tuple[str, str]:
+        """The tenant and agent label values of a caller, bounded in number.
+
+        A virtual key's tenant and agent were chosen by the operator and are labels as they are. Values the caller
+        chose itself are not: without keys, ``X-Tenant`` and ``X-Agent`` pass a :class:`LabelGuard`; with keys, an
+        ``X-Agent`` (on a key without an agent) is a label only when the operator allow-listed it.
+        """
+        agent = agent or ""
+        if keyed:
+            return tenant, agent if agent_pinned or not agent or agent in self._labelled_agents else OTHER
+        return self._tenant_label(tenant), self._agent_label(agent)
 
     def publish_policy(self, active: str, shadow: str | None) -> None:
         """Mark the running versions 1 and the replaced ones 0 (clearing series is impossible across workers)."""

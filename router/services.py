@@ -173,7 +173,7 @@ async def build_services(settings: Settings) -> Services:
         shadow_path=loaded.shadow_policy_path(),
         catalog_loader=classifier.catalog_loader(config.tiers) if classifier else None,
     )
-    metrics = Metrics()
+    metrics = Metrics(label_values=settings.metrics_label_values, labelled_agents=settings.metrics_agents)
     recorder = await build_recorder(settings, config, metrics)
     policies.on_change = lambda loaded: _publish_policy(metrics, policies)
     _publish_policy(metrics, policies)

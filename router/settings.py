@@ -33,6 +33,27 @@ class Settings(BaseSettings):
         default=4 * 3600, gt=0, description="How long a call's state outlives its last turn."
     )
     watch_policy: bool = Field(default=True, description="Reload the policy when its file changes.")
+    # Edge limits (see "Security model" in the README).
+    max_header_bytes: int = Field(
+        default=32 * 1024, gt=0, description="Request line plus headers of one request, in bytes; more is a 431."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time to send the request line and headers; a connection idle or slower closes."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Time to send the body once the headers are in; slower is a 408."
+    )
+    keep_alive_seconds: int = Field(default=5, gt=0, description="An idle keep-alive connection closes after this.")
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token /metrics, /docs and /openapi.json require (the admin key works too)."
+    )
+    docs: bool = Field(default=True, description="Serve /docs and /openapi.json.")
+    metrics_label_values: int = Field(
+        default=100, gt=0, description="Distinct tenants (and agents) a process labels; later ones count as 'other'."
+    )
+    metrics_agents: list[str] = Field(
+        default_factory=list, description="With keys, agents from X-Agent that may be labels (pinned ones always are)."
+    )
 
     @property
     def ledger_path(self) -> Path:

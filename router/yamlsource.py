@@ -59,12 +59,20 @@ class YamlDocument:
             self._index(root, ())
 
     @classmethod
-    def from_path(cls, path: str | Path) -> YamlDocument:
+    def from_path(cls, path: str | Path, max_bytes: int | None = None) -> YamlDocument:
+        """Read and parse a file; with ``max_bytes``, a larger file is refused after reading at most one byte more."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as file:
+                data = file.read() if max_bytes is None else file.read(max_bytes + 1)
         except OSError as exc:
             raise ConfigFileError(str(path), None, f"cannot read: {exc.strerror}") from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ConfigFileError(str(path), None, f"larger than {max_bytes} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigFileError(str(path), None, "not UTF-8 text") from exc
         return cls(text, str(path))
 
     def _index(self, node: yaml.Node, loc: Location) -> None:

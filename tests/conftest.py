@@ -16,6 +16,7 @@ os.environ.setdefault("LITELLM_TELEMETRY_DISABLED", "true")
 
 from router.app import create_app
 from router.background import BackgroundServer
+from router.server import server_options
 from router.settings import Settings
 from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 
@@ -55,7 +56,7 @@ def write_yaml(path: Path, data: Any) -> Path:
 
 class GatewayServer(BackgroundServer):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(create_app(settings), name="gateway")
+        super().__init__(create_app(settings), name="gateway", **server_options(settings))
         self.settings = settings
 
     @property

@@ -186,10 +186,15 @@ async def test_open_until_a_key_is_issued_then_the_key_decides_tenant_and_agent(
         await auth.caller({"authorization": "Bearer sk-not-ours"})
     spoofed = {"authorization": f"Bearer {pinned.key}", "x-tenant": "globex", "x-agent": "support"}
     assert await auth.caller(spoofed) == Caller(
-        tenant="acme", agent="billing", key_id=pinned.record.key_id, allowed_tiers=frozenset({"small"})
+        tenant="acme",
+        agent="billing",
+        key_id=pinned.record.key_id,
+        allowed_tiers=frozenset({"small"}),
+        agent_pinned=True,
     )
     narrowed = await auth.caller({"authorization": f"bearer {open_agent.key}", "x-agent": "support"})
     assert (narrowed.tenant, narrowed.agent, narrowed.allowed_models) == ("acme", "support", frozenset({"small-a"}))
+    assert not narrowed.agent_pinned
 
 
 async def test_require_keys_refuses_callers_before_any_key_exists(tmp_path: Path) -> None:

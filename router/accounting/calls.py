@@ -34,6 +34,7 @@ class CallCostTracker:
     def add_turn(
         self, tenant: str, agent: str | None, call_id: str, cost_usd: float, call_seconds: float | None, ended: bool
     ) -> None:
+        """Add a turn's cost to its call; ``tenant`` and ``agent`` are metric label values (bounded by the caller)."""
         key = (tenant, call_id)
         call = self._open.get(key) or _OpenCall(tenant, agent or "")
         call.cost_usd += cost_usd

@@ -22,7 +22,7 @@ from router.accounting.ledger import (
 from router.accounting.pricing import PriceBook
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
-from router.gateway import Outcome, Rejection, Turn
+from router.gateway import Caller, Outcome, Rejection, Turn
 from router.metrics import Metrics
 from router.settings import Settings
 from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
@@ -117,30 +117,45 @@ class Recorder:
             **self._shadow(turn, usage, deployment.name if deployment else None),
         )
         self.ledger.record(record)
-        self._observe(record, turn, outcome, overhead_ms)
+        tenant_label, agent_label = self._caller_labels(turn.caller)
+        self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
         if self.traffic is not None:
             self.traffic.write(self._traffic_record(turn, record, usage))
         if turn.call_id is not None:
             self.calls.add_turn(
-                record.tenant,
-                record.agent,
+                tenant_label,
+                agent_label,
                 turn.call_id,
                 record.cost_usd,
                 record.voice_call_seconds,
                 ended=turn.facts.voice.call_ended,
             )
 
-    def _observe(self, record: LedgerRecord, turn: Turn, outcome: Outcome, overhead_ms: float | None) -> None:
+    def _caller_labels(self, caller: Caller | None) -> tuple[str, str]:
+        if caller is None:
+            return "unknown", ""
+        keyed = caller.key_id is not None
+        return self.metrics.caller_labels(caller.tenant, caller.agent, keyed=keyed, agent_pinned=caller.agent_pinned)
+
+    def _observe(
+        self,
+        record: LedgerRecord,
+        turn: Turn,
+        outcome: Outcome,
+        overhead_ms: float | None,
+        tenant_label: str,
+        agent_label: str,
+    ) -> None:
         m = self.metrics
         labels = (
-            record.tenant,
-            record.agent or "",
+            tenant_label,
+            agent_label,
             record.tier or "",
             record.deployment or "",
             record.intent or "none",
         )
         m.requests.labels(*labels, str(record.status)).inc()
-        m.decisions.labels(record.tenant, record.rule or "", record.tier or "").inc()
+        m.decisions.labels(tenant_label, record.rule or "", record.tier or "").inc()
         if record.deployment is not None:
             for kind in TOKEN_KINDS:
                 count = getattr(record, kind)
@@ -165,8 +180,8 @@ class Recorder:
             # Policies are compared on what they decided, not on where a fallback or a key's allowance took the turn.
             decided = turn.capped_from or turn.decision.tier
             agrees = "true" if record.shadow_tier == decided else "false"
-            m.shadow_decisions.labels(record.tenant, record.shadow_rule or "", record.shadow_tier, agrees).inc()
-            m.shadow_cost.labels(record.tenant, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
+            m.shadow_decisions.labels(tenant_label, record.shadow_rule or "", record.shadow_tier, agrees).inc()
+            m.shadow_cost.labels(tenant_label, record.shadow_tier).inc(record.shadow_cost_usd or 0.0)
 
     @staticmethod
     def _traffic_record(turn: Turn, record: LedgerRecord, usage: Usage | None) -> TrafficRecord:
@@ -213,7 +228,8 @@ class Recorder:
         )
         try:
             self.ledger.record(record)
-            self.metrics.requests.labels(record.tenant, record.agent or "", "", "", "none", str(record.status)).inc()
+            tenant_label, agent_label = self._caller_labels(caller)
+            self.metrics.requests.labels(tenant_label, agent_label, "", "", "none", str(record.status)).inc()
         except Exception:
             logger.exception("could not account for rejected %s", rejection.request_id)
 

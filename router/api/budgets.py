@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from router.accounting.budgets import BudgetStatus
-from router.api.deps import ServicesDep
+from router.api.deps import ServicesDep, get_caller
 from router.errors import error_responses
 
 router = APIRouter()
@@ -26,7 +26,7 @@ class BudgetList(BaseModel):
     responses=error_responses(401, 429, 503),
 )
 async def list_budgets(request: Request, services: ServicesDep) -> BudgetList:
-    caller = await services.auth.caller(request.headers)
+    caller = await get_caller(request)
     budgets = services.gateway.budgets
     statuses = await budgets.enforcer.remaining(caller.tenant, caller.agent) if budgets else []
     return BudgetList(tenant=caller.tenant, agent=caller.agent, data=statuses)

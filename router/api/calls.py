@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from router.accounting.ledger import LedgerRecord
-from router.api.deps import ServicesDep
+from router.api.deps import ServicesDep, get_caller
 from router.errors import NotFound, error_responses
 
 router = APIRouter()
@@ -116,7 +116,7 @@ def summarize(
     responses=error_responses(401, 404, 429, 503),
 )
 async def get_call(call_id: str, request: Request, services: ServicesDep) -> Any:
-    caller = await services.auth.caller(request.headers)
+    caller = await get_caller(request)
     ledger = services.recorder.ledger
     loop = asyncio.get_running_loop()
     deadline = loop.time() + FLUSH_WAIT_SECONDS

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from router.gateway import Caller, Gateway
+from router.identifiers import check_caller_headers
 from router.services import Services
 
 
@@ -20,7 +21,11 @@ def get_gateway(request: Request) -> Gateway:
 
 
 async def get_caller(request: Request) -> Caller:
-    """The tenant and agent of a request: from its virtual key, or from headers when keys are not configured."""
+    """The tenant and agent of a request: from its virtual key, or from headers when keys are not configured.
+
+    ``X-Tenant`` and ``X-Agent`` are checked first: 400 if malformed (call ids are checked by the gateway).
+    """
+    check_caller_headers(request.headers)
     return await get_services(request).auth.caller(request.headers)
 
 

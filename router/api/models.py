@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from router.api.deps import ServicesDep
+from router.api.deps import ServicesDep, get_caller
 from router.errors import error_responses
 from router.schemas import ModelCard, ModelList
 
@@ -18,7 +18,7 @@ router = APIRouter()
     responses=error_responses(401, 429, 503),
 )
 async def list_models(request: Request, services: ServicesDep) -> ModelList:
-    caller = await services.auth.caller(request.headers)
+    caller = await get_caller(request)
     config = services.loaded.config
     allowance = services.gateway.allowance
     created = int(services.policies.active.loaded_at)

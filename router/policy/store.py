@@ -19,6 +19,9 @@ from router.yamlsource import ConfigFileError, YamlDocument
 
 logger = logging.getLogger(__name__)
 
+# Policies are a few kilobytes; a cap keeps a wrong path (a log, a dump) from being read whole and parsed.
+MAX_POLICY_BYTES = 1024 * 1024
+
 
 class Catalog(Protocol):
     """A tenant intent catalog as the gateway uses it (``classifiers.catalog.CatalogIndex``)."""
@@ -125,7 +128,7 @@ def load_policy(
     catalog_loader: CatalogLoader | None = None,
 ) -> LoadedPolicy:
     """Parse, validate and compile a policy file (and its catalogs); errors name the file, line and reason."""
-    document = YamlDocument.from_path(path)
+    document = YamlDocument.from_path(path, max_bytes=MAX_POLICY_BYTES)
     policy = document.validate(Policy)
     check_policy(document, policy, config, vocabulary)
     catalogs: dict[str | None, Catalog] = {}
@@ -169,6 +172,7 @@ class PolicyStore:
         self._catalog_loader = catalog_loader
         self.on_change = on_change
         self.active = self._load(path)
+        self.folder = path.resolve().parent  # the only folder reloads may name other policy files in
         self.shadow = self._load(shadow_path) if shadow_path else None
         self.last_error: str | None = None
         self._mtimes = self._current_mtimes()
