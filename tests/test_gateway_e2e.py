@@ -96,6 +96,7 @@ def test_stream_without_include_usage_gets_no_usage_chunk(
 
 
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+    # The turn asks for the tool in words ("open" / "Opening hours"), so the simulated model calls it unforced.
     first = client.chat.completions.create(model="auto", messages=MESSAGES, tools=[WEATHER_TOOL])
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
