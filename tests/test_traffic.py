@@ -268,6 +268,7 @@ def test_reading_skips_a_torn_line(tmp_path: Path) -> None:
     assert [r.request_id for r in read_traffic(path)] == ["req-1", "req-2"]
 
 
+@pytest.mark.e2e
 def test_send_drives_a_gateway_call_by_call_shows_progress_and_the_ledger_matches(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
