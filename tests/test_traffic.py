@@ -293,9 +293,8 @@ def test_send_drives_a_gateway_call_by_call_shows_progress_and_the_ledger_matche
         progress.close(summary)
         rows = _ledger_rows(gateway, {r.tenant for r in records})
         # The command line: progress on stderr (plain lines, as stderr is not a terminal), totals on stdout.
-        cli = CliRunner().invoke(
-            traffic, ["send", "--traffic", str(log), "--url", gateway.base_url, "--progress-every", "0"]
-        )
+        url = gateway.base_url
+        cli = CliRunner().invoke(traffic, ["send", "--traffic", str(log), "--url", url, "--progress-every", "0"])
         all_rows = _ledger_rows(gateway, {r.tenant for r in records})
     assert summary.requests == len(records) and summary.statuses == {200: len(records)}
     assert (summary.calls, summary.planned_calls, summary.planned_turns) == (6, 6, len(records))
@@ -315,6 +314,7 @@ def test_send_drives_a_gateway_call_by_call_shows_progress_and_the_ledger_matche
 
     assert cli.exit_code == 0, cli.output
     assert re.search(rf"sent {len(records)}/{len(records)} turns, 6/6 calls, \d+:\d\d elapsed", cli.stderr)
+    assert cli.stderr.startswith(f"sending {log} to {url}, 32 calls at a time\n")
     second_rows = len(all_rows) - len(rows)
     assert second_rows == len(records)
     assert f"sent {len(records)} turns of 6 calls (200: {len(records)})" in cli.stdout

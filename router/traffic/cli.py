@@ -75,6 +75,7 @@ def send(
     Progress (turns, calls, elapsed time, cost so far) goes to stderr; the totals the gateway billed, which
     ``switchboard report`` and the cost metrics reproduce, go to stdout at the end.
     """
+    click.echo(f"sending {traffic_path} to {url}, {concurrency} calls at a time", err=True)
     progress = SendProgress(sys.stderr, bar=sys.stderr.isatty(), every_s=progress_every)
     summary = asyncio.run(
         send_traffic(
