@@ -281,6 +281,9 @@ def test_tool_choice_required_calls_a_tool_the_turn_does_not_ask_for(client: htt
     unknown = chat(client, tools=[WEATHER_TOOL], tool_choice="sometimes")
     assert unknown.status_code == 400
     assert unknown.json()["error"]["param"] == "tool_choice"
+    # A malformed named choice names no tool: the turn is answered as under "auto", not with a crash.
+    malformed = chat(client, messages=GREETING_TURN, tools=[WEATHER_TOOL], tool_choice={"function": "get_weather"})
+    assert malformed.json()["choices"][0]["finish_reason"] == "stop"
 
 
 def test_tool_choice_picks_the_named_tool_or_none(client: httpx.Client) -> None:

@@ -86,7 +86,8 @@ class ChatCompletionRequest(GenerationRequest):
     def tool_offer(self) -> ToolOffer:
         functions = [tool.function for tool in self.tools or () if tool.type == "function" and tool.function]
         choice = self.tool_choice
-        forced = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        function = choice.get("function") if isinstance(choice, dict) else None
+        forced = function.get("name") if isinstance(function, dict) else None
         return ToolOffer(
             tools=[ToolSpec(function.name, function.parameters, function.description) for function in functions],
             mode=ToolMode(choice) if isinstance(choice, str) else ToolMode.AUTO,
