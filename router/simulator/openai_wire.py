@@ -86,8 +86,8 @@ class ChatCompletionRequest(GenerationRequest):
     def tool_offer(self) -> ToolOffer:
         functions = [tool.function for tool in self.tools or () if tool.type == "function" and tool.function]
         choice = self.tool_choice
-        function = choice.get("function") if isinstance(choice, dict) else None
-        forced = function.get("name") if isinstance(function, dict) else None
+        named_function = choice.get("function") if isinstance(choice, dict) else None
+        forced = named_function.get("name") if isinstance(named_function, dict) else None
         return ToolOffer(
             tools=[ToolSpec(function.name, function.parameters, function.description) for function in functions],
             mode=ToolMode(choice) if isinstance(choice, str) else ToolMode.AUTO,
