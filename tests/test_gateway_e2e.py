@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from router.settings import Settings
 from router.simulator import ModelBehaviour, SimulatorServer
 from tests.conftest import GatewayServer, gateway_config, make_gateway
 
@@ -96,6 +97,7 @@ def test_stream_without_include_usage_gets_no_usage_chunk(
 
 
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+    # The turn asks for the tool in words ("open" / "Opening hours"), so the simulated model calls it unforced.
     first = client.chat.completions.create(model="auto", messages=MESSAGES, tools=[WEATHER_TOOL])
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
@@ -284,3 +286,43 @@ def test_call_cost_endpoint_sums_the_turns_of_one_call_for_its_tenant_only(
     )
     other = httpx.get(f"{gateway.base_url}/v1/calls/call-7", headers={"X-Tenant": "bank"})
     assert other.status_code == 404 and other.json()["error"]["code"] == "call_not_found"
+
+
+@pytest.mark.e2e
+def test_voice_turns_with_tools_get_text_or_parallel_calls_on_every_tier_of_the_embedded_default(
+    tmp_path: Path,
+) -> None:
+    # Pipecat and LiveKit offer their tools on every turn: a greeting must come back as words, and a turn asking for
+    # two tools as two calls accumulated by index, through each tier's real path (frontier speaks Anthropic).
+    clock_tool = {
+        "type": "function",
+        "function": {
+            "name": "get_local_time",
+            "description": "Local time in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    tools = [WEATHER_TOOL, clock_tool]
+    greeting = [{"role": "user", "content": "Hi there! Please reply with a short greeting."}]
+    both = [{"role": "user", "content": "When do you open tomorrow, and what is the local time there now?"}]
+    with (
+        GatewayServer(Settings(data_dir=tmp_path / "data", classifier="off")) as gateway,
+        openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        for tier in ("small", "standard", "frontier"):
+            text = "".join(
+                chunk.choices[0].delta.content or ""
+                for chunk in client.chat.completions.create(model=tier, messages=greeting, tools=tools, stream=True)
+                if chunk.choices
+            )
+            assert text.startswith("Simulated reply from"), tier
+            calls: dict[int, list[str]] = {}
+            for chunk in client.chat.completions.create(model=tier, messages=both, tools=tools, stream=True):
+                for fragment in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    call = calls.setdefault(fragment.index, ["", ""])
+                    call[0] += (fragment.function and fragment.function.name) or ""
+                    call[1] += (fragment.function and fragment.function.arguments) or ""
+            assert [(name, set(json.loads(arguments))) for name, arguments in calls.values()] == [
+                ("get_opening_hours", {"day", "location"}),
+                ("get_local_time", {"city"}),
+            ], tier

@@ -19,10 +19,14 @@ from pydantic import ValidationError
 
 from router.simulator import FaultKind, ModelBehaviour, SimulatorServer, SimulatorSettings
 from router.simulator.faults import FaultInjector
+from router.simulator.replies import ToolMode, ToolOffer, ToolSpec, content_stems
 from router.simulator.schema_example import example_for_schema
 from router.simulator.tokens import count_tokens, split_pieces
 
 USER_TURN = [{"role": "user", "content": "Summarise the routing policy in one line."}]
+WEATHER_TURN = [{"role": "user", "content": "What's the weather in Paris this week?"}]
+WEATHER_AND_TIME_TURN = [{"role": "user", "content": "What's the weather in Paris, and what time is it there?"}]
+GREETING_TURN = [{"role": "user", "content": "Hi there! Please reply with a short greeting."}]
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -217,7 +221,7 @@ def test_n_returns_distinct_choices_and_streams_each_by_index(client: httpx.Clie
 
 
 def test_tool_call_round_trip_with_the_openai_sdk(sdk: openai.OpenAI) -> None:
-    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=USER_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL])
+    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=WEATHER_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL])
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
@@ -230,26 +234,71 @@ def test_tool_call_round_trip_with_the_openai_sdk(sdk: openai.OpenAI) -> None:
     assert set(arguments) == {"city", "unit", "days", "note"}
     assistant_turn = {"role": "assistant", "tool_calls": [call.model_dump()]}
     tool_result = {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees"}
+    # The turn still asks for the weather, and tools are still offered: a model answers the result in text.
     second = sdk.chat.completions.create(
-        model="gpt-4o-mini", messages=[*USER_TURN, assistant_turn, tool_result], tools=[WEATHER_TOOL]
+        model="gpt-4o-mini", messages=[*WEATHER_TURN, assistant_turn, tool_result], tools=[WEATHER_TOOL]
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.tool_calls is None
     assert second.choices[0].message.content.startswith("Simulated reply")
 
 
+def test_a_turn_that_asks_for_no_tool_is_answered_in_text_stream_or_not(client: httpx.Client) -> None:
+    # Pipecat and LiveKit offer their tools on every turn: a greeting must still get words back.
+    body = chat(client, messages=GREETING_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL]).json()
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "stop"
+    assert "tool_calls" not in choice["message"]
+    assert choice["message"]["content"].startswith("Simulated reply from gpt-4o-mini.")
+    chunks, _ = openai_stream_events(client, messages=GREETING_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL])
+    assert not any("tool_calls" in chunk["choices"][0]["delta"] for chunk in chunks)
+    assert (
+        "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks) == choice["message"]["content"]
+    )
+    anthropic_tools = [_anthropic_tool(WEATHER_TOOL), _anthropic_tool(CLOCK_TOOL)]
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": GREETING_TURN, "tools": anthropic_tools}
+    answer = client.post("/v1/messages", json=request).json()
+    assert answer["stop_reason"] == "end_turn"
+    assert [block["type"] for block in answer["content"]] == ["text"]
+
+
+def test_tool_choice_required_calls_a_tool_the_turn_does_not_ask_for(client: httpx.Client) -> None:
+    body = chat(client, messages=GREETING_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL], tool_choice="required").json()
+    [call] = body["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    for choice in ({"type": "any"}, {"type": "tool", "name": "get_time"}):
+        request = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "messages": GREETING_TURN,
+            "tools": [_anthropic_tool(WEATHER_TOOL), _anthropic_tool(CLOCK_TOOL)],
+            "tool_choice": choice,
+        }
+        answer = client.post("/v1/messages", json=request).json()
+        assert answer["stop_reason"] == "tool_use"
+        assert [block["name"] for block in answer["content"]] == [choice.get("name", "get_weather")]
+    unknown = chat(client, tools=[WEATHER_TOOL], tool_choice="sometimes")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["param"] == "tool_choice"
+    # A malformed named choice names no tool: the turn is answered as under "auto", not with a crash.
+    malformed = chat(client, messages=GREETING_TURN, tools=[WEATHER_TOOL], tool_choice={"function": "get_weather"})
+    assert malformed.json()["choices"][0]["finish_reason"] == "stop"
+
+
 def test_tool_choice_picks_the_named_tool_or_none(client: httpx.Client) -> None:
     named = {"type": "function", "function": {"name": "get_time"}}
-    body = chat(client, tools=[WEATHER_TOOL, CLOCK_TOOL], tool_choice=named).json()
-    call = body["choices"][0]["message"]["tool_calls"][0]
+    body = chat(client, messages=WEATHER_TURN, tools=[WEATHER_TOOL, CLOCK_TOOL], tool_choice=named).json()
+    [call] = body["choices"][0]["message"]["tool_calls"]
     assert (call["function"]["name"], call["function"]["arguments"]) == ("get_time", "{}")
-    text_only = chat(client, tools=[WEATHER_TOOL], tool_choice="none").json()
+    text_only = chat(client, messages=WEATHER_TURN, tools=[WEATHER_TOOL], tool_choice="none").json()
     assert text_only["choices"][0]["finish_reason"] == "stop"
 
 
 def test_streamed_tool_call_follows_the_openai_delta_format(client: httpx.Client) -> None:
-    expected = chat(client, tools=[WEATHER_TOOL]).json()["choices"][0]["message"]["tool_calls"][0]
-    chunks, last_line = openai_stream_events(client, tools=[WEATHER_TOOL])
+    expected = chat(client, tools=[WEATHER_TOOL], tool_choice="required").json()
+    [expected_call] = expected["choices"][0]["message"]["tool_calls"]
+    chunks, last_line = openai_stream_events(client, tools=[WEATHER_TOOL], tool_choice="required")
     assert last_line == "[DONE]"
     first_delta = chunks[0]["choices"][0]["delta"]
     assert first_delta["role"] == "assistant"
@@ -261,8 +310,124 @@ def test_streamed_tool_call_follows_the_openai_delta_format(client: httpx.Client
     assert opening["function"] == {"name": "get_weather", "arguments": ""}
     fragments = [chunk["choices"][0]["delta"]["tool_calls"][0] for chunk in chunks[1:-1]]
     assert all(set(fragment) == {"index", "function"} for fragment in fragments)
-    assert "".join(fragment["function"]["arguments"] for fragment in fragments) == expected["function"]["arguments"]
+    assert (
+        "".join(fragment["function"]["arguments"] for fragment in fragments) == expected_call["function"]["arguments"]
+    )
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_parallel_tool_calls_come_in_one_message_with_an_index_per_call(client: httpx.Client) -> None:
+    tools = [WEATHER_TOOL, CLOCK_TOOL]
+    body = chat(client, messages=WEATHER_AND_TIME_TURN, tools=tools).json()
+    calls = body["choices"][0]["message"]["tool_calls"]
+    assert [call["function"]["name"] for call in calls] == ["get_weather", "get_time"]
+    assert len({call["id"] for call in calls}) == 2
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    chunks, _ = openai_stream_events(client, messages=WEATHER_AND_TIME_TURN, tools=tools)
+    # Accumulated by index as the SDKs do: the opening fragment of a call has its id and name, the rest arguments.
+    streamed: dict[int, dict[str, str]] = {}
+    for chunk in chunks:
+        for fragment in chunk["choices"][0]["delta"].get("tool_calls") or ():
+            call = streamed.setdefault(fragment["index"], {"id": "", "name": "", "arguments": ""})
+            call["id"] += fragment.get("id", "")
+            call["name"] += fragment["function"].get("name", "")
+            call["arguments"] += fragment["function"]["arguments"]
+    assert sorted(streamed) == [0, 1]
+    assert [(streamed[i]["name"], streamed[i]["arguments"]) for i in (0, 1)] == [
+        (call["function"]["name"], call["function"]["arguments"]) for call in calls
+    ]
+    assert all(streamed[i]["id"].startswith("call_") for i in (0, 1))
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    one_at_a_time = chat(client, messages=WEATHER_AND_TIME_TURN, tools=tools, parallel_tool_calls=False).json()
+    assert [call["function"]["name"] for call in one_at_a_time["choices"][0]["message"]["tool_calls"]] == [
+        "get_weather"
+    ]
+    # Each call's name and arguments are billed once, however they are carried.
+    single = chat(client, messages=WEATHER_TURN, tools=tools).json()["usage"]["completion_tokens"]
+    clock = chat(
+        client, messages=WEATHER_TURN, tools=tools, tool_choice={"type": "function", "function": {"name": "get_time"}}
+    )
+    assert body["usage"]["completion_tokens"] == single + clock.json()["usage"]["completion_tokens"]
+
+
+def test_anthropic_parallel_tool_use_blocks_stream_like_the_answer(client: httpx.Client) -> None:
+    tools = [_anthropic_tool(WEATHER_TOOL), _anthropic_tool(CLOCK_TOOL)]
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": WEATHER_AND_TIME_TURN, "tools": tools}
+    body = client.post("/v1/messages", json=request).json()
+    assert body["stop_reason"] == "tool_use"
+    assert [(block["type"], block["name"]) for block in body["content"]] == [
+        ("tool_use", "get_weather"),
+        ("tool_use", "get_time"),
+    ]
+    events = anthropic_stream_events(client, **request)
+    starts = [data for name, data in events if name == "content_block_start"]
+    assert [(start["index"], start["content_block"]["name"]) for start in starts] == [
+        (0, "get_weather"),
+        (1, "get_time"),
+    ]
+    assert [data["index"] for name, data in events if name == "content_block_stop"] == [0, 1]
+    for index, block in enumerate(body["content"]):
+        partial = "".join(
+            data["delta"]["partial_json"]
+            for name, data in events
+            if name == "content_block_delta" and data["index"] == index
+        )
+        assert json.loads(partial) == block["input"]
+    assert events[-2][1]["usage"] == {"output_tokens": body["usage"]["output_tokens"]}
+    single = {**request, "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}
+    assert [block["name"] for block in client.post("/v1/messages", json=single).json()["content"]] == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("turn", "tools", "called"),
+    [
+        (
+            "What's the weather in Paris right now? Use the get_weather tool.",
+            ["get_weather", "get_time"],
+            ["get_weather"],
+        ),
+        ("Hi there! The codeword is PAPAYA-42. Please reply with a short greeting.", ["get_weather"], []),
+        ("Tell me about your opening hours in detail, please.", ["get_weather"], []),
+        (
+            "Use get_weather for Paris and get_time for Paris, both at once.",
+            ["get_weather", "get_time"],
+            ["get_weather", "get_time"],
+        ),
+        ("What time do you open tomorrow?", ["getOpeningHours"], ["getOpeningHours"]),
+        ("I'd like to reschedule my bookings", ["bookAppointment", "take_payment"], ["bookAppointment"]),
+        ("Can you help me with something?", ["get_weather", "take_payment"], []),
+    ],
+)
+def test_a_tool_is_asked_for_when_the_turn_shares_a_content_word_with_it(
+    turn: str, tools: list[str], called: list[str]
+) -> None:
+    descriptions = {
+        "get_weather": "Get the current weather for a city.",
+        "get_time": "Get the local time in a city.",
+        "getOpeningHours": None,
+        "bookAppointment": "Schedule a booking for a patient.",
+        "take_payment": "Charge the caller's card.",
+    }
+    offer = ToolOffer(tools=[ToolSpec(name, None, descriptions[name]) for name in tools])
+    assert [tool.name for tool in offer.calls_for(turn)] == called
+
+
+def test_tool_offer_modes_parallelism_and_tool_results() -> None:
+    tools = [ToolSpec("get_weather", None, "Current weather for a city."), ToolSpec("get_time", None, None)]
+    asks_both = "Weather and time in Oslo?"
+    assert [t.name for t in ToolOffer(tools).calls_for(asks_both)] == ["get_weather", "get_time"]
+    assert [t.name for t in ToolOffer(tools, parallel=False).calls_for(asks_both)] == ["get_weather"]
+    assert ToolOffer(tools, mode=ToolMode.NONE).calls_for(asks_both) == []
+    assert ToolOffer(tools, answers_tool_result=True).calls_for(asks_both) == []
+    assert ToolOffer(tools, mode=ToolMode.REQUIRED, answers_tool_result=True).calls_for(asks_both) == []
+    assert [t.name for t in ToolOffer(tools, mode=ToolMode.REQUIRED).calls_for("Hello!")] == ["get_weather"]
+    assert [t.name for t in ToolOffer(tools, forced_name="get_time").calls_for("Hello!")] == ["get_time"]
+    assert ToolOffer([]).calls_for(asks_both) == []
+    # Identifiers split at underscores and camelCase; plurals, -ing and -ed fold; stop words never match.
+    assert content_stems("getOpeningHours booking_dates") == {"open", "hour", "book", "dat"}
+    assert content_stems("What's the current time? Please use the tool.") == {"tim"}
+    # Caller text is cut before it is scanned: a huge turn costs no more than its first few thousand characters.
+    assert content_stems("weather " * 1_000 + "payment") == {"weather"}
 
 
 def test_extra_openai_fields_are_accepted_and_recorded(client: httpx.Client) -> None:
@@ -373,8 +538,8 @@ def test_anthropic_stream_event_sequence(client: httpx.Client) -> None:
 
 
 def test_anthropic_tool_use_round_trip(client: httpx.Client) -> None:
-    tool = {"name": "get_weather", "input_schema": WEATHER_TOOL["function"]["parameters"]}
-    request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": USER_TURN, "tools": [tool]}
+    tool = _anthropic_tool(WEATHER_TOOL)
+    request = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": WEATHER_TURN, "tools": [tool]}
     body = client.post("/v1/messages", json=request).json()
     assert body["stop_reason"] == "tool_use"
     [use] = body["content"]
@@ -386,10 +551,18 @@ def test_anthropic_tool_use_round_trip(client: httpx.Client) -> None:
     partial = "".join(data["delta"]["partial_json"] for name, data in events if name == "content_block_delta")
     assert json.loads(partial) == use["input"]
     result = {"type": "tool_result", "tool_use_id": use["id"], "content": "Sunny"}
-    follow_up = [*USER_TURN, {"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
+    follow_up = [*WEATHER_TURN, {"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
     answer = client.post("/v1/messages", json={**request, "messages": follow_up}).json()
     assert answer["stop_reason"] == "end_turn"
     assert answer["content"][0]["type"] == "text"
+
+
+def _anthropic_tool(openai_tool: dict[str, Any]) -> dict[str, Any]:
+    function = openai_tool["function"]
+    tool = {"name": function["name"], "input_schema": function["parameters"]}
+    if "description" in function:
+        tool["description"] = function["description"]
+    return tool
 
 
 def test_rate_limit_fault(client: httpx.Client, sdk: openai.OpenAI) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import socket
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,9 +268,14 @@ def test_reading_skips_a_torn_line(tmp_path: Path) -> None:
     assert [r.request_id for r in read_traffic(path)] == ["req-1", "req-2"]
 
 
-def test_send_drives_a_gateway_call_by_call_and_the_ledger_matches(tmp_path: Path) -> None:
+@pytest.mark.e2e
+def test_send_drives_a_gateway_call_by_call_shows_progress_and_the_ledger_matches(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
     from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
+    from router.traffic.cli import traffic
     from router.traffic.send import group_calls, send_traffic
+    from router.traffic.send_progress import SendProgress
     from tests.conftest import gateway_config, make_gateway
 
     log = tmp_path / "sample.jsonl"
@@ -275,19 +283,81 @@ def test_send_drives_a_gateway_call_by_call_and_the_ledger_matches(tmp_path: Pat
     records = list(read_traffic(log))
     calls = group_calls(records)
     assert sum(len(call) for call in calls) == len(records) and len(calls) == 6
+    shown = io.StringIO()
+    progress = SendProgress(shown, bar=False, every_s=0)
     with (
         SimulatorServer(SimulatorSettings(models={"*": ModelBehaviour(output_tokens=6)})) as simulator,
         make_gateway(tmp_path, gateway_config(simulator.base_url)) as gateway,
     ):
-        summary = asyncio.run(send_traffic(records, gateway.base_url, concurrency=3, stream_every=2))
-        ledger = gateway.services.recorder.ledger
-        deadline = time.monotonic() + 5
-        while ledger.pending and time.monotonic() < deadline:
-            time.sleep(0.02)
-        rows = [row for tenant in {r.tenant for r in records} for row in gateway.call(ledger.sink.query(tenant))]
+        summary = asyncio.run(send_traffic(records, gateway.base_url, concurrency=3, stream_every=2, progress=progress))
+        progress.close(summary)
+        rows = _ledger_rows(gateway, {r.tenant for r in records})
+        # The command line: progress on stderr (plain lines, as stderr is not a terminal), totals on stdout.
+        url = gateway.base_url
+        cli = CliRunner().invoke(traffic, ["send", "--traffic", str(log), "--url", url, "--progress-every", "0"])
+        all_rows = _ledger_rows(gateway, {r.tenant for r in records})
     assert summary.requests == len(records) and summary.statuses == {200: len(records)}
+    assert (summary.calls, summary.planned_calls, summary.planned_turns) == (6, 6, len(records))
     assert len(rows) == len(records)
     assert {row.call_id for row in rows} == {r.call_id for r in records}
     # Headers carry 8 decimals: the ledger's exact sum agrees within the rounding of each turn.
     assert summary.cost_usd == pytest.approx(sum(row.cost_usd for row in rows), abs=1e-8 * len(rows))
     assert summary.baseline_cost_usd == pytest.approx(sum(row.baseline_cost_usd for row in rows), abs=1e-8 * len(rows))
+    lines = shown.getvalue().splitlines()
+    progress_line = re.compile(r"sent (\d+)/(\d+) turns, (\d+)/6 calls, \d+:\d\d elapsed, cost \$(\d+\.\d{6})")
+    parsed = [progress_line.fullmatch(line) for line in lines]
+    assert all(parsed), lines
+    turns_shown = [int(match[1]) for match in parsed if match]
+    assert turns_shown == list(range(1, len(records) + 1))
+    assert lines[-1].startswith(f"sent {len(records)}/{len(records)} turns, 6/6 calls")
+    assert float(parsed[-1][4]) == pytest.approx(summary.cost_usd, abs=5e-7)
+
+    assert cli.exit_code == 0, cli.output
+    assert re.search(rf"sent {len(records)}/{len(records)} turns, 6/6 calls, \d+:\d\d elapsed", cli.stderr)
+    assert cli.stderr.startswith(f"sending {log} to {url}, 32 calls at a time\n")
+    second_rows = len(all_rows) - len(rows)
+    assert second_rows == len(records)
+    assert f"sent {len(records)} turns of 6 calls (200: {len(records)})" in cli.stdout
+    billed = float(re.search(r"^cost \$(\d+\.\d+),", cli.stdout, re.MULTILINE)[1])  # type: ignore[index]
+    second_cost = sum(row.cost_usd for row in all_rows) - sum(row.cost_usd for row in rows)
+    assert billed == pytest.approx(second_cost, abs=5e-7 + 1e-8 * second_rows)
+
+
+def _ledger_rows(gateway: Any, tenants: set[str]) -> list[Any]:
+    ledger = gateway.services.recorder.ledger
+    deadline = time.monotonic() + 5
+    while ledger.pending and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [row for tenant in tenants for row in gateway.call(ledger.sink.query(tenant))]
+
+
+def test_send_progress_draws_a_bar_on_a_terminal() -> None:
+    from router.traffic.send import SendSummary
+    from router.traffic.send_progress import SendProgress
+
+    shown = io.StringIO()
+    progress = SendProgress(shown, bar=True, every_s=10)
+    summary = SendSummary(planned_turns=4, planned_calls=2)
+    for turn in range(4):
+        summary.requests += 1
+        summary.calls += turn % 2
+        summary.cost_usd += 0.25
+        summary.statuses[200] = turn + 1
+        progress(summary)
+    progress.close(summary)
+    final = shown.getvalue().split("\r")[-1]
+    assert "4/4" in final and "calls 2/2, cost $1.000000" in final
+
+
+def test_send_counts_turns_the_gateway_never_answered_and_finishes(tmp_path: Path) -> None:
+    from router.traffic.send import send_traffic
+
+    log = tmp_path / "sample.jsonl"
+    write_sample_log(log, 2, seed=5, masker=Redactor())
+    records = list(read_traffic(log))
+    with socket.socket() as unused:  # a port nothing listens on: every connection is refused
+        unused.bind(("127.0.0.1", 0))
+        closed_url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    summary = asyncio.run(send_traffic(records, closed_url, concurrency=2, timeout_s=5))
+    assert (summary.requests, summary.no_response, summary.failed) == (len(records), len(records), len(records))
+    assert (summary.calls, summary.statuses, summary.cost_usd) == (2, {}, 0.0)

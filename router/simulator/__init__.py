@@ -6,8 +6,11 @@ Wire formats
     ``stream: true``, ``chat.completion.chunk`` server-sent events ending in ``data: [DONE]``, with a
     ``choices: []`` usage chunk when ``stream_options.include_usage`` is set. ``POST /v1/messages``
     speaks Anthropic messages, streamed as ``message_start`` ... ``message_stop`` events.
-    ``GET /v1/models`` lists the configured models. Answers are deterministic text (or a tool call
-    whose arguments satisfy the tool's JSON schema), so streamed and non-streamed answers match.
+    ``GET /v1/models`` lists the configured models. Answers are deterministic text, or tool calls
+    whose arguments satisfy the tools' JSON schemas, so streamed and non-streamed answers match. Like
+    a model, it calls tools only when ``tool_choice`` demands one or the last user text shares a
+    content word with a tool's name or description (every such tool, in one message, when parallel
+    calls are allowed), and answers a tool result in text.
     Streams send their first event after ``ttft_ms`` and then pace tokens at ``tokens_per_second``;
     a non-stream answer arrives once all its tokens would have been generated.
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from router.simulator.replies import FinishReason, PlannedReply, PromptUsage, ToolSpec, plan_reply
+from router.simulator.replies import FinishReason, PlannedReply, PromptUsage, ToolMode, ToolOffer, ToolSpec, plan_reply
 from router.simulator.settings import ModelBehaviour
 from router.simulator.streaming import SseFrame, anthropic_event
 from router.simulator.tokens import (
@@ -33,6 +33,7 @@ _STOP_REASON = {
     FinishReason.LENGTH: "max_tokens",
     FinishReason.TOOL_CALLS: "tool_use",
 }
+_TOOL_MODE = {"auto": ToolMode.AUTO, "any": ToolMode.REQUIRED, "tool": ToolMode.REQUIRED, "none": ToolMode.NONE}
 
 
 class AnthropicMessage(Message):
@@ -41,6 +42,7 @@ class AnthropicMessage(Message):
 
 class AnthropicTool(LenientModel):
     name: str
+    description: str | None = None
     # Server tools (web search, code execution...) have a versioned type and no input schema.
     input_schema: dict[str, Any] | None = None
 
@@ -60,17 +62,22 @@ class MessagesRequest(GenerationRequest):
             total += count_json_tokens(tool.model_dump(exclude_none=True))
         return total
 
-    def chosen_tool(self) -> ToolSpec | None:
-        """The tool to use, or None when the turn must be answered with text."""
-        choice_type = (self.tool_choice or {}).get("type")
-        if not self.tools or choice_type == "none" or self._answers_tool_result():
-            return None
-        callable_tools = [tool for tool in self.tools if tool.input_schema is not None]
-        if not callable_tools:
-            return None
-        named = self.tool_choice.get("name") if choice_type == "tool" and self.tool_choice else None
-        chosen = next((tool for tool in callable_tools if tool.name == named), callable_tools[0])
-        return ToolSpec(chosen.name, chosen.input_schema)
+    def tool_offer(self) -> ToolOffer:
+        choice = self.tool_choice or {}
+        choice_type = choice.get("type")
+        forced = choice.get("name") if choice_type == "tool" else None
+        return ToolOffer(
+            # Server tools (web search...) run on Anthropic's side: the model never calls them here.
+            tools=[
+                ToolSpec(tool.name, tool.input_schema, tool.description)
+                for tool in self.tools or ()
+                if tool.input_schema is not None
+            ],
+            mode=_TOOL_MODE.get(choice_type, ToolMode.AUTO),
+            forced_name=forced if isinstance(forced, str) else None,
+            parallel=choice.get("disable_parallel_tool_use") is not True,
+            answers_tool_result=self._answers_tool_result(),
+        )
 
     def _answers_tool_result(self) -> bool:
         last = self.messages[-1]
@@ -89,9 +96,12 @@ class AnthropicMessagesFormat(WireFormat[MessagesRequest]):
 
     def answer(self, request: MessagesRequest, behaviour: ModelBehaviour) -> Answer:
         reply = _plan(request, behaviour)
-        if reply.tool_call:
-            call = reply.tool_call
-            content = [{"type": "tool_use", "id": _tool_use_id(), "name": call.name, "input": call.arguments}]
+        content: list[dict[str, Any]]
+        if reply.tool_calls:
+            content = [
+                {"type": "tool_use", "id": _tool_use_id(), "name": call.name, "input": call.arguments}
+                for call in reply.tool_calls
+            ]
         else:
             content = [{"type": "text", "text": reply.text}]
         usage = _usage_json(request, behaviour, output_tokens=reply.completion_tokens)
@@ -111,39 +121,53 @@ class AnthropicMessagesFormat(WireFormat[MessagesRequest]):
         # Like the real API, message_start counts a first output token; message_delta has the final count.
         message = {**_message_envelope(request), "content": [], "stop_reason": None}
         message["usage"] = _usage_json(request, behaviour, output_tokens=1)
-        if reply.tool_call:
-            block = {"type": "tool_use", "id": _tool_use_id(), "name": reply.tool_call.name, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in reply.tool_call.argument_pieces]
-        else:
-            block = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": piece} for piece in reply.text_pieces]
-        return [
-            anthropic_event({"type": "message_start", "message": message}),
-            anthropic_event({"type": "content_block_start", "index": 0, "content_block": block}),
-            anthropic_event({"type": "ping"}),
-            *(
-                anthropic_event({"type": "content_block_delta", "index": 0, "delta": delta}, position)
-                for position, delta in enumerate(deltas)
-            ),
-            anthropic_event({"type": "content_block_stop", "index": 0}),
+        frames = [anthropic_event({"type": "message_start", "message": message})]
+        position = 0
+        for index, (block, deltas) in enumerate(_content_blocks(reply)):
+            frames.append(anthropic_event({"type": "content_block_start", "index": index, "content_block": block}))
+            if index == 0:
+                frames.append(anthropic_event({"type": "ping"}))
+            for delta in deltas:
+                frames.append(
+                    anthropic_event({"type": "content_block_delta", "index": index, "delta": delta}, position)
+                )
+                position += 1
+            frames.append(anthropic_event({"type": "content_block_stop", "index": index}))
+        frames.append(
             anthropic_event(
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": _STOP_REASON[reply.finish_reason], "stop_sequence": None},
                     "usage": {"output_tokens": reply.completion_tokens},
                 }
-            ),
-            anthropic_event({"type": "message_stop"}),
-        ]
+            )
+        )
+        frames.append(anthropic_event({"type": "message_stop"}))
+        return frames
+
+
+def _content_blocks(reply: PlannedReply) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each content block's opening as ``content_block_start`` carries it, and its deltas: one text block, or
+    one ``tool_use`` block per call (its input streamed as JSON fragments)."""
+    if not reply.tool_calls:
+        return [({"type": "text", "text": ""}, [{"type": "text_delta", "text": piece} for piece in reply.text_pieces])]
+    return [
+        (
+            {"type": "tool_use", "id": _tool_use_id(), "name": call.name, "input": {}},
+            [{"type": "input_json_delta", "partial_json": piece} for piece in call.argument_pieces],
+        )
+        for call in reply.tool_calls
+    ]
 
 
 def _plan(request: MessagesRequest, behaviour: ModelBehaviour) -> PlannedReply:
+    last_user_text = request.last_user_text()
     return plan_reply(
         model=request.model,
         behaviour=behaviour,
-        last_user_text=request.last_user_text(),
+        last_user_text=last_user_text,
         token_cap=request.max_tokens,
-        tool=request.chosen_tool(),
+        tools=request.tool_offer().calls_for(last_user_text),
     )
 
 

@@ -8,9 +8,17 @@ import time
 from typing import Any
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from router.simulator.replies import PlannedReply, PlannedToolCall, PromptUsage, ToolSpec, plan_reply
+from router.simulator.replies import (
+    PlannedReply,
+    PlannedToolCall,
+    PromptUsage,
+    ToolMode,
+    ToolOffer,
+    ToolSpec,
+    plan_reply,
+)
 from router.simulator.settings import ModelBehaviour
 from router.simulator.streaming import SseFrame, openai_event
 from router.simulator.tokens import (
@@ -32,6 +40,7 @@ class ChatMessage(Message):
 
 class FunctionDefinition(LenientModel):
     name: str
+    description: str | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -52,6 +61,14 @@ class ChatCompletionRequest(GenerationRequest):
     max_completion_tokens: int | None = Field(None, ge=0)
     tools: list[ChatTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _known_tool_choice(cls, choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(choice, str) and choice not in set(ToolMode):
+            raise ValueError(f"expected one of {', '.join(ToolMode)}")
+        return choice
 
     @property
     def token_cap(self) -> int | None:
@@ -66,16 +83,18 @@ class ChatCompletionRequest(GenerationRequest):
             total += count_json_tokens(tool.model_dump(exclude_none=True))
         return total
 
-    def chosen_tool(self) -> ToolSpec | None:
-        """The function to call, or None when the turn must be answered with text."""
-        if not self.tools or self.tool_choice == "none" or self.messages[-1].role == "tool":
-            return None
-        functions = [tool.function for tool in self.tools if tool.type == "function" and tool.function]
-        if not functions:
-            return None
-        named = self.tool_choice.get("function", {}).get("name") if isinstance(self.tool_choice, dict) else None
-        chosen = next((function for function in functions if function.name == named), functions[0])
-        return ToolSpec(chosen.name, chosen.parameters)
+    def tool_offer(self) -> ToolOffer:
+        functions = [tool.function for tool in self.tools or () if tool.type == "function" and tool.function]
+        choice = self.tool_choice
+        named_function = choice.get("function") if isinstance(choice, dict) else None
+        forced = named_function.get("name") if isinstance(named_function, dict) else None
+        return ToolOffer(
+            tools=[ToolSpec(function.name, function.parameters, function.description) for function in functions],
+            mode=ToolMode(choice) if isinstance(choice, str) else ToolMode.AUTO,
+            forced_name=forced if isinstance(forced, str) else None,
+            parallel=self.parallel_tool_calls is not False,
+            answers_tool_result=self.messages[-1].role == "tool",
+        )
 
 
 class OpenAIChatFormat(WireFormat[ChatCompletionRequest]):
@@ -93,12 +112,12 @@ class OpenAIChatFormat(WireFormat[ChatCompletionRequest]):
         for index, reply in enumerate(replies):
             message: dict[str, Any] = {
                 "role": "assistant",
-                "content": None if reply.tool_call else reply.text,
+                "content": None if reply.tool_calls else reply.text,
                 "refusal": None,
                 "annotations": [],
             }
-            if reply.tool_call:
-                message["tool_calls"] = [_tool_call_json(reply.tool_call, _call_id())]
+            if reply.tool_calls:
+                message["tool_calls"] = [_tool_call_json(call, _call_id()) for call in reply.tool_calls]
             choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
         body = {
             **_envelope(request, "chat.completion"),
@@ -121,16 +140,15 @@ class OpenAIChatFormat(WireFormat[ChatCompletionRequest]):
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             return {**envelope, "choices": [choice], **usage_field}
 
-        call_ids = [_call_id() for _ in replies]
-        frames = [
-            openai_event(chunk(index, _first_delta(reply, call_ids[index]))) for index, reply in enumerate(replies)
-        ]
-        longest = max(len(reply.pieces) for reply in replies)
-        for position in range(longest):
-            for index, reply in enumerate(replies):
-                pieces = reply.pieces
-                if position < len(pieces):
-                    frames.append(openai_event(chunk(index, _piece_delta(reply, pieces[position])), position))
+        streams = [_reply_deltas(reply) for reply in replies]
+        frames = [openai_event(chunk(index, opening)) for index, (opening, _) in enumerate(streams)]
+        # The choices' timed deltas interleave by their place on the token clock, as n choices generate together.
+        timed = sorted(
+            (position, index, order, delta)
+            for index, (_, deltas) in enumerate(streams)
+            for order, (position, delta) in enumerate(deltas)
+        )
+        frames.extend(openai_event(chunk(index, delta), position) for position, index, _, delta in timed)
         frames.extend(openai_event(chunk(index, {}, reply.finish_reason)) for index, reply in enumerate(replies))
         if include_usage:
             frames.append(openai_event({**envelope, "choices": [], "usage": _usage_json(request, behaviour, replies)}))
@@ -153,8 +171,8 @@ def openai_error_body(status: int, problem: RequestProblem) -> bytes:
 
 
 def _plan_choices(request: ChatCompletionRequest, behaviour: ModelBehaviour) -> list[PlannedReply]:
-    tool = request.chosen_tool()
     last_user_text = request.last_user_text()
+    tools = request.tool_offer().calls_for(last_user_text)
     return [
         plan_reply(
             model=request.model,
@@ -162,7 +180,7 @@ def _plan_choices(request: ChatCompletionRequest, behaviour: ModelBehaviour) -> 
             last_user_text=last_user_text,
             token_cap=request.token_cap,
             choice_index=index,
-            tool=tool,
+            tools=tools,
         )
         for index in range(request.n)
     ]
@@ -211,19 +229,27 @@ def _tool_call_json(call: PlannedToolCall, call_id: str) -> dict[str, Any]:
     }
 
 
-def _first_delta(reply: PlannedReply, call_id: str) -> dict[str, Any]:
-    if reply.tool_call is None:
-        return {"role": "assistant", "content": "", "refusal": None}
-    call = {
-        "index": 0,
-        "id": call_id,
-        "type": "function",
-        "function": {"name": reply.tool_call.name, "arguments": ""},
-    }
-    return {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+def _reply_deltas(reply: PlannedReply) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
+    """A choice's opening delta, then every later delta with its place on the token clock.
 
-
-def _piece_delta(reply: PlannedReply, piece: str) -> dict[str, Any]:
-    if reply.tool_call is None:
-        return {"content": piece}
-    return {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+    Each tool call opens with its ``index``, ``id``, type and name (the first one inside the opening delta) and
+    then streams its arguments as fragments carrying only that ``index``: OpenAI streams parallel calls one after
+    another this way.
+    """
+    if not reply.tool_calls:
+        opening = {"role": "assistant", "content": "", "refusal": None}
+        return opening, [(position, {"content": piece}) for position, piece in enumerate(reply.text_pieces)]
+    opening: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    deltas: list[tuple[int, dict[str, Any]]] = []
+    position = 0
+    for index, call in enumerate(reply.tool_calls):
+        function = {"name": call.name, "arguments": ""}
+        header = {"tool_calls": [{"index": index, "id": _call_id(), "type": "function", "function": function}]}
+        if index == 0:
+            opening.update(header)
+        else:
+            deltas.append((position, header))
+        for piece in call.argument_pieces:
+            deltas.append((position, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+            position += 1
+    return opening, deltas

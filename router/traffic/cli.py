@@ -17,7 +17,8 @@ from router.traffic.log import read_traffic
 from router.traffic.redact import Redactor
 from router.traffic.replay import DEFAULT_BATCH_SIZE, replay
 from router.traffic.report import build_report, gate_failures, render_text, write_outputs
-from router.traffic.send import send_traffic
+from router.traffic.send import DEFAULT_CONCURRENCY, send_traffic
+from router.traffic.send_progress import SendProgress
 from router.yamlsource import ConfigFileError
 
 GATE_FAILED_EXIT = 3
@@ -48,20 +49,49 @@ def generate(calls: int, seed: int, out_path: Path) -> None:
     help="Traffic log (JSONL) to send.",
 )
 @click.option("--url", default="http://127.0.0.1:4000", show_default=True, help="The gateway's base URL.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Calls in flight.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Calls in flight at once; each call's turns are sent strictly in order.",
+)
 @click.option(
     "--stream-every", type=click.IntRange(min=0), default=3, show_default=True, help="Stream every n-th turn."
 )
 @click.option("--api-key", envvar="SWITCHBOARD_API_KEY", help="A virtual key, when the gateway requires one.")
-def send(traffic_path: Path, url: str, concurrency: int, stream_every: int, api_key: str | None) -> None:
-    """Send a traffic log through a running gateway: each call's turns in order, calls side by side."""
+@click.option(
+    "--progress-every",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines when stderr is not a terminal (a terminal gets a progress bar).",
+)
+def send(
+    traffic_path: Path, url: str, concurrency: int, stream_every: int, api_key: str | None, progress_every: float
+) -> None:
+    """Send a traffic log through a running gateway: each call's turns in order, calls side by side.
+
+    Progress (turns, calls, elapsed time, cost so far) goes to stderr; the totals the gateway billed, which
+    ``switchboard report`` and the cost metrics reproduce, go to stdout at the end.
+    """
+    click.echo(f"sending {traffic_path} to {url}, {concurrency} calls at a time", err=True)
+    progress = SendProgress(sys.stderr, bar=sys.stderr.isatty(), every_s=progress_every)
     summary = asyncio.run(
         send_traffic(
-            read_traffic(traffic_path), url, concurrency=concurrency, stream_every=stream_every, api_key=api_key
+            read_traffic(traffic_path),
+            url,
+            concurrency=concurrency,
+            stream_every=stream_every,
+            api_key=api_key,
+            progress=progress,
         )
     )
-    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(summary.statuses.items()))
-    click.echo(f"sent {summary.requests:,} turns ({statuses})")
+    progress.close(summary)
+    outcomes = [f"{status}: {count:,}" for status, count in sorted(summary.statuses.items())]
+    if summary.no_response:
+        outcomes.append(f"no response: {summary.no_response:,}")
+    click.echo(f"sent {summary.requests:,} turns of {summary.calls:,} calls ({', '.join(outcomes)})")
     click.echo(
         f"cost ${summary.cost_usd:.6f}, all-frontier baseline ${summary.baseline_cost_usd:.6f}, "
         f"savings ${summary.baseline_cost_usd - summary.cost_usd:.6f}"
