@@ -158,12 +158,14 @@ def test_auth_matrix(tmp_path: Path, simulator: SimulatorServer, all_logs: Calla
     assert ADMIN_KEY not in logs
 
 
-def test_keys_and_rate_limits_are_shared_by_replicas_through_redis(tmp_path: Path, simulator: SimulatorServer) -> None:
+def test_keys_and_rate_limits_are_shared_by_replicas_through_postgres_and_redis(
+    tmp_path: Path, simulator: SimulatorServer, postgres_url: str
+) -> None:
     config = gateway_config(simulator.base_url)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with RedisServer() as redis_server:
-        settings = {"redis_url": redis_server.url, "admin_key": ADMIN_KEY}
+        settings = {"redis_url": redis_server.url, "database_url": postgres_url, "admin_key": ADMIN_KEY}
         with (
             make_gateway(tmp_path / "a", config, **settings) as one,
             make_gateway(tmp_path / "b", config, **settings) as two,

@@ -1,6 +1,8 @@
 """Accounting for finished turns: price them, write the ledger record, move the metrics.
 
-It is the gateway's only writer of cost data, so the ledger and Prometheus always agree.
+It is the gateway's only writer of cost data, so the ledger and Prometheus always agree. A turn's record is
+durable (committed, or fsync'd to the spool) before ``record`` returns, so before its answer reaches the
+client; a stream also gets a provisional record before its first byte (see ``router.accounting.ledger``).
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ import fcntl
 import logging
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from router.accounting.calls import CallCostTracker
 from router.accounting.ledger import (
+    STREAM_UNFINISHED,
     Ledger,
     LedgerRecord,
-    RedisStreamLedgerSink,
+    LedgerSink,
+    PostgresLedgerSink,
     SQLiteLedgerSink,
     usage_fields,
 )
@@ -66,13 +70,53 @@ class Recorder:
             "shadow_cost_usd": float(cost),
         }
 
-    def record(self, turn: Turn, outcome: Outcome) -> None:
+    async def record(self, turn: Turn, outcome: Outcome) -> None:
+        """Account for a finished turn; returns once its record is durable (else ``LedgerUnavailable``)."""
         try:
-            self._record(turn, outcome)
-        except Exception:  # accounting must never fail a turn that was served
+            record, overhead_ms = self._ledger_record(turn, outcome)
+            durable = self.ledger.commit(record)
+        except Exception:  # a bug in accounting must never fail a turn that was served
             logger.exception("could not account for %s", turn.request_id)
+            return
+        try:
+            self._observe(record, turn, outcome, overhead_ms)
+            self._follow(turn, record, outcome)
+        except Exception:
+            logger.exception("could not account for %s", turn.request_id)
+        await durable
 
-    def _record(self, turn: Turn, outcome: Outcome) -> None:
+    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
+        """Commit the provisional record of a stream about to send its first byte: what it costs if the gateway
+        dies before the end (the prompt; completion tokens unknown). The final record replaces it."""
+        usage = Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=0, estimated=True)
+        cost, baseline = self.price(deployment, usage)
+        outcome = Outcome(
+            deployment=deployment,
+            usage=usage,
+            cost_usd=cost,
+            baseline_cost_usd=baseline,
+            error_type=STREAM_UNFINISHED,
+            interrupted=True,
+        )
+        record, _ = self._ledger_record(turn, outcome)
+        await self.ledger.commit(record)
+
+    def _follow(self, turn: Turn, record: LedgerRecord, outcome: Outcome) -> None:
+        """The traffic log and the call's running cost."""
+        if self.traffic is not None:
+            self.traffic.write(self._traffic_record(turn, record, outcome.usage))
+        if turn.call_id is not None:
+            self.calls.add_turn(
+                record.tenant,
+                record.agent,
+                turn.call_id,
+                record.cost_usd,
+                record.voice_call_seconds,
+                ended=turn.facts.voice.call_ended,
+            )
+
+    def _ledger_record(self, turn: Turn, outcome: Outcome) -> tuple[LedgerRecord, float | None]:
+        """The turn's record (its id is the request id, so a stream's final record replaces its provisional one)."""
         deployment = outcome.deployment
         decision = turn.decision
         tier = decision.tier or (self._tier_of(deployment.name) if deployment else None)
@@ -83,6 +127,7 @@ class Recorder:
         interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
         classification = turn.classification
         record = LedgerRecord(
+            record_id=turn.request_id,
             request_id=turn.request_id,
             ts=turn.received_at,
             call_id=turn.call_id,
@@ -116,19 +161,7 @@ class Recorder:
             **(usage_fields(usage) if usage is not None else {}),
             **self._shadow(turn, usage, deployment.name if deployment else None),
         )
-        self.ledger.record(record)
-        self._observe(record, turn, outcome, overhead_ms)
-        if self.traffic is not None:
-            self.traffic.write(self._traffic_record(turn, record, usage))
-        if turn.call_id is not None:
-            self.calls.add_turn(
-                record.tenant,
-                record.agent,
-                turn.call_id,
-                record.cost_usd,
-                record.voice_call_seconds,
-                ended=turn.facts.voice.call_ended,
-            )
+        return record, overhead_ms
 
     def _observe(self, record: LedgerRecord, turn: Turn, outcome: Outcome, overhead_ms: float | None) -> None:
         m = self.metrics
@@ -219,10 +252,13 @@ class Recorder:
         return next((tier for tier, chain in self._config.tiers.items() if deployment in chain), None)
 
 
-async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
-    """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
+async def build_recorder(
+    settings: Settings, config: GatewayConfig, metrics: Metrics, postgres: Any | None = None
+) -> Recorder:
+    """The recorder with its ledger started (spools left by earlier processes replayed): PostgreSQL when a pool
+    is given, else SQLite in WAL mode under the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
+    sink: LedgerSink = PostgresLedgerSink(postgres) if postgres is not None else SQLiteLedgerSink(settings.ledger_path)
     spool, spool_lock = claim_spool(settings.data_dir)
     ledger = Ledger(sink, spool)
     await ledger.start()
