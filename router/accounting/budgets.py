@@ -558,6 +558,7 @@ class RedisBudgets:
         self._replaying = asyncio.Lock()
         self._seeding = asyncio.Lock()
         self._seedings = 0
+        self._seed_checks = 0
 
     @property
     def _marker(self) -> str:
@@ -572,7 +573,11 @@ class RedisBudgets:
             self._redis_down(exc)
 
     async def _seed(self) -> None:
+        checked = self._seed_checks
         async with self._seeding:
+            if self._seed_checks != checked:
+                return  # a concurrent caller checked (and seeded) while this one waited: one check per burst
+            self._seed_checks += 1
             if await self._redis.exists(self._marker):
                 return
             try:
