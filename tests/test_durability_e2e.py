@@ -141,3 +141,5 @@ def test_ledger_totals_equal_prometheus_spend_with_two_replicas_on_postgres(
     print(f"two replicas: {load.requests} requests, {rows} ledger rows, {ledger_total} USD in both")
     assert int(rows) == load.requests and len(load.completed) > 10 and len(load.finished_streams) > 10
     assert abs(float(metric["value"][1]) - float(ledger_total)) <= 1e-9
+    # Each replica recorded the policy version it started with in the history.
+    assert int(postgres_server.query("SELECT count(*) FROM policy_versions", database)) == 2

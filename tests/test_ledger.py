@@ -221,9 +221,7 @@ async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: P
     await wait_until(lambda: ledger.pending == 0 and spool.exists())
     assert not ledger.healthy
     spooled = [json.loads(line) for line in spool.read_text().splitlines()]
-    assert [r["request_id"] for line in spooled for r in line["records"]] == [
-        f"req-{n}" for n in range(1, 26)
-    ]
+    assert [r["request_id"] for line in spooled for r in line["records"]] == [f"req-{n}" for n in range(1, 26)]
 
     sink.up = True
     for n in range(26, 30):  # recorded after recovery, written after the spooled ones
@@ -288,6 +286,17 @@ async def test_a_final_record_replaces_only_a_provisional_one(sink: LedgerSink) 
     await sink.write_batch([make_record(3), other, other.model_copy(update={"error_type": None})])
     errors = {r.request_id: r.error_type for r in await sink.query("acme")}
     assert errors == {"req-1": None, "req-2": None, "req-3": None}
+
+
+@pytest.mark.e2e
+async def test_the_migrated_postgres_ledger_has_the_record_columns_in_order(postgres_url: str) -> None:
+    # PostgresLedgerSink inserts whole rows of the table's composite type, so the order must be LedgerRecord's.
+    pool = await open_postgres(postgres_url)
+    columns = await pool.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'ledger' ORDER BY ordinal_position"
+    )
+    await pool.close()
+    assert [row[0] for row in columns] == list(LEDGER_COLUMNS)
 
 
 @pytest.mark.e2e
