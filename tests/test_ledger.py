@@ -382,3 +382,21 @@ def test_spool_slots_are_exclusive_per_process_and_adopted_after_a_crash(tmp_pat
     assert adopted == first  # its successor replays what it left behind
     second_lock.close()
     adopted_lock.close()
+
+
+async def test_orphaned_spools_are_replayed_and_live_ones_left_alone(tmp_path: Path) -> None:
+    from router.accounting.ledger import Spool
+    from router.accounting.recorder import adopt_orphan_spools, claim_spool
+
+    mine, my_lock = claim_spool(tmp_path)
+    live, live_lock = claim_spool(tmp_path)  # another worker, running
+    orphan = tmp_path / "ledger-spool-7.jsonl"  # a worker that crashed, whose slot nobody took again
+    for path, first in ((mine, 0), (live, 10), (orphan, 20)):
+        Spool(path).append([make_record(n) for n in range(first, first + 3)])
+    sink = SQLiteLedgerSink(tmp_path / "ledger.db")
+    await adopt_orphan_spools(tmp_path, sink)
+    assert sorted(r.request_id for r in await sink.query("acme")) == ["req-20", "req-21", "req-22"]
+    assert not orphan.exists() and mine.exists() and live.exists()
+    await sink.aclose()
+    my_lock.close()
+    live_lock.close()

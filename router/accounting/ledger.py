@@ -395,7 +395,7 @@ class PostgresLedgerSink:
         return None
 
 
-class _Spool:
+class Spool:
     """Batches the sink refused, one JSON line each, appended with fsync so a crash keeps them."""
 
     def __init__(self, path: Path) -> None:
@@ -438,6 +438,23 @@ class _Spool:
                     # Only a write cut short by a crash (never fsync'd, never acknowledged) is torn.
                     logger.error("ledger spool %s: skipping unreadable line ending at byte %d", self.path, offset)
         return None, offset
+
+    async def replay_into(self, sink: LedgerSink) -> int:
+        """Write the spooled batches to ``sink`` in order, dropping each replayed one; raises when the sink fails
+        (what was replayed until then is dropped, the rest stays). Returns how many batches were replayed."""
+        offset = replayed = 0
+        try:
+            while True:
+                batch, next_offset = await asyncio.to_thread(self.read_at, offset)
+                if batch is None:
+                    offset = next_offset
+                    return replayed
+                await sink.write_batch(batch)
+                offset, replayed = next_offset, replayed + 1
+        finally:
+            if offset:
+                await asyncio.to_thread(self.drop_before, offset)
+                logger.info("ledger replayed %d spooled batches from %s", replayed, self.path)
 
     def drop_before(self, offset: int) -> None:
         """Remove the replayed first ``offset`` bytes, atomically (a crash leaves old or new spool)."""
@@ -483,7 +500,7 @@ class Ledger:
         retry_interval_s: float = 0.2,
     ) -> None:
         self.sink = sink
-        self._spool = _Spool(Path(spool_path))
+        self._spool = Spool(Path(spool_path))
         self._batch_size = batch_size
         self._probe_interval_s = probe_interval_s
         self._retry_interval_s = retry_interval_s
@@ -586,23 +603,13 @@ class Ledger:
         await asyncio.to_thread(self._spool.append, batch)
 
     async def _replay_spool(self) -> None:
-        offset = replayed = 0
         try:
-            while True:
-                batch, next_offset = await asyncio.to_thread(self._spool.read_at, offset)
-                if batch is None:
-                    offset = next_offset
-                    break
-                await self.sink.write_batch(batch)
-                offset, replayed = next_offset, replayed + 1
+            await self._spool.replay_into(self.sink)
             self._sink_failed = False
         except Exception as exc:
             logger.info("ledger sink still failing (%s); batches stay spooled", exc)
             self._sink_failed = True
             self._next_probe = time.monotonic() + self._probe_interval_s
-        if offset:
-            await asyncio.to_thread(self._spool.drop_before, offset)
-            logger.info("ledger replayed %d spooled batches", replayed)
 
     async def aclose(self) -> None:
         """Stop the writer, write what is queued (sink, else spool) and close the sink."""

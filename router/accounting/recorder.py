@@ -20,6 +20,7 @@ from router.accounting.ledger import (
     LedgerRecord,
     LedgerSink,
     PostgresLedgerSink,
+    Spool,
     SQLiteLedgerSink,
     usage_fields,
 )
@@ -260,6 +261,7 @@ async def build_recorder(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sink: LedgerSink = PostgresLedgerSink(postgres) if postgres is not None else SQLiteLedgerSink(settings.ledger_path)
     spool, spool_lock = claim_spool(settings.data_dir)
+    await adopt_orphan_spools(settings.data_dir, sink)
     ledger = Ledger(sink, spool)
     await ledger.start()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
@@ -285,3 +287,21 @@ def claim_spool(data_dir: Path, slots: int = 256) -> tuple[Path, IO[bytes]]:
             continue
         return data_dir / f"ledger-spool-{slot}.jsonl", lock
     raise RuntimeError(f"all {slots} ledger spool slots in {data_dir} are held by running processes")
+
+
+async def adopt_orphan_spools(data_dir: Path, sink: LedgerSink) -> None:
+    """Replay the spools that no running process holds (a worker that crashed and came back in another slot).
+
+    Each is locked while it is replayed, so two starting workers never replay one spool twice; a spool whose sink
+    still fails stays for the next start.
+    """
+    for path in sorted(data_dir.glob("ledger-spool-*.jsonl")):
+        with path.with_suffix(".lock").open("wb") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive (this one included) and replays it itself
+            try:
+                await Spool(path).replay_into(sink)
+            except Exception as exc:
+                logger.warning("ledger: could not replay the orphaned spool %s yet (%s)", path, exc)

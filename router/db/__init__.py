@@ -41,13 +41,25 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+# A database that stopped answering must not hold answers for long: past this, a ledger batch goes to the spool
+# and a key lookup answers 503.
+CONNECT_TIMEOUT_SECONDS = 5.0
+COMMAND_TIMEOUT_SECONDS = 5.0
+
+
 async def open_postgres(database_url: str, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool to an up-to-date schema."""
     import asyncpg
 
     await asyncio.to_thread(migrate, database_url)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, command_timeout=10)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        command_timeout=COMMAND_TIMEOUT_SECONDS,
+    )
 
 
 async def record_policy_version(pool: asyncpg.Pool, version: str, shadow_version: str | None, path: str) -> None:
