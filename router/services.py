@@ -132,17 +132,22 @@ def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     return call
 
 
-def _publish_policy(metrics: Metrics, policies: PolicyStore, postgres: asyncpg.Pool | None) -> None:
+def _publish_policy(
+    metrics: Metrics, policies: PolicyStore, postgres: asyncpg.Pool | None, writes: set[asyncio.Task[None]]
+) -> None:
+    """The active version to the metrics and, on PostgreSQL, to the policy version history (in the background)."""
     shadow = policies.shadow.version if policies.shadow else None
     metrics.publish_policy(policies.active.version, shadow)
     if postgres is not None:
         task = asyncio.get_running_loop().create_task(
             record_policy_version(postgres, policies.active.version, shadow, str(policies.active.path))
         )
-        task.add_done_callback(_log_failure)
+        writes.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(lambda done: _forget_history_write(done, writes))
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _forget_history_write(task: asyncio.Task[None], writes: set[asyncio.Task[None]]) -> None:
+    writes.discard(task)
     if not task.cancelled() and task.exception() is not None:
         logger.error("could not record the policy version history: %s", task.exception())
 
@@ -190,8 +195,9 @@ async def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     postgres = await open_postgres(settings.database_url) if settings.database_url else None
     recorder = await build_recorder(settings, config, metrics, postgres)
-    policies.on_change = lambda loaded: _publish_policy(metrics, policies, postgres)
-    _publish_policy(metrics, policies, postgres)
+    history_writes: set[asyncio.Task[None]] = set()
+    policies.on_change = lambda loaded: _publish_policy(metrics, policies, postgres, history_writes)
+    _publish_policy(metrics, policies, postgres, history_writes)
     state = build_state(settings)
     for deployment in config.deployments:
         metrics.circuit_open.labels(deployment.name).set(0)

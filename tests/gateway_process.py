@@ -33,8 +33,12 @@ class GatewayProcess:
 
     def __init__(self, env: Mapping[str, str], log: Path | None = None) -> None:
         self.port = free_port()
-        self.env = {**os.environ, **env, "SWITCHBOARD_PORT": str(self.port)}
-        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        # Only this gateway's settings: none inherited from whatever ran before in this process.
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k not in ("REDIS_URL",)
+        }
+        inherited.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env = {**inherited, **env, "SWITCHBOARD_PORT": str(self.port)}
         self.log = log
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -89,7 +93,7 @@ class MixedLoad:
     streamed: set[str] = field(default_factory=set)  # streams that delivered a 200 and at least one byte
     finished_streams: set[str] = field(default_factory=set)  # streams that reached data: [DONE]
     requests: int = 0
-    failures: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # exception name -> count, for diagnosis
 
     @property
     def delivered(self) -> set[str]:
@@ -116,8 +120,8 @@ async def _one(client: httpx.AsyncClient, base: str, stream: bool, load: MixedLo
                     load.streamed.add(request_id)
                 if b"data: [DONE]" in chunk:
                     load.finished_streams.add(request_id)
-    except httpx.HTTPError:
-        load.failures += 1
+    except httpx.HTTPError as exc:
+        load.failures[type(exc).__name__] = load.failures.get(type(exc).__name__, 0) + 1
         await asyncio.sleep(0.05)  # a dead gateway refuses at once: do not spin
 
 

@@ -505,6 +505,7 @@ class Ledger:
         self._probe_interval_s = probe_interval_s
         self._retry_interval_s = retry_interval_s
         self._queue: deque[_Queued] = deque()
+        self._in_flight = 0  # records taken from the queue whose batch is being written
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -519,8 +520,8 @@ class Ledger:
 
     @property
     def pending(self) -> int:
-        """Records queued in memory, not yet in the sink or the spool."""
-        return len(self._queue)
+        """Records in memory, not yet in the sink or the spool."""
+        return len(self._queue) + self._in_flight
 
     @property
     def spooled_batches(self) -> int:
@@ -577,15 +578,18 @@ class Ledger:
             await self._replay_spool()
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+            self._in_flight = len(batch)
             try:
                 await self._deliver([q.record for q in batch])
             except BaseException as exc:
+                self._in_flight = 0
                 # Waiting requests learn at once that their record is not durable; the records stay queued.
                 self._queue.extendleft(_Queued(q.record, None) for q in reversed(batch))
                 for queued in batch:
                     if queued.durable is not None and not queued.durable.done():
                         queued.durable.set_exception(LedgerUnavailable(f"the ledger cannot record this turn: {exc}"))
                 raise
+            self._in_flight = 0
             for queued in batch:
                 if queued.durable is not None and not queued.durable.done():
                     queued.durable.set_result(None)
