@@ -127,28 +127,34 @@ async def _one(client: httpx.AsyncClient, base: str, stream: bool, load: MixedLo
 
 async def run_mixed_load(
     bases: Sequence[str],
-    seconds: float,
+    until: Callable[[MixedLoad], bool],
     *,
     concurrency: int = 16,
-    kill_after_s: float | None = None,
     kill: Callable[[], None] | None = None,
+    after_s: float = 1.0,
+    max_seconds: float = 180.0,
 ) -> MixedLoad:
-    """Every client alternates streamed and non-streamed turns over ``bases`` for ``seconds``; ``kill`` runs
-    (in a thread) ``kill_after_s`` into the load, while requests and streams are in flight."""
+    """Every client alternates streamed and non-streamed turns over ``bases`` until ``until(load)`` holds (so the
+    test does not depend on how fast a loaded machine is); then ``kill`` runs (in a thread) while requests and
+    streams are in flight, and the clients go on for ``after_s``."""
     load = MixedLoad()
-    deadline = time.monotonic() + seconds
+    stop_at: float | None = None
+    give_up = time.monotonic() + max_seconds
 
     async def client_loop(index: int) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
             n = index
-            while time.monotonic() < deadline:
+            while stop_at is None or time.monotonic() < stop_at:
                 await _one(client, bases[n % len(bases)], stream=n % 2 == 0, load=load)
                 n += 1
 
-    async def killer() -> None:
-        if kill is not None and kill_after_s is not None:
-            await asyncio.sleep(kill_after_s)
+    async def conductor() -> None:
+        nonlocal stop_at
+        while not until(load) and time.monotonic() < give_up:
+            await asyncio.sleep(0.05)
+        if kill is not None:
             await asyncio.to_thread(kill)
+        stop_at = time.monotonic() + after_s
 
-    await asyncio.gather(killer(), *(client_loop(i) for i in range(concurrency)))
+    await asyncio.gather(conductor(), *(client_loop(i) for i in range(concurrency)))
     return load

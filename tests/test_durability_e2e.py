@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def _env(tmp_path: Path, simulator: SimulatorServer, name: str, **extra: str) ->
     }
 
 
+def delivered_at_least(count: int) -> Callable[[MixedLoad], bool]:
+    """Run until clients received ``count`` non-streamed answers and ``count`` streams had delivered bytes."""
+    return lambda load: len(load.completed) >= count and len(load.streamed) >= count
+
+
 def _check(load: MixedLoad, rows: dict[str, tuple[int, str | None]], total_rows: int, minimum: int) -> None:
     delivered = load.delivered
     lost = sorted(delivered - rows.keys())
@@ -69,12 +75,12 @@ def test_kill_9_loses_no_delivered_answer_sqlite(tmp_path: Path, paced_simulator
     gateway = GatewayProcess(_env(tmp_path, paced_simulator, "data"), log=tmp_path / "gateway.log")
     gateway.start()
     try:
-        load = asyncio.run(run_mixed_load([gateway.base_url], seconds=4.0, kill_after_s=3.0, kill=gateway.kill))
+        load = asyncio.run(run_mixed_load([gateway.base_url], until=delivered_at_least(60), kill=gateway.kill))
         gateway.start()  # the restart replays whatever the killed process spooled
     finally:
         gateway.stop()
     rows, total = _sqlite_rows(tmp_path / "data" / "ledger.sqlite3")
-    _check(load, rows, total, minimum=50)
+    _check(load, rows, total, minimum=60)
 
 
 def _postgres_rows(server: PostgresServer, database: str) -> tuple[dict[str, tuple[int, str | None]], int]:
@@ -108,16 +114,14 @@ def test_kill_9_of_two_replicas_on_postgres_loses_nothing(
         replicas[1].kill()
 
     try:
-        load = asyncio.run(
-            run_mixed_load([r.base_url for r in replicas], seconds=6.5, kill_after_s=5.5, kill=kill_both)
-        )
+        load = asyncio.run(run_mixed_load([r.base_url for r in replicas], until=delivered_at_least(40), kill=kill_both))
         for replica in replicas:
             replica.start()
     finally:
         for replica in replicas:
             replica.stop()
     rows, total = _postgres_rows(postgres_server, postgres_url.rsplit("/", 1)[1])
-    _check(load, rows, total, minimum=15)
+    _check(load, rows, total, minimum=40)
 
 
 def test_ledger_totals_equal_prometheus_spend_with_two_replicas_on_postgres(
@@ -133,7 +137,9 @@ def test_ledger_totals_equal_prometheus_spend_with_two_replicas_on_postgres(
     ):
         targets = [ScrapeTarget(job=f"replica-{i}", address=f"127.0.0.1:{g.port}") for i, g in enumerate((one, two))]
         with PrometheusServer(targets) as prometheus:
-            load = asyncio.run(run_mixed_load([one.base_url, two.base_url], seconds=3.0, concurrency=8))
+            load = asyncio.run(
+                run_mixed_load([one.base_url, two.base_url], until=delivered_at_least(20), concurrency=8)
+            )
             after = datetime.now(UTC)
             final = max(prometheus.wait_for_scrape(t.job, after=after) for t in targets)
             (metric,) = prometheus.query("sum(switchboard_cost_usd_total)", at=final.timestamp())
