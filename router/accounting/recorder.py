@@ -89,18 +89,23 @@ class Recorder:
     async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
         """Commit the provisional record of a stream about to send its first byte: what it costs if the gateway
         dies before the end (the prompt; completion tokens unknown). The final record replaces it."""
-        usage = Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=0, estimated=True)
-        cost, baseline = self.price(deployment, usage)
-        outcome = Outcome(
-            deployment=deployment,
-            usage=usage,
-            cost_usd=cost,
-            baseline_cost_usd=baseline,
-            error_type=STREAM_UNFINISHED,
-            interrupted=True,
-        )
-        record, _ = self._ledger_record(turn, outcome)
-        await self.ledger.commit(record)
+        try:
+            usage = Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=0, estimated=True)
+            cost, baseline = self.price(deployment, usage)
+            outcome = Outcome(
+                deployment=deployment,
+                usage=usage,
+                cost_usd=cost,
+                baseline_cost_usd=baseline,
+                error_type=STREAM_UNFINISHED,
+                interrupted=True,
+            )
+            record, _ = self._ledger_record(turn, outcome)
+            durable = self.ledger.commit(record)
+        except Exception:  # as in record(): a bug in accounting must never fail the turn
+            logger.exception("could not account for the start of %s", turn.request_id)
+            return
+        await durable
 
     def _follow(self, turn: Turn, record: LedgerRecord, outcome: Outcome) -> None:
         """The traffic log and the call's running cost."""
