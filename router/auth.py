@@ -4,12 +4,16 @@ Once any virtual key has been issued (or ``require_keys`` is set), every ``/v1``
 ``Authorization: Bearer sb-...``: the tenant, agent and limits come from the key, and ``X-Tenant`` is ignored;
 ``X-Agent`` names the agent only when the key has none. Until then the gateway is open and tenants come
 from ``X-Tenant`` / ``X-Agent``. Revoking every key does not reopen it. Admin endpoints need the admin key.
+
+Fail closed: whether keys are required, and whether a key is valid, come from the system of record (through a
+cache of at most 5 s); when it cannot be asked the request gets 503, never the open path.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Any
 
 from router import headers as H
 from router.errors import AuthenticationError
@@ -82,8 +86,11 @@ class Authenticator:
         await self.keys.aclose()
 
 
-def build_authenticator(settings: Settings, redis_timeout_s: float, *, require_keys: bool = False) -> Authenticator:
-    """Keys and rate limits in Redis when ``REDIS_URL`` is set (shared by replicas), else SQLite and in-process."""
-    keys = KeyRing(build_key_store(settings, redis_timeout_s))
+def build_authenticator(
+    settings: Settings, redis_timeout_s: float, *, require_keys: bool = False, postgres: Any | None = None
+) -> Authenticator:
+    """Keys in the system of record (PostgreSQL pool if given, else SQLite); rate limits in Redis when
+    ``REDIS_URL`` is set (shared by replicas), else in-process."""
+    keys = KeyRing(build_key_store(settings, postgres))
     redis = redis_client(settings.redis_url, redis_timeout_s) if settings.redis_url else None
     return Authenticator(settings.admin_key, keys, RateLimiter(keys, redis), require_keys=require_keys)

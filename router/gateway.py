@@ -6,6 +6,7 @@ serves every surface and every test.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -18,6 +19,7 @@ import orjson
 
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
+from router.accounting.ledger import LedgerUnavailable
 from router.accounting.tokens import MediaParts, content_text, media_parts, text_tokens
 from router.accounting.usage import Usage
 from router.allowance import Allowance
@@ -125,8 +127,12 @@ class Accountant(Protocol):
         """(cost, baseline cost) in USD of these tokens on this deployment."""
         ...
 
-    def record(self, turn: Turn, outcome: Outcome) -> None:
-        """Ledger + metrics; must not block and must not raise."""
+    async def record(self, turn: Turn, outcome: Outcome) -> None:
+        """Ledger + metrics; returns once the record is durable, raises ``LedgerUnavailable`` if it is not."""
+        ...
+
+    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
+        """Make a provisional record of a stream durable before its first byte is sent."""
         ...
 
     def record_rejection(self, rejection: Rejection) -> None: ...
@@ -394,16 +400,25 @@ class Gateway:
         except Exception as exc:
             await self._fail(turn, Outcome(), exc)
             raise
+        try:
+            await self.accountant.record_stream_start(turn, opened.deployment)
+        except LedgerUnavailable as exc:
+            await opened.rest.aclose()  # type: ignore[attr-defined]
+            await self._fail(turn, Outcome(deployment=opened.deployment, attempts=opened.attempts), exc)
+            raise
         return opened, self.decision_headers(turn, opened.deployment, opened.attempts)
 
     async def _fail(self, turn: Turn, outcome: Outcome, exc: Exception) -> None:
         outcome.status = getattr(exc, "status_code", 500)
         outcome.error_type = getattr(exc, "error_type", type(exc).__name__)
         outcome.total_ms = (time.perf_counter() - turn.started) * 1000
-        await self.finish(turn, outcome)
+        # The turn's own error is what the client gets; its record stays queued if the ledger is down.
+        with contextlib.suppress(LedgerUnavailable):
+            await self.finish(turn, outcome)
 
     async def finish(self, turn: Turn, outcome: Outcome) -> None:
-        """Settle the turn's budget reservation at its real cost (nothing if it failed), then account for it."""
+        """Settle the turn's budget reservation at its real cost (nothing if it failed), then account for it;
+        returns once the record is durable, so before the answer is released (``LedgerUnavailable`` if not)."""
         if outcome.deployment is not None:
             outcome.tier = self.chain.served_tier(turn.decision.tier, outcome.deployment.name)
         if turn.reservation is not None and self.budgets is not None:
@@ -411,7 +426,7 @@ class Gateway:
                 await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd)
             except Exception:
                 logger.exception("could not settle the budget of %s", turn.request_id)
-        self.accountant.record(turn, outcome)
+        await self.accountant.record(turn, outcome)
 
     def record_rejection(
         self,

@@ -4,13 +4,15 @@ Key material is ``sb-<key_id>-<secret>``. It is shown once, when the key is issu
 SHA-256 of the whole key: a lookup parses the key id, fetches that key's record and compares digests in
 constant time. The plaintext is never stored and never logged; ``IssuedKey`` keeps it out of its ``repr``.
 
-Stores: ``SQLiteKeyStore`` (``data_dir/keys.sqlite3``, shared by the workers of one host and the CLI) and
-``RedisKeyStore`` (shared by replicas). ``KeyRing`` adds key generation, verification and a short in-process
-cache in front of either.
+Keys live in the system of record: ``PostgresKeyStore`` (``SWITCHBOARD_DATABASE_URL``, shared by replicas) or
+``SQLiteKeyStore`` (``data_dir/keys.sqlite3``, shared by the workers of one host and the CLI). ``KeyRing`` adds
+key generation, verification and a short in-process cache in front of either; no cache (and no Redis) is ever
+the authority.
 
 Cache bound: a key revoked through this process stops working at once; a key revoked through another
-replica or the CLI keeps working here for at most ``cache_ttl_s`` (5 s by default), or for as long as the store
-is unreachable (the ring serves its last known answer rather than locking every caller out).
+replica or the CLI keeps working here for at most ``cache_ttl_s`` (5 s by default). Fail closed: an answer
+older than that is never used, so while the store is unreachable lookups answer 503, and a process that
+cannot tell whether keys were ever issued answers 503 rather than serving without a key.
 """
 
 from __future__ import annotations
@@ -30,14 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Generic, Protocol, TypeVar
-from urllib.parse import quote
 
+import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.errors import GatewayError
-from router.redisclient import redis_client
 from router.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -138,12 +137,12 @@ def new_key_material() -> tuple[str, str]:
     return key_id, f"{KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(_SECRET_BYTES)}"
 
 
-def _record_from(record_json: str | bytes, revoked_at: str | bytes | None) -> KeyRecord:
+def _record_from(record_json: str, revoked_at: str | datetime | None) -> KeyRecord:
     record = KeyRecord.model_validate_json(record_json)
     if revoked_at is None:
         return record
-    text = revoked_at.decode() if isinstance(revoked_at, bytes) else revoked_at
-    return record.model_copy(update={"revoked_at": datetime.fromisoformat(text)})
+    when = revoked_at if isinstance(revoked_at, datetime) else datetime.fromisoformat(revoked_at)
+    return record.model_copy(update={"revoked_at": when})
 
 
 def _record_json(record: KeyRecord) -> str:
@@ -237,62 +236,54 @@ class SQLiteKeyStore:
         return None
 
 
-# KEYS[1] the key's hash. ARGV[1] revocation time. Keeps the first revocation time; nil when there is no key.
-_REVOKE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1])
-return redis.call('HMGET', KEYS[1], 'record', 'revoked_at')
-"""
+class PostgresKeyStore:
+    """Keys in PostgreSQL (table ``api_keys``, schema by ``router/db/migrations``), shared by every replica.
 
+    The pool belongs to the caller.
+    """
 
-class RedisKeyStore:
-    """Keys in Redis, shared by every replica: a hash per key and creation-ordered indexes of all and per tenant."""
-
-    def __init__(self, client: Redis, key_prefix: str = "switchboard:keys") -> None:
-        self._redis = client
-        self._prefix = key_prefix
-        self._revoke_script = client.register_script(_REVOKE_LUA)
-
-    def _key(self, key_id: str) -> str:
-        return f"{self._prefix}:key:{key_id}"
-
-    def _index(self, tenant: str | None) -> str:
-        return f"{self._prefix}:all" if tenant is None else f"{self._prefix}:tenant:{quote(tenant, safe='')}"
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
 
     async def add(self, record: KeyRecord, key_hash: str) -> None:
-        score = record.created_at.timestamp()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(record.key_id), mapping={"record": _record_json(record), "hash": key_hash})
-            pipe.zadd(self._index(None), {record.key_id: score})
-            pipe.zadd(self._index(record.tenant), {record.key_id: score})
-            await pipe.execute()
+        await self._pool.execute(
+            "INSERT INTO api_keys (key_id, tenant, key_hash, record, created_at) VALUES ($1, $2, $3, $4, $5)",
+            record.key_id,
+            record.tenant,
+            key_hash,
+            _record_json(record),
+            record.created_at,
+        )
 
     async def get(self, key_id: str) -> StoredKey | None:
-        record, revoked_at, key_hash = await self._redis.hmget(self._key(key_id), ["record", "revoked_at", "hash"])
-        if record is None or key_hash is None:
-            return None
-        return StoredKey(_record_from(record, revoked_at), key_hash.decode())
+        row = await self._pool.fetchrow("SELECT record, revoked_at, key_hash FROM api_keys WHERE key_id = $1", key_id)
+        return None if row is None else StoredKey(_record_from(row[0], row[1]), row[2])
 
     async def revoke(self, key_id: str, revoked_at: datetime) -> KeyRecord | None:
-        result = await self._revoke_script(keys=[self._key(key_id)], args=[revoked_at.isoformat()])
-        return None if result is None else _record_from(result[0], result[1])
+        row = await self._pool.fetchrow(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE key_id = $2 RETURNING record, revoked_at",
+            revoked_at,
+            key_id,
+        )
+        return None if row is None else _record_from(row[0], row[1])
 
     async def list(self, tenant: str | None = None) -> list[KeyRecord]:
-        key_ids = [k.decode() for k in await self._redis.zrange(self._index(tenant), 0, -1)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key_id in key_ids:
-                pipe.hmget(self._key(key_id), ["record", "revoked_at"])
-            rows = await pipe.execute()
-        return [_record_from(record, revoked) for record, revoked in rows if record is not None]
+        if tenant is None:
+            rows = await self._pool.fetch("SELECT record, revoked_at FROM api_keys ORDER BY created_at, key_id")
+        else:
+            rows = await self._pool.fetch(
+                "SELECT record, revoked_at FROM api_keys WHERE tenant = $1 ORDER BY created_at, key_id", tenant
+            )
+        return [_record_from(row[0], row[1]) for row in rows]
 
     async def issued_any(self) -> bool:
-        return bool(await self._redis.exists(self._index(None)))
+        return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        return None
 
 
-STORE_ERRORS = (RedisError, OSError, sqlite3.Error)
+STORE_ERRORS = (OSError, TimeoutError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @contextlib.asynccontextmanager
@@ -313,8 +304,9 @@ class _Cached(Generic[T]):
 class KeyRing:
     """Issues, verifies, lists and revokes keys over a ``KeyStore``, caching lookups for ``cache_ttl_s``.
 
-    When the store fails, the ring answers from its last known (possibly expired) entry and waits another
-    ``cache_ttl_s`` before asking the store again; with no earlier answer it raises ``KeyStoreUnavailable``.
+    When the store fails and the cached answer is older than ``cache_ttl_s`` (or there is none), it raises
+    ``KeyStoreUnavailable`` (503): an expired answer could be a revoked key, or "no keys issued" long after
+    the first was. Only "keys were issued" is cached for good, as keys are never deleted.
     """
 
     def __init__(
@@ -335,7 +327,7 @@ class KeyRing:
 
     @property
     def degraded(self) -> bool:
-        """True while the store fails and lookups are answered from the last known state."""
+        """True while the store fails (lookups not answered from a fresh cache entry get 503)."""
         return self._degraded
 
     async def create(self, spec: KeySpec) -> IssuedKey:
@@ -369,7 +361,7 @@ class KeyRing:
         try:
             issued = await self.store.issued_any()
         except STORE_ERRORS as exc:
-            return self._stale(cached, exc)
+            raise self._unavailable(exc) from exc
         self._degraded = False
         self._issued_any = _Cached(issued, self._clock())
         return issued
@@ -397,19 +389,16 @@ class KeyRing:
         try:
             stored = await self.store.get(key_id)
         except STORE_ERRORS as exc:
-            return self._stale(cached, exc)
+            raise self._unavailable(exc) from exc
         self._degraded = False
         self._remember(key_id, stored)
         return stored
 
-    def _stale(self, cached: _Cached[T] | None, exc: BaseException) -> T:
+    def _unavailable(self, exc: BaseException) -> KeyStoreUnavailable:
         if not self._degraded:
-            logger.warning("keys: store unavailable (%s); answering from the last known state", exc)
+            logger.warning("keys: store unavailable (%s); answering 503 until it is back", exc)
         self._degraded = True
-        if cached is None:
-            raise KeyStoreUnavailable("the key store is unavailable; retry shortly") from exc
-        cached.fetched_at = self._clock()  # ask the store again only after another TTL
-        return cached.value
+        return KeyStoreUnavailable("the key store is unavailable; retry shortly")
 
     def _remember(self, key_id: str, stored: StoredKey | None) -> None:
         self._keys[key_id] = _Cached(stored, self._clock())
@@ -421,8 +410,8 @@ class KeyRing:
         await self.store.aclose()
 
 
-def build_key_store(settings: Settings, redis_timeout_s: float) -> KeyStore:
-    """Redis when ``REDIS_URL`` is set (shared by replicas), else SQLite under the data directory."""
-    if settings.redis_url:
-        return RedisKeyStore(redis_client(settings.redis_url, redis_timeout_s))
+def build_key_store(settings: Settings, postgres: asyncpg.Pool | None = None) -> KeyStore:
+    """PostgreSQL when a pool of the system of record is given, else SQLite under the data directory."""
+    if postgres is not None:
+        return PostgresKeyStore(postgres)
     return SQLiteKeyStore(settings.data_dir / "keys.sqlite3")

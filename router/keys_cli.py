@@ -1,7 +1,7 @@
 """``switchboard keys``: issue, revoke and list virtual keys in the gateway's own store.
 
-The store is the one the gateway uses with the same settings: Redis when ``REDIS_URL`` is set, else
-``<data dir>/keys.sqlite3``. A running gateway sees new keys at once and revocations within its cache TTL.
+The store is the one the gateway uses with the same settings: PostgreSQL when ``SWITCHBOARD_DATABASE_URL`` is set,
+else ``<data dir>/keys.sqlite3``. A running gateway sees new keys and revocations within its cache TTL (5 s).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from router.keys import IssuedKey, KeyRecord, KeyRing, KeySpec, KeyStoreUnavailable, build_key_store
+from router.db import open_postgres
+from router.keys import STORE_ERRORS, IssuedKey, KeyRecord, KeyRing, KeySpec, KeyStoreUnavailable, build_key_store
 from router.settings import Settings
 
 T = TypeVar("T")
-# The CLI talks to one store once; waiting a little longer than the gateway's hot-path timeout is fine here.
-CLI_REDIS_TIMEOUT_SECONDS = 5.0
 
 
 def _store_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -30,25 +29,32 @@ def _store_options(command: Callable[..., None]) -> Callable[..., None]:
         envvar="SWITCHBOARD_DATA_DIR",
         help="Gateway data directory holding keys.sqlite3 (default .switchboard).",
     )
-    @click.option("--redis-url", envvar=["SWITCHBOARD_REDIS_URL", "REDIS_URL"], help="Use the keys in this Redis.")
+    @click.option("--database-url", envvar="SWITCHBOARD_DATABASE_URL", help="Use the keys in this PostgreSQL.")
     @functools.wraps(command)
-    def wrapper(data_dir: Path | None, redis_url: str | None, **kwargs: Any) -> None:
-        options: dict[str, Any] = {"redis_url": redis_url}
+    def wrapper(data_dir: Path | None, database_url: str | None, **kwargs: Any) -> None:
+        options: dict[str, Any] = {"database_url": database_url}
         if data_dir is not None:
             options["data_dir"] = data_dir
-        command(KeyRing(build_key_store(Settings(**options), CLI_REDIS_TIMEOUT_SECONDS)), **kwargs)
+        command(Settings(**options), **kwargs)
 
     return wrapper
 
 
-def _run(ring: KeyRing, operation: Callable[[KeyRing], Awaitable[T]]) -> T:
+def _run(settings: Settings, operation: Callable[[KeyRing], Awaitable[T]]) -> T:
     async def run() -> T:
+        try:
+            postgres = await open_postgres(settings.database_url, max_size=1) if settings.database_url else None
+        except STORE_ERRORS as exc:
+            raise click.ClickException(f"the key store is unavailable: {exc}") from exc
+        ring = KeyRing(build_key_store(settings, postgres))
         try:
             return await operation(ring)
         except KeyStoreUnavailable as exc:
             raise click.ClickException(exc.message) from exc
         finally:
             await ring.aclose()
+            if postgres is not None:
+                await postgres.close()
 
     return asyncio.run(run())
 
@@ -96,7 +102,7 @@ def keys() -> None:
 @click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute.")
 def create(
-    ring: KeyRing,
+    settings: Settings,
     tenant: str,
     agent: str | None,
     name: str | None,
@@ -118,7 +124,7 @@ def create(
         )
     except ValidationError as exc:
         raise click.BadParameter(str(exc)) from exc
-    issued: IssuedKey = _run(ring, lambda r: r.create(spec))
+    issued: IssuedKey = _run(settings, lambda r: r.create(spec))
     click.echo(_describe(issued.record))
     click.echo(issued.key)
     click.echo("Store this key now: it cannot be shown again.", err=True)
@@ -127,9 +133,9 @@ def create(
 @keys.command("revoke")
 @_store_options
 @click.argument("key_id")
-def revoke(ring: KeyRing, key_id: str) -> None:
+def revoke(settings: Settings, key_id: str) -> None:
     """Revoke a key (gateways stop accepting it within their cache TTL, a few seconds)."""
-    record = _run(ring, lambda r: r.revoke(key_id))
+    record = _run(settings, lambda r: r.revoke(key_id))
     if record is None:
         raise click.ClickException(f"no key '{key_id}'")
     click.echo(_describe(record))
@@ -139,7 +145,7 @@ def revoke(ring: KeyRing, key_id: str) -> None:
 @_store_options
 @click.option("--tenant", help="Only this tenant's keys.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
-def list_keys(ring: KeyRing, tenant: str | None, as_json: bool) -> None:
+def list_keys(settings: Settings, tenant: str | None, as_json: bool) -> None:
     """List keys (never their material)."""
-    for record in _run(ring, lambda r: r.list(tenant)):
+    for record in _run(settings, lambda r: r.list(tenant)):
         click.echo(record.model_dump_json() if as_json else _describe(record))

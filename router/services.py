@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets
+from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets, SpendSource
 from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator, build_authenticator
 from router.classification import GatewayClassifier
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
+from router.db import open_postgres, record_policy_version
 from router.gateway import Budgets, Gateway
 from router.metrics import Metrics
 from router.policy.store import PolicyStore, Vocabulary
@@ -27,6 +28,8 @@ from router.settings import Settings
 from router.state import InProcessState, RedisState, StateStore
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from router.simulator import SimulatorServer
 
 logger = logging.getLogger("switchboard")
@@ -62,7 +65,7 @@ class Services:
         if budgets is not None and budgets.enforcer.degraded:
             problems.append("budgets: redis unavailable, enforcing in-process")
         if self.auth.keys.degraded:
-            problems.append("keys: store unavailable, answering from cached keys")
+            problems.append("keys: store unavailable, answering 503 to lookups not cached in the last 5 s")
         if self.auth.limiter.degraded:
             problems.append("rate limits: redis unavailable, counting in-process")
         if self.gateway.state.degraded:
@@ -89,14 +92,14 @@ def build_state(settings: Settings) -> StateStore:
     )
 
 
-def build_budgets(settings: Settings, config: GatewayConfig) -> Budgets | None:
+def build_budgets(settings: Settings, config: GatewayConfig, spend: SpendSource) -> Budgets | None:
     if config.budgets is None:
         return None
     policy = BudgetPolicy(config.budgets)
     enforcer: BudgetEnforcer = (
-        RedisBudgets(settings.redis_url, policy, timeout_s=REDIS_TIMEOUT_SECONDS)
+        RedisBudgets(settings.redis_url, policy, spend=spend, timeout_s=REDIS_TIMEOUT_SECONDS)
         if settings.redis_url
-        else InProcessBudgets(policy)
+        else InProcessBudgets(policy, spend)
     )
     return Budgets(policy, enforcer)
 
@@ -129,8 +132,24 @@ def _as_async(function: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     return call
 
 
-def _publish_policy(metrics: Metrics, policies: PolicyStore) -> None:
-    metrics.publish_policy(policies.active.version, policies.shadow.version if policies.shadow else None)
+def _publish_policy(
+    metrics: Metrics, policies: PolicyStore, postgres: asyncpg.Pool | None, writes: set[asyncio.Task[None]]
+) -> None:
+    """The active version to the metrics and, on PostgreSQL, to the policy version history (in the background)."""
+    shadow = policies.shadow.version if policies.shadow else None
+    metrics.publish_policy(policies.active.version, shadow)
+    if postgres is not None:
+        task = asyncio.get_running_loop().create_task(
+            record_policy_version(postgres, policies.active.version, shadow, str(policies.active.path))
+        )
+        writes.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(lambda done: _forget_history_write(done, writes))
+
+
+def _forget_history_write(task: asyncio.Task[None], writes: set[asyncio.Task[None]]) -> None:
+    writes.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("could not record the policy version history: %s", task.exception())
 
 
 def _start_simulator(loaded: LoadedConfig) -> SimulatorServer:
@@ -174,17 +193,21 @@ async def build_services(settings: Settings) -> Services:
         catalog_loader=classifier.catalog_loader(config.tiers) if classifier else None,
     )
     metrics = Metrics(label_values=settings.metrics_label_values, labelled_agents=settings.metrics_agents)
-    recorder = await build_recorder(settings, config, metrics)
-    policies.on_change = lambda loaded: _publish_policy(metrics, policies)
-    _publish_policy(metrics, policies)
+    postgres = await open_postgres(settings.database_url) if settings.database_url else None
+    recorder = await build_recorder(settings, config, metrics, postgres)
+    history_writes: set[asyncio.Task[None]] = set()
+    policies.on_change = lambda loaded: _publish_policy(metrics, policies, postgres, history_writes)
+    _publish_policy(metrics, policies, postgres, history_writes)
     state = build_state(settings)
     for deployment in config.deployments:
         metrics.circuit_open.labels(deployment.name).set(0)
     health = DeploymentHealth(
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
-    budgets = build_budgets(settings, config)
-    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS, require_keys=settings.require_keys)
+    budgets = build_budgets(settings, config, recorder.ledger.sink)
+    if budgets is not None:
+        await budgets.enforcer.rebuild()  # before the first reservation: a restart grants no fresh budget
+    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS, require_keys=settings.require_keys, postgres=postgres)
     gateway = Gateway(
         config,
         policies,
@@ -209,6 +232,8 @@ async def build_services(settings: Settings) -> Services:
         + ([recorder.traffic.aclose] if recorder.traffic else []),
         simulator=simulator,
     )
+    if postgres is not None:
+        services.closers.insert(0, postgres.close)  # closed last, after everything that uses it
     services.tasks.append(asyncio.create_task(recorder.calls.run()))
     if budgets is not None:
         services.tasks.append(asyncio.create_task(publish_budgets(budgets, config, metrics)))

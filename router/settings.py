@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     port: int = 4000
     workers: int = 1
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_REDIS_URL", "REDIS_URL"))
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL system of record (ledger, keys, policy history) shared by replicas; "
+        "unset = SQLite files in the data directory.",
+    )
     admin_key: str | None = Field(default=None, description="Bearer key for /admin endpoints.")
     require_keys: bool = Field(
         default=False, description="Refuse /v1 requests without a virtual key even before any key is issued."

@@ -82,3 +82,19 @@ def make_gateway(tmp_path: Path, config: dict[str, Any], **settings: Any) -> Gat
 def gateway(tmp_path: Path, simulator: SimulatorServer) -> Iterator[GatewayServer]:
     with make_gateway(tmp_path, gateway_config(simulator.base_url)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL cluster for the session; tests take a fresh database each (``postgres_url``)."""
+    from tests.postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    import uuid
+
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")

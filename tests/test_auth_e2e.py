@@ -3,6 +3,7 @@ tenants are isolated, per-key RPM holds across replicas, and no key material eve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -159,12 +160,14 @@ def test_auth_matrix(tmp_path: Path, simulator: SimulatorServer, all_logs: Calla
     assert ADMIN_KEY not in logs
 
 
-def test_keys_and_rate_limits_are_shared_by_replicas_through_redis(tmp_path: Path, simulator: SimulatorServer) -> None:
+def test_keys_and_rate_limits_are_shared_by_replicas_through_postgres_and_redis(
+    tmp_path: Path, simulator: SimulatorServer, postgres_url: str
+) -> None:
     config = gateway_config(simulator.base_url)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with RedisServer() as redis_server:
-        settings = {"redis_url": redis_server.url, "admin_key": ADMIN_KEY}
+        settings = {"redis_url": redis_server.url, "database_url": postgres_url, "admin_key": ADMIN_KEY}
         with (
             make_gateway(tmp_path / "a", config, **settings) as one,
             make_gateway(tmp_path / "b", config, **settings) as two,
@@ -195,3 +198,76 @@ def test_keys_and_rate_limits_are_shared_by_replicas_through_redis(tmp_path: Pat
                 assert time.monotonic() - revoked_at < 6.0
                 time.sleep(0.2)
             assert key_id in httpx.get(f"{two.base_url}/admin/keys", headers=ADMIN).text
+
+
+async def _auth_load(bases: list[str], key: str, seconds: float) -> list[tuple[float, str, int]]:
+    """(time, kind, status) of requests with the valid key, with no key and with an unknown key, in a loop."""
+    body = {"model": "small", "messages": MESSAGES}
+    kinds = {
+        "valid": {"Authorization": f"Bearer {key}"},
+        "none": {"X-Tenant": "acme"},
+        "unknown": {"Authorization": f"Bearer {WELL_FORMED_UNKNOWN_KEY}", "X-Tenant": "acme"},
+    }
+    results: list[tuple[float, str, int]] = []
+    deadline = time.monotonic() + seconds
+
+    async def client_loop(index: int) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            n = index
+            while time.monotonic() < deadline:
+                kind = list(kinds)[n % 3]
+                response = await client.post(
+                    f"{bases[n % len(bases)]}/v1/chat/completions", json=body, headers=kinds[kind]
+                )
+                results.append((time.monotonic(), kind, response.status_code))
+                n += 1
+
+    await asyncio.gather(*(client_loop(i) for i in range(6)))
+    return results
+
+
+def test_redis_restarted_empty_under_load_never_lets_a_request_in_without_a_valid_key(
+    tmp_path: Path, simulator: SimulatorServer, postgres_url: str
+) -> None:
+    config = gateway_config(simulator.base_url)
+    with RedisServer() as redis_server:
+        settings = {"redis_url": redis_server.url, "database_url": postgres_url, "admin_key": ADMIN_KEY}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        (tmp_path / "c").mkdir()
+        with (
+            make_gateway(tmp_path / "a", config, **settings) as one,
+            make_gateway(tmp_path / "b", config, **settings) as two,
+        ):
+            _, key = issue(one.base_url, tenant="acme")
+            bases = [one.base_url, two.base_url]
+
+            def outage() -> float:
+                time.sleep(1.0)
+                redis_server.stop(persist=False)
+                time.sleep(1.5)
+                redis_server.start()  # back, empty
+                return time.monotonic()
+
+            async def run() -> tuple[list[tuple[float, str, int]], float]:
+                load, back = await asyncio.gather(_auth_load(bases, key, 9.0), asyncio.to_thread(outage))
+                return load, back
+
+            results, redis_back = asyncio.run(run())
+            # A replica started while Redis is empty learns from the system of record that keys exist.
+            with make_gateway(tmp_path / "c", config, **settings) as fresh:
+                keyless = httpx.post(
+                    f"{fresh.base_url}/v1/chat/completions", json={"model": "small", "messages": MESSAGES}
+                )
+                keyed = httpx.post(
+                    f"{fresh.base_url}/v1/chat/completions",
+                    json={"model": "small", "messages": MESSAGES},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+    served_without_key = [r for r in results if r[1] != "valid" and r[2] == 200]
+    assert len(results) > 60
+    assert served_without_key == []
+    assert {status for _, kind, status in results if kind != "valid"} <= {401, 503}
+    valid_after = [status for at, kind, status in results if kind == "valid" and at > redis_back + 5.0]
+    assert valid_after and set(valid_after) == {200}  # existing keys work again within 5 s of Redis returning
+    assert keyless.status_code == 401 and keyed.status_code == 200

@@ -4,7 +4,8 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from router.accounting.budgets import (
     Reservation,
     to_nano,
 )
+from router.accounting.ledger import LedgerRecord, SQLiteLedgerSink
 from tests.redis_server import RedisServer
 
 CONFIG = BudgetConfig.model_validate(
@@ -144,6 +146,8 @@ async def test_in_process_soft_limit_settle_release_and_window_expiry() -> None:
 async def test_concurrent_reservations_across_replicas_never_pass_the_hard_limit(redis_server: RedisServer) -> None:
     config = BudgetConfig.model_validate({"tenants": {"acme": {"daily": {"soft_usd": 0.6, "hard_usd": 1.0}}}})
     replicas = [RedisBudgets(redis_server.url, BudgetPolicy(config)) for _ in range(2)]
+    for replica in replicas:
+        await replica.rebuild()  # as a gateway does at start: Redis seeded before the burst
     scopes = replicas[0].policy.scopes_for("acme")
     rng = random.Random(7)
     amounts = [rng.choice([0.01, 0.013, 0.02, 0.037]) for _ in range(200)]
@@ -249,3 +253,60 @@ async def test_redis_outage_falls_back_in_process_and_catches_up(redis_server: R
     assert daily.reserved_usd == 0
     assert monthly.spent_usd == pytest.approx(0.2)
     await budgets.aclose()
+
+
+async def _ledger_with_spend(path: Path, now: datetime) -> SQLiteLedgerSink:
+    """A real SQLite ledger: acme's triage agent spent 0.30 today and 0.50 earlier this month, globex 0.20 today."""
+    sink = SQLiteLedgerSink(path)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rows = [
+        ("acme", "triage", now - timedelta(minutes=5), 0.30),
+        ("acme", "triage", month_start if now.day > 1 else now - timedelta(minutes=10), 0.50),
+        ("acme", "triage", month_start - timedelta(days=1), 9.00),  # last month: counts nowhere
+        ("globex", None, now - timedelta(minutes=1), 0.20),
+    ]
+    await sink.write_batch(
+        [
+            LedgerRecord(request_id=f"r{n}", ts=ts, tenant=tenant, agent=agent, status=200, cost_usd=cost)
+            for n, (tenant, agent, ts, cost) in enumerate(rows)
+        ]
+    )
+    return sink
+
+
+async def test_in_process_budgets_start_from_the_ledger(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    sink = await _ledger_with_spend(tmp_path / "ledger.sqlite3", now)
+    budgets = InProcessBudgets(BudgetPolicy(CONFIG), sink)
+    await budgets.rebuild()
+    spent = {(s.kind, s.window): s.spent_usd for s in await budgets.remaining("acme", "triage")}
+    today = 0.30 + (0.50 if now.day == 1 else 0.0)
+    assert spent[("tenant", "daily")] == pytest.approx(today)
+    assert spent[("tenant", "monthly")] == pytest.approx(0.80)
+    assert spent[("agent", "daily")] == pytest.approx(today)
+    await sink.aclose()
+
+
+async def test_redis_emptied_is_reseeded_from_the_ledger_once(redis_server: RedisServer, tmp_path: Path) -> None:
+    config = BudgetConfig.model_validate({"tenants": {"acme": {"monthly": {"hard_usd": 1.0}}}})
+    sink = await _ledger_with_spend(tmp_path / "ledger.sqlite3", datetime.now(UTC))
+    budgets = RedisBudgets(redis_server.url, BudgetPolicy(config), spend=sink)
+    await budgets.rebuild()
+    scopes = budgets.policy.scopes_for("acme")
+    with pytest.raises(BudgetExceeded):
+        await budgets.reserve(scopes, 0.25)  # 0.80 settled this month + 0.25 > 1.00
+    held = await budgets.reserve(scopes, 0.15)
+    await budgets.settle(held, 0.10)
+    with redis_server.client() as client:
+        client.flushall()  # Redis loses everything
+    with pytest.raises(BudgetExceeded) as refused:
+        await budgets.reserve(scopes, 0.25)
+    assert refused.value.spent == pytest.approx(0.80)  # reseeded from the ledger (the 0.10 turn was not recorded)
+    await budgets.reserve(scopes, 0.15)
+    with redis_server.client() as client:
+        client.hset(scopes[0].key, "spent", 0)  # a live Redis is never overwritten by a reseed
+    await budgets.rebuild()
+    (status,) = await budgets.remaining("acme")
+    assert status.spent_usd == 0 and not budgets.degraded
+    await budgets.aclose()
+    await sink.aclose()

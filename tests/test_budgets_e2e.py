@@ -1,9 +1,11 @@
 """Budgets through real gateways: a hard limit holds exactly across two replicas sharing Redis; soft limits
-downgrade non-risky turns; the caller sees what remains."""
+downgrade non-risky turns; the caller sees what remains; a tenant at its hard limit stays refused across
+restarts and Redis losing its data, because spend is rebuilt from the ledger."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -79,3 +81,62 @@ def test_soft_limit_downgrades_non_risky_turns_only(tmp_path: Path, simulator: S
     assert second.headers["x-switchboard-tier"] == "small"  # past the call's soft limit: downgraded
     assert "budget_soft_limit->small" in second.headers["x-switchboard-reasons"]
     assert other_call.headers["x-switchboard-tier"] == "standard"
+
+
+def _spend_until_refused(base_url: str, limit: int = 200) -> int:
+    """Serve turns until the budget refuses one; how many were served."""
+    for served in range(limit):
+        response = httpx.post(
+            f"{base_url}/v1/chat/completions",
+            json={"model": "small", "messages": MESSAGES, "max_tokens": 16},
+            headers={"X-Tenant": "acme"},
+        )
+        if response.status_code == 429:
+            assert response.json()["error"]["code"] == "budget_exceeded"
+            return served
+        assert response.status_code == 200, response.text
+    raise AssertionError("the hard limit never refused")
+
+
+def _refused(base_url: str) -> bool:
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": "small", "messages": MESSAGES, "max_tokens": 16},
+        headers={"X-Tenant": "acme"},
+    )
+    return response.status_code == 429
+
+
+@pytest.mark.e2e
+def test_a_tenant_at_its_hard_limit_stays_refused_across_restarts_without_redis(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    config = gateway_config(simulator.base_url, budgets={"tenants": {"acme": {"daily": {"hard_usd": 0.0004}}}})
+    with make_gateway(tmp_path, config) as gateway:
+        assert _spend_until_refused(gateway.base_url) > 0
+    with make_gateway(tmp_path, config) as restarted:  # same data directory: the ledger is the memory
+        assert _refused(restarted.base_url)
+        (daily,) = httpx.get(f"{restarted.base_url}/v1/budgets", headers={"X-Tenant": "acme"}).json()["data"]
+    assert daily["spent_usd"] > 0.0004 * 0.5
+
+
+@pytest.mark.e2e
+def test_a_tenant_at_its_hard_limit_stays_refused_when_redis_restarts_empty(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    config = gateway_config(simulator.base_url, budgets={"tenants": {"acme": {"daily": {"hard_usd": 0.0004}}}})
+    with RedisServer() as redis_server:
+        with make_gateway(tmp_path, config, redis_url=redis_server.url) as gateway:
+            assert _spend_until_refused(gateway.base_url) > 0
+            redis_server.stop(persist=False)  # Redis crashes and comes back with nothing
+            assert _refused(gateway.base_url)  # during the outage: in-process, from the ledger
+            redis_server.start()
+            for _ in range(20):  # across the retry: Redis is found empty and reseeded from the ledger
+                assert _refused(gateway.base_url)
+                time.sleep(0.5)
+            with redis_server.client() as client:
+                assert client.exists("switchboard:budget:seeded")
+        redis_server.stop(persist=False)
+        redis_server.start()
+        with make_gateway(tmp_path, config, redis_url=redis_server.url) as restarted:
+            assert _refused(restarted.base_url)  # a new replica on an empty Redis

@@ -1,4 +1,4 @@
-"""Virtual keys, their stores (SQLite and a real Redis), the authenticator and per-key rate limits."""
+"""Virtual keys, their stores (SQLite and a real PostgreSQL), the authenticator and per-key rate limits."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 
-from router.accounting.ledger import redis_client
 from router.auth import Authenticator
+from router.db import open_postgres
 from router.errors import AuthenticationError, RateLimited
 from router.gateway import Caller
-from router.keys import KeyRing, KeySpec, KeyStore, KeyStoreUnavailable, RedisKeyStore, SQLiteKeyStore, hash_key
+from router.keys import KeyRing, KeySpec, KeyStore, KeyStoreUnavailable, PostgresKeyStore, SQLiteKeyStore, hash_key
 from router.keys_cli import keys as keys_cli
 from router.ratelimit import RateLimiter
+from router.redisclient import redis_client
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
 
@@ -41,15 +42,14 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyStore]:
     if request.param == "sqlite":
         yield SQLiteKeyStore(tmp_path / "keys.sqlite3")
         return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisKeyStore(redis_client(url, 1.0))
-    yield redis_store
-    await redis_store.aclose()
+    pool = await open_postgres(request.getfixturevalue("postgres_url"))
+    yield PostgresKeyStore(pool)
+    await pool.close()
 
 
 async def test_store_round_trip(store: KeyStore) -> None:
@@ -111,23 +111,16 @@ async def test_sqlite_holds_only_the_hash(tmp_path: Path) -> None:
     assert issued.key not in repr(issued) and issued.key not in str(issued)
 
 
-async def test_redis_holds_only_the_hash(redis_url: str, redis_server: RedisServer) -> None:
-    ring = KeyRing(RedisKeyStore(redis_client(redis_url, 1.0)))
-    issued = await ring.create(KeySpec(tenant="acme", agent="billing"))
-    await ring.aclose()
-    secret = issued.key.split("-", 2)[2].encode()
-    with redis_server.client() as client:
-        dumped = b""
-        for key in client.scan_iter():
-            kind = client.type(key)
-            values = {
-                b"hash": lambda k: b"".join(f + v for f, v in client.hgetall(k).items()),
-                b"zset": lambda k: b"".join(client.zrange(k, 0, -1)),
-                b"string": lambda k: client.get(k),
-            }[kind](key)
-            dumped += key + values
-    assert hash_key(issued.key).encode() in dumped
-    assert secret not in dumped and issued.key.encode() not in dumped
+@pytest.mark.e2e
+async def test_postgres_holds_only_the_hash(postgres_server: PostgresServer, postgres_url: str) -> None:
+    pool = await open_postgres(postgres_url)
+    issued = await KeyRing(PostgresKeyStore(pool)).create(KeySpec(tenant="acme", agent="billing"))
+    await pool.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    dumped = postgres_server.query("SELECT key_id || key_hash || record || tenant FROM api_keys", database)
+    secret = issued.key.split("-", 2)[2]
+    assert hash_key(issued.key) in dumped
+    assert secret not in dumped and issued.key not in dumped
 
 
 async def test_revocation_invalidates_this_process_at_once_and_others_within_the_ttl(tmp_path: Path) -> None:
@@ -147,25 +140,36 @@ async def test_revocation_invalidates_this_process_at_once_and_others_within_the
     assert await elsewhere.authenticate(issued.key) is None
 
 
-async def test_a_key_stays_valid_while_the_store_is_down_and_unknown_keys_get_503(
-    redis_url: str, redis_server: RedisServer
-) -> None:
+async def test_fail_closed_while_the_store_is_down(tmp_path: Path) -> None:
     clock = FakeClock()
-    ring = KeyRing(RedisKeyStore(redis_client(redis_url, 0.5)), cache_ttl_s=5.0, clock=clock)
+    data = tmp_path / "data"
+    ring = KeyRing(SQLiteKeyStore(data / "keys.sqlite3"), cache_ttl_s=5.0, clock=clock)
     issued = await ring.create(KeySpec(tenant="acme"))
     assert await ring.authenticate(issued.key) is not None
-    redis_server.stop(persist=False)
-    clock.now += 60
-    assert await ring.authenticate(issued.key) == issued.record
-    assert ring.degraded
-    with pytest.raises(KeyStoreUnavailable) as refused:
+    data.rename(tmp_path / "gone")  # the store cannot be opened any more
+    clock.now += 4.9
+    assert await ring.authenticate(issued.key) == issued.record  # a fresh cache entry is still the store's answer
+    clock.now += 0.2
+    with pytest.raises(KeyStoreUnavailable) as refused:  # an older one could be a revoked key
+        await ring.authenticate(issued.key)
+    assert refused.value.status_code == 503 and ring.degraded
+    with pytest.raises(KeyStoreUnavailable):
         await ring.authenticate(f"sb-0123456789ab-{'x' * 43}")
-    assert refused.value.status_code == 503
-    assert await ring.issued_any()
+    assert await ring.issued_any()  # once issued, always issued: never reopens
     with pytest.raises(KeyStoreUnavailable):  # administration needs the store itself
         await ring.revoke(issued.record.key_id)
-    redis_server.start()
-    await ring.aclose()
+    (tmp_path / "gone").rename(data)
+    assert await ring.authenticate(issued.key) == issued.record
+    assert not ring.degraded
+
+
+async def test_unknown_whether_keys_exist_is_503_not_open(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ring = KeyRing(SQLiteKeyStore(data / "keys.sqlite3"))
+    auth = Authenticator(None, ring, RateLimiter(ring))
+    data.rename(tmp_path / "gone")
+    with pytest.raises(KeyStoreUnavailable):
+        await auth.caller({"x-tenant": "acme"})
 
 
 def _ring_and_auth(tmp_path: Path, **options: bool) -> tuple[KeyRing, Authenticator]:
@@ -312,11 +316,12 @@ def test_cli_creates_lists_and_revokes_in_the_gateway_store(tmp_path: Path) -> N
     assert invalid.exit_code != 0
 
 
-def test_cli_uses_redis_when_redis_url_is_set(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.e2e
+def test_cli_uses_postgres_when_database_url_is_set(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database("cli_keys")
     runner = CliRunner()
-    created = runner.invoke(keys_cli, ["create", "--tenant", "acme"], env={"REDIS_URL": redis_url})
+    created = runner.invoke(keys_cli, ["create", "--tenant", "acme"], env={"SWITCHBOARD_DATABASE_URL": url})
     assert created.exit_code == 0, created.output
     key_id = created.stdout.split()[0]
-    with redis.Redis.from_url(redis_url) as client:
-        assert client.exists(f"switchboard:keys:key:{key_id}")
+    assert postgres_server.query(f"SELECT tenant FROM api_keys WHERE key_id = '{key_id}'", "cli_keys") == "acme"
     assert not (tmp_path / ".switchboard").exists()

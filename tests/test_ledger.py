@@ -14,15 +14,21 @@ from click.testing import CliRunner
 
 from router.accounting.cli import ledger as ledger_cli
 from router.accounting.ledger import (
+    DEFAULT_STREAM,
     LEDGER_COLUMNS,
+    STREAM_UNFINISHED,
     Ledger,
     LedgerRecord,
-    RedisStreamLedgerSink,
+    LedgerSink,
+    LedgerUnavailable,
+    PostgresLedgerSink,
     SQLiteLedgerSink,
     export_stream,
     usage_fields,
 )
 from router.accounting.usage import Usage
+from router.db import open_postgres
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -66,6 +72,9 @@ class FlakySink:
     async def count(self) -> int:
         return len(self.records)
 
+    async def settled_spend(self, since: datetime) -> list:
+        return []
+
     async def aclose(self) -> None:
         self.closed = True
 
@@ -84,11 +93,23 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-async def redis_sink(redis_server: RedisServer) -> AsyncIterator[RedisStreamLedgerSink]:
-    sink = RedisStreamLedgerSink(redis_server.url, timeout_s=0.5)
-    yield sink
-    await sink.aclose()
+def fill_legacy_stream(redis_server: RedisServer, records: Sequence[LedgerRecord]) -> None:
+    """A ledger stream as gateways before 0.2 wrote it (one JSON record per entry, field ``r``)."""
+    with redis_server.client() as client:
+        for record in records:
+            client.xadd(DEFAULT_STREAM, {"r": record.model_dump_json()})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])
+async def sink(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerSink]:
+    if request.param == "sqlite":
+        sqlite = SQLiteLedgerSink(tmp_path / "ledger.db")
+        yield sqlite
+        await sqlite.aclose()
+        return
+    pool = await open_postgres(request.getfixturevalue("postgres_url"))
+    yield PostgresLedgerSink(pool)
+    await pool.close()
 
 
 def test_record_rejects_prompt_fields_and_normalises_time() -> None:
@@ -127,31 +148,68 @@ async def test_sqlite_round_trip_in_wal_mode_with_indexes(tmp_path: Path) -> Non
         assert [row[1] for row in conn.execute("PRAGMA table_info(ledger)")] == list(LEDGER_COLUMNS)
 
 
-async def test_ledger_batches_by_size_and_by_time(tmp_path: Path) -> None:
-    sink = FlakySink()
-    ledger = Ledger(sink, tmp_path / "spool.jsonl", batch_size=100, flush_interval_s=0.05)
-    await ledger.start()
-    started = time.monotonic()
-    for n in range(3):
-        ledger.record(make_record(n))
-    await wait_until(lambda: len(sink.records) == 3)
-    assert time.monotonic() - started < 0.5
-    assert len(sink.batches) == 1
+class SlowSink(FlakySink):
+    """A sink whose commits take a while, like an fsync: concurrent commits must share one."""
 
-    for n in range(3, 353):
+    async def write_batch(self, records: Sequence[LedgerRecord]) -> None:
+        await asyncio.sleep(0.02)
+        await super().write_batch(records)
+
+
+async def test_commit_returns_once_durable_and_concurrent_commits_share_a_batch(tmp_path: Path) -> None:
+    sink = SlowSink()
+    ledger = Ledger(sink, tmp_path / "spool.jsonl", batch_size=100)
+    await ledger.start()
+    await ledger.commit(make_record(0))
+    assert [r.request_id for r in sink.records] == ["req-0"]  # durable when commit returns
+
+    await asyncio.gather(*(ledger.commit(make_record(n)) for n in range(1, 251)))
+    assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(251)]
+    assert len(sink.batches) <= 5  # group commit: 250 commits in a handful of batches of at most 100
+    assert max(len(b) for b in sink.batches) == 100
+
+    for n in range(251, 260):  # fire-and-forget records are written too
         ledger.record(make_record(n))
     await ledger.aclose()
-    assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(353)]
-    assert max(len(b) for b in sink.batches) == 100
+    assert len(sink.records) == 260
     assert sink.closed and ledger.healthy
     with pytest.raises(RuntimeError):
         ledger.record(make_record(0))
 
 
+async def test_a_cancelled_waiter_does_not_cancel_its_batch(tmp_path: Path) -> None:
+    sink = SlowSink()
+    ledger = Ledger(sink, tmp_path / "spool.jsonl")
+    await ledger.start()
+    waiter = asyncio.ensure_future(ledger.commit(make_record(1)))
+    await asyncio.sleep(0.005)
+    waiter.cancel()  # the client hung up
+    await ledger.commit(make_record(2))
+    await ledger.aclose()
+    assert [r.request_id for r in sink.records] == ["req-1", "req-2"]
+
+
+async def test_commit_fails_when_neither_sink_nor_spool_takes_the_record(tmp_path: Path) -> None:
+    sink = FlakySink()
+    sink.up = False
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the spool's directory should be")
+    ledger = Ledger(sink, blocked / "spool.jsonl", retry_interval_s=0.05)
+    await ledger.start()
+    with pytest.raises(LedgerUnavailable) as refused:
+        await ledger.commit(make_record(1))
+    assert refused.value.status_code == 503
+    assert ledger.pending == 1  # kept, and written once a destination recovers
+    sink.up = True
+    await wait_until(lambda: ledger.pending == 0)
+    await ledger.aclose()
+    assert [r.request_id for r in sink.records] == ["req-1"]
+
+
 async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: Path) -> None:
     sink = FlakySink()
     spool = tmp_path / "spool.jsonl"
-    ledger = Ledger(sink, spool, batch_size=10, flush_interval_s=0.01, probe_interval_s=0.1)
+    ledger = Ledger(sink, spool, batch_size=10, probe_interval_s=0.1)
     await ledger.start()
     ledger.record(make_record(0))
     await wait_until(lambda: len(sink.records) == 1)
@@ -163,9 +221,7 @@ async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: P
     await wait_until(lambda: ledger.pending == 0 and spool.exists())
     assert not ledger.healthy
     spooled = [json.loads(line) for line in spool.read_text().splitlines()]
-    assert [r["request_id"] for line in spooled for r in line["records"]] == [
-        f"req-{n}" for n in range(1, 26)
-    ]
+    assert [r["request_id"] for line in spooled for r in line["records"]] == [f"req-{n}" for n in range(1, 26)]
 
     sink.up = True
     for n in range(26, 30):  # recorded after recovery, written after the spooled ones
@@ -199,63 +255,87 @@ async def test_spool_survives_close_and_is_replayed_by_the_next_ledger(tmp_path:
     assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(20)]
 
 
-async def test_redis_sink_queries_by_call_and_by_time(redis_sink: RedisStreamLedgerSink) -> None:
+async def test_sinks_query_by_call_and_by_time(sink: LedgerSink) -> None:
     records = [make_record(n, call_id=f"c{n % 2}") for n in range(10)]
     records.append(make_record(10, tenant="globex", call_id="c0"))
-    await redis_sink.write_batch(records[:6])
-    await redis_sink.write_batch(records[6:])
-    await redis_sink.write_batch(records[:6])  # replay of an acknowledged-but-lost batch: ignored
-    assert await redis_sink.count() == 11
+    await sink.write_batch(records[:6])
+    await sink.write_batch(records[6:])
+    await sink.write_batch(records[:6])  # replay of an acknowledged-but-lost batch: no change
+    assert await sink.count() == 11
 
-    call = await redis_sink.query("acme", call_id="c0")
+    call = await sink.query("acme", call_id="c0")
     assert [r.request_id for r in call] == ["req-0", "req-2", "req-4", "req-6", "req-8"]
-    assert call[1] == records[2]
-    assert [r.request_id for r in await redis_sink.query("globex", call_id="c0")] == ["req-10"]
-    window = await redis_sink.query("acme", since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
+    assert call[1] == records[2]  # every field survives, risks and timestamps included
+    assert [r.request_id for r in await sink.query("globex", call_id="c0")] == ["req-10"]
+    window = await sink.query("acme", since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
     assert [r.request_id for r in window] == ["req-3", "req-4"]
+    spend = {(row.tenant, row.day): row.cost_usd for row in await sink.settled_spend(T0)}
+    assert spend == {("acme", "2025-03-01"): pytest.approx(0.045), ("globex", "2025-03-01"): pytest.approx(0.010)}
 
 
-async def test_no_record_lost_when_redis_restarts_mid_run(redis_server: RedisServer, tmp_path: Path) -> None:
-    sink = RedisStreamLedgerSink(redis_server.url, timeout_s=0.3)
-    ledger = Ledger(
-        sink, tmp_path / "spool.jsonl", batch_size=20, flush_interval_s=0.02, probe_interval_s=0.1
+async def test_a_final_record_replaces_only_a_provisional_one(sink: LedgerSink) -> None:
+    provisional = make_record(1, error_type=STREAM_UNFINISHED, interrupted=True)
+    final = make_record(1, total_ms=99.0).model_copy(update={"record_id": provisional.record_id})
+    await sink.write_batch([provisional])
+    assert (await sink.query("acme"))[0].error_type == STREAM_UNFINISHED
+    await sink.write_batch([final])
+    await sink.write_batch([provisional])  # a late replay of the provisional record changes nothing
+    rows = await sink.query("acme")
+    assert len(rows) == 1 and rows[0] == final
+    other = make_record(2, error_type=STREAM_UNFINISHED)
+    await sink.write_batch([make_record(3), other, other.model_copy(update={"error_type": None})])
+    errors = {r.request_id: r.error_type for r in await sink.query("acme")}
+    assert errors == {"req-1": None, "req-2": None, "req-3": None}
+
+
+@pytest.mark.e2e
+async def test_the_migrated_postgres_ledger_has_the_record_columns_in_order(postgres_url: str) -> None:
+    # PostgresLedgerSink inserts whole rows of the table's composite type, so the order must be LedgerRecord's.
+    pool = await open_postgres(postgres_url)
+    columns = await pool.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'ledger' ORDER BY ordinal_position"
     )
-    await ledger.start()
-    recorded = 0
+    await pool.close()
+    assert [row[0] for row in columns] == list(LEDGER_COLUMNS)
 
-    async def record_for(seconds: float) -> None:
-        nonlocal recorded
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for _ in range(5):
-                ledger.record(make_record(recorded, call_id=f"call-{recorded % 7}"))
-                recorded += 1
-            await asyncio.sleep(0.005)
 
-    await record_for(0.4)
-    await asyncio.to_thread(redis_server.stop)
-    await record_for(0.6)
-    assert not ledger.healthy
-    assert ledger.spooled_batches > 0
-    await asyncio.to_thread(redis_server.start)
-    await record_for(0.4)
-    await wait_until(lambda: ledger.healthy)
-    await ledger.aclose()
+@pytest.mark.e2e
+async def test_no_record_lost_when_postgres_restarts_mid_run(tmp_path: Path) -> None:
+    with PostgresServer() as server:
+        pool = await open_postgres(server.url)
+        ledger = Ledger(PostgresLedgerSink(pool), tmp_path / "spool.jsonl", batch_size=20, probe_interval_s=0.1)
+        await ledger.start()
+        committed = 0
 
-    with redis_server.client() as client:
-        entries = client.xrange("switchboard:ledger")
-    ids = [json.loads(fields[b"r"])["request_id"] for _, fields in entries]
-    assert recorded > 100
-    assert ids == [f"req-{n}" for n in range(recorded)]  # all of them, once each, in order
+        async def commit_for(seconds: float) -> None:
+            nonlocal committed
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                await asyncio.gather(*(ledger.commit(make_record(committed + i)) for i in range(5)))
+                committed += 5
+
+        await commit_for(0.4)
+        await asyncio.to_thread(server.stop)
+        await commit_for(0.6)  # every commit still returns: the spool took it, fsync'd
+        assert not ledger.healthy and ledger.spooled_batches > 0
+        await asyncio.to_thread(server.start)
+        await commit_for(0.4)
+        await wait_until(lambda: ledger.healthy, timeout_s=10)
+        await ledger.aclose()
+        ids = server.query("SELECT string_agg(request_id, ',' ORDER BY ts) FROM ledger").split(",")
+        await pool.close()
+    assert committed > 50
+    assert ids == [f"req-{n}" for n in range(committed)]  # all of them, once each, in order
 
 
 async def test_export_to_parquet_and_sqlite_trims_only_what_was_exported(
-    redis_server: RedisServer, redis_sink: RedisStreamLedgerSink, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    await redis_sink.write_batch([make_record(n, call_id="c") for n in range(25)])
+    fill_legacy_stream(redis_server, [make_record(n, call_id="c") for n in range(25)])
     parquet = tmp_path / "ledger-1.parquet"
     assert await export_stream(redis_server.url, parquet, "parquet", trim=False, chunk=10) == 25
-    assert await redis_sink.count() == 25
+    with redis_server.client() as client:
+        assert client.xlen(DEFAULT_STREAM) == 25
     with pytest.raises(FileExistsError):
         await export_stream(redis_server.url, parquet)
 
@@ -267,8 +347,9 @@ async def test_export_to_parquet_and_sqlite_trims_only_what_was_exported(
 
     db = tmp_path / "ledger.db"
     assert await export_stream(redis_server.url, db, "sqlite", trim=True, chunk=10) == 25
-    assert await redis_sink.count() == 0
-    await redis_sink.write_batch([make_record(n) for n in range(25, 30)])
+    with redis_server.client() as client:
+        assert client.xlen(DEFAULT_STREAM) == 0
+    fill_legacy_stream(redis_server, [make_record(n) for n in range(25, 30)])
     assert await export_stream(redis_server.url, db, "sqlite") == 5
     assert await export_stream(redis_server.url, db, "sqlite") == 0
     exported = SQLiteLedgerSink(db)
@@ -278,12 +359,7 @@ async def test_export_to_parquet_and_sqlite_trims_only_what_was_exported(
 
 
 def test_cli_export(redis_server: RedisServer, tmp_path: Path) -> None:
-    async def fill() -> None:
-        sink = RedisStreamLedgerSink(redis_server.url)
-        await sink.write_batch([make_record(n) for n in range(4)])
-        await sink.aclose()
-
-    asyncio.run(fill())
+    fill_legacy_stream(redis_server, [make_record(n) for n in range(4)])
     out = tmp_path / "out.parquet"
     result = CliRunner().invoke(
         ledger_cli, ["export", "--redis-url", redis_server.url, "--out", str(out), "--format", "parquet"]
@@ -306,3 +382,21 @@ def test_spool_slots_are_exclusive_per_process_and_adopted_after_a_crash(tmp_pat
     assert adopted == first  # its successor replays what it left behind
     second_lock.close()
     adopted_lock.close()
+
+
+async def test_orphaned_spools_are_replayed_and_live_ones_left_alone(tmp_path: Path) -> None:
+    from router.accounting.ledger import Spool
+    from router.accounting.recorder import adopt_orphan_spools, claim_spool
+
+    mine, my_lock = claim_spool(tmp_path)
+    live, live_lock = claim_spool(tmp_path)  # another worker, running
+    orphan = tmp_path / "ledger-spool-7.jsonl"  # a worker that crashed, whose slot nobody took again
+    for path, first in ((mine, 0), (live, 10), (orphan, 20)):
+        Spool(path).append([make_record(n) for n in range(first, first + 3)])
+    sink = SQLiteLedgerSink(tmp_path / "ledger.db")
+    await adopt_orphan_spools(tmp_path, sink)
+    assert sorted(r.request_id for r in await sink.query("acme")) == ["req-20", "req-21", "req-22"]
+    assert not orphan.exists() and mine.exists() and live.exists()
+    await sink.aclose()
+    my_lock.close()
+    live_lock.close()

@@ -158,3 +158,27 @@ def test_cli_report_formats(sqlite_ledger: Path, tmp_path: Path, records: list[L
     assert no_file.exit_code != 0 and "needs an output file" in no_file.output
     bad = runner.invoke(report_cli, ["--ledger", str(sqlite_ledger), "--by", "colour"])
     assert bad.exit_code != 0 and "unknown" in bad.output
+
+
+@pytest.mark.e2e
+def test_postgres_gives_the_same_report_as_sqlite(
+    sqlite_ledger: Path, records: list[LedgerRecord], postgres_url: str
+) -> None:
+    from router.accounting.ledger import PostgresLedgerSink
+    from router.db import open_postgres
+
+    async def write() -> None:
+        pool = await open_postgres(postgres_url)
+        await PostgresLedgerSink(pool).write_batch(records)
+        await pool.close()
+
+    asyncio.run(write())
+    window = (START + timedelta(days=1), START + timedelta(days=3))
+    by = ["tenant", "agent", "model", "day"]
+    from_postgres = build_report(postgres_url, *window, by=by)
+    pd.testing.assert_frame_equal(from_postgres, build_report(sqlite_ledger, *window, by=by))
+    assert from_postgres.iloc[-1]["requests"] == sum(window[0] <= r.ts < window[1] for r in records)
+
+    result = CliRunner().invoke(report_cli, ["--by", "tenant"], env={"SWITCHBOARD_DATABASE_URL": postgres_url})
+    assert result.exit_code == 0, result.output
+    assert f"| {TOTAL_LABEL} | {len(records)} |" in result.stdout

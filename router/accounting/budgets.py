@@ -9,6 +9,10 @@ Flow per request: ``policy.scopes_for(tenant, agent, call_id)`` names the budget
 Windows are UTC calendar days and months; a call's budget covers the whole call and lives
 ``call_ttl_s`` after its last request. Counters are kept in integer nano-dollars, so sums are exact
 (Lua numbers are doubles, exact for integers up to 2**53 nano-USD, about 9 million USD).
+
+The ledger is the system of record of settled spend; counters are rebuilt from it (``rebuild()``) at start,
+before the first reservation, and whenever Redis turns out to have lost them, so neither a restart nor a
+Redis flush grants a fresh budget. Call budgets are not rebuilt (a call restarts its count).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.exceptions import RedisError
 
+from router.accounting.ledger import SpendRow
 from router.redisclient import redis_client
 
 logger = logging.getLogger(__name__)
@@ -264,6 +269,34 @@ class BudgetPolicy:
         )
 
 
+class SpendSource(Protocol):
+    """The system of record's settled spend (the ledger sink)."""
+
+    async def settled_spend(self, since: datetime) -> list[SpendRow]: ...
+
+
+def settled_by_scope(
+    policy: BudgetPolicy, rows: Sequence[SpendRow], now: datetime
+) -> dict[str, tuple[BudgetScope, int]]:
+    """The settled spend (nano-USD) of each current tenant and agent window, from the ledger's daily sums."""
+    today = now.strftime("%Y-%m-%d")
+    totals: dict[str, tuple[BudgetScope, int]] = {}
+    for row in rows:
+        for scope in policy.scopes_for(row.tenant, row.agent, None, now):
+            if scope.window == "daily" and row.day != today:
+                continue
+            _, spent = totals.get(scope.key, (scope, 0))
+            totals[scope.key] = (scope, spent + to_nano(row.cost_usd))
+    return totals
+
+
+async def ledger_spend(policy: BudgetPolicy, source: SpendSource) -> dict[str, tuple[BudgetScope, int]]:
+    """The settled spend of the current windows (this month, so today too) according to the ledger."""
+    now = datetime.fromtimestamp(policy.clock(), UTC)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return settled_by_scope(policy, await source.settled_spend(month_start), now)
+
+
 def _soft_exceeded(scopes: Sequence[BudgetScope], spent_nano: Sequence[int]) -> tuple[str, ...]:
     """Soft limits compare settled spend: a turn is downgraded once money was spent, not for what it might cost."""
     return tuple(
@@ -291,6 +324,10 @@ class BudgetEnforcer(Protocol):
         self, tenant: str, agent: str | None = None, call_id: str | None = None
     ) -> list[BudgetStatus]: ...
 
+    async def rebuild(self) -> None:
+        """Take settled spend from the ledger (at start, before the first reservation)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -308,11 +345,23 @@ class InProcessBudgets:
     it safe from threads.
     """
 
-    def __init__(self, policy: BudgetPolicy) -> None:
+    def __init__(self, policy: BudgetPolicy, spend: SpendSource | None = None) -> None:
         self.policy = policy
+        self._spend = spend
         self._counters: dict[str, _Counter] = {}
         self._reservations: set[str] = set()
         self._lock = threading.Lock()
+
+    async def rebuild(self) -> None:
+        """Settled spend of the current windows := the ledger's (reservations in flight are kept)."""
+        if self._spend is None:
+            return
+        settled = await ledger_spend(self.policy, self._spend)
+        with self._lock:
+            for key, (scope, spent) in settled.items():
+                counter = self._counters.setdefault(key, _Counter())
+                counter.spent = spent
+                counter.expires_at = scope.expires_at
 
     @property
     def degraded(self) -> bool:
@@ -390,18 +439,22 @@ class InProcessBudgets:
         return None
 
 
-# KEYS[1] reservation key, KEYS[2..] scope counters (hashes with fields spent, reserved).
+# Every script first checks the seed marker (KEYS[2]), set when the counters were rebuilt from the ledger:
+# a Redis without it lost its data (or never had it), and answers -1 until a replica rebuilds them.
+
+# KEYS[1] reservation key, KEYS[2] seed marker, KEYS[3..] scope counters (hashes with fields spent, reserved).
 # ARGV[1] amount, ARGV[2] reservation TTL, then per scope: hard limit (-1: none), expiry (unix s).
 # Checks every scope before touching any, so a refused request holds nothing anywhere.
-# Returns {0, failing scope index, spent, reserved} or {1, settled spend per scope...}.
+# Returns {-1} (not seeded), {0, failing scope index, spent, reserved} or {1, settled spend per scope...}.
 _RESERVE_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
 local amount = tonumber(ARGV[1])
-local scopes = #KEYS - 1
+local scopes = #KEYS - 2
 for i = 1, scopes do
   local hard = tonumber(ARGV[1 + 2 * i])
   if hard >= 0 then
-    local spent = tonumber(redis.call('HGET', KEYS[i + 1], 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[i + 1], 'reserved') or '0')
+    local spent = tonumber(redis.call('HGET', KEYS[i + 2], 'spent') or '0')
+    local reserved = tonumber(redis.call('HGET', KEYS[i + 2], 'reserved') or '0')
     if spent + reserved + amount > hard then
       return {0, i, spent, reserved}
     end
@@ -409,7 +462,7 @@ for i = 1, scopes do
 end
 local result = {1}
 for i = 1, scopes do
-  local key = KEYS[i + 1]
+  local key = KEYS[i + 2]
   local reserved = redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
   result[i + 1] = tonumber(redis.call('HGET', key, 'spent') or '0')
@@ -418,11 +471,25 @@ redis.call('SET', KEYS[1], amount, 'EX', ARGV[2])
 return result
 """
 
-# KEYS[1] reservation key, KEYS[2..] scope counters. ARGV[1] actual spend, ARGV[2] mode, ARGV[3..]
-# expiry per scope. Mode 'redis': close a Redis reservation, whose key holds the amount held; a
+# KEYS[1] seed marker, KEYS[2..] scope counters. ARGV per scope: settled spend, expiry. Sets the settled
+# spend of every scope and the marker, unless another replica seeded first. Returns 1 if it seeded.
+_SEED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #KEYS do
+  redis.call('HSET', KEYS[i], 'spent', ARGV[2 * i - 3])
+  redis.call('EXPIREAT', KEYS[i], ARGV[2 * i - 2])
+end
+redis.call('SET', KEYS[1], '1')
+return 1
+"""
+
+# KEYS[1] reservation key, KEYS[2] seed marker, KEYS[3..] scope counters. ARGV[1] actual spend, ARGV[2] mode,
+# ARGV[3..] expiry per scope. Mode 'redis': close a Redis reservation, whose key holds the amount held; a
 # missing key means it was settled or released already. Mode '<ttl>': record spend held in-process
 # while Redis was down; the key, kept ttl seconds, marks it recorded. Either way a replay is a no-op.
+# Returns -1 (not seeded: the settlement waits for the rebuild), 0 (replay) or 1.
 _SETTLE_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local held
 if ARGV[2] == 'redis' then
   held = redis.call('GET', KEYS[1])
@@ -434,28 +501,38 @@ else
 end
 -- 0 - x rather than -x: Lua writes -0 as "-0", which HINCRBY rejects.
 local release = 0 - tonumber(held)
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'reserved', release)
   redis.call('HINCRBY', KEYS[i], 'spent', ARGV[1])
-  redis.call('EXPIREAT', KEYS[i], ARGV[1 + i])
+  redis.call('EXPIREAT', KEYS[i], ARGV[i])
 end
 return 1
 """
+
+
+class SpendUnavailable(ConnectionError):
+    """The ledger cannot be read to rebuild Redis's counters: Redis is not used until it can."""
 
 
 @dataclass(frozen=True)
 class _PendingSettle:
     reservation: Reservation
     actual_nano: int
+    seeding: int  # how many times Redis had been seeded from the ledger when the turn settled
 
 
 class RedisBudgets:
     """Budgets shared by all gateway replicas through Redis, checked and held atomically in Lua.
 
-    When Redis fails, requests are enforced by an in-process fallback (counting from zero for the
-    outage, so limits are per replica meanwhile) and ``degraded`` is set; Redis is retried after
-    ``retry_after_s``. Settlements that could not reach Redis, and the spend of requests held
-    in-process, are replayed to Redis once it answers again, idempotently.
+    Redis's counters are seeded from the ledger by the first replica that finds them missing (a seed
+    marker is absent), so a Redis restarted empty resumes from the settled spend, not from zero.
+
+    When Redis fails, requests are enforced by an in-process fallback and ``degraded`` is set; Redis is
+    retried after ``retry_after_s``. The fallback's settled spend is re-read from the ledger at every failed
+    retry, so during an outage replicas see each other's spend within ``retry_after_s``: the outage
+    allowance is what all replicas together can reserve in that time. Settlements that could not reach
+    Redis, and the spend of requests held in-process, are replayed to Redis once it answers again,
+    idempotently; when Redis came back empty they are in the ledger it is reseeded from, so they are dropped.
     """
 
     def __init__(
@@ -463,18 +540,57 @@ class RedisBudgets:
         redis_url: str,
         policy: BudgetPolicy,
         *,
+        spend: SpendSource | None = None,
         timeout_s: float = 0.5,
         retry_after_s: float = 5.0,
     ) -> None:
         self.policy = policy
+        self._spend = spend
         self._redis = redis_client(redis_url, timeout_s)
         self._reserve_script = self._redis.register_script(_RESERVE_LUA)
         self._settle_script = self._redis.register_script(_SETTLE_LUA)
-        self._fallback = InProcessBudgets(policy)
+        self._seed_script = self._redis.register_script(_SEED_LUA)
+        self._fallback = InProcessBudgets(policy, spend)
         self._retry_after_s = retry_after_s
         self._down_until = 0.0
+        self._fallback_stale = False
         self._pending: deque[_PendingSettle] = deque()
         self._replaying = asyncio.Lock()
+        self._seeding = asyncio.Lock()
+        self._seedings = 0
+        self._seed_checks = 0
+
+    @property
+    def _marker(self) -> str:
+        return f"{self.policy.config.key_prefix}:seeded"
+
+    async def rebuild(self) -> None:
+        """Seed Redis from the ledger unless it holds the counters already, and the fallback from the ledger."""
+        await self._fallback.rebuild()
+        try:
+            await self._seed()
+        except (RedisError, OSError) as exc:
+            self._redis_down(exc)
+
+    async def _seed(self) -> None:
+        checked = self._seed_checks
+        async with self._seeding:
+            if self._seed_checks != checked:
+                return  # a concurrent caller checked (and seeded) while this one waited: one check per burst
+            self._seed_checks += 1
+            if await self._redis.exists(self._marker):
+                return
+            try:
+                settled = await ledger_spend(self.policy, self._spend) if self._spend is not None else {}
+            except Exception as exc:
+                raise SpendUnavailable(f"cannot read settled spend from the ledger: {exc}") from exc
+            keys, args = [self._marker], []
+            for key, (scope, spent) in settled.items():
+                keys.append(key)
+                args += [spent, scope.expires_at]
+            if await self._seed_script(keys=keys, args=args):
+                logger.warning("budgets: Redis had no counters; rebuilt %d from the ledger", len(settled))
+                self._seedings += 1
 
     @property
     def degraded(self) -> bool:
@@ -488,6 +604,16 @@ class RedisBudgets:
         if time.monotonic() >= self._down_until:
             logger.warning("budgets: Redis unavailable (%s); enforcing in-process", exc)
         self._down_until = time.monotonic() + self._retry_after_s
+        self._fallback_stale = True
+
+    async def _fallback_reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
+        if self._fallback_stale:
+            self._fallback_stale = False
+            try:
+                await self._fallback.rebuild()
+            except Exception:
+                logger.exception("budgets: could not re-read settled spend from the ledger")
+        return await self._fallback.reserve(scopes, amount_usd)
 
     async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
         if time.monotonic() >= self._down_until:
@@ -497,9 +623,12 @@ class RedisBudgets:
             for scope in scopes:
                 hard = scope.hard_nano
                 args += [-1 if hard is None else hard, scope.expires_at]
-            keys = [self._reservation_key(reservation_id), *(s.key for s in scopes)]
+            keys = [self._reservation_key(reservation_id), self._marker, *(s.key for s in scopes)]
             try:
                 result = await self._reserve_script(keys=keys, args=args)
+                if result[0] == -1:
+                    await self._seed()
+                    result = await self._reserve_script(keys=keys, args=args)
             except (RedisError, OSError) as exc:
                 self._redis_down(exc)
             else:
@@ -510,22 +639,28 @@ class RedisBudgets:
                     raise BudgetExceeded(
                         scope.name, scope.hard_usd or 0.0, to_usd(spent), to_usd(reserved), to_usd(amount)
                     )
-                return Reservation(
-                    id=reservation_id,
-                    scopes=tuple(scopes),
-                    amount_usd=to_usd(amount),
-                    soft_exceeded=_soft_exceeded(scopes, [int(c) for c in result[1:]]),
-                    backend="redis",
-                )
-        return await self._fallback.reserve(scopes, amount_usd)
+                if result[0] == 1:
+                    return Reservation(
+                        id=reservation_id,
+                        scopes=tuple(scopes),
+                        amount_usd=to_usd(amount),
+                        soft_exceeded=_soft_exceeded(scopes, [int(c) for c in result[1:]]),
+                        backend="redis",
+                    )
+                # Still unseeded (Redis flushed again at once): this turn is enforced in-process.
+        return await self._fallback_reserve(scopes, amount_usd)
 
     async def _apply(self, pending: _PendingSettle) -> None:
         reservation = pending.reservation
+        if reservation.backend == "local" and pending.seeding != self._seedings:
+            return  # spend settled in-process before Redis was reseeded is in the ledger it was seeded from
         mode = "redis" if reservation.backend == "redis" else str(self.policy.config.reservation_ttl_s)
-        await self._settle_script(
-            keys=[self._reservation_key(reservation.id), *(s.key for s in reservation.scopes)],
-            args=[pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)],
-        )
+        keys = [self._reservation_key(reservation.id), self._marker, *(s.key for s in reservation.scopes)]
+        args = [pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)]
+        if await self._settle_script(keys=keys, args=args) == -1:
+            # Redis lost its counters (and this reservation): rebuilt from the ledger, which will hold this
+            # turn's record, so recording it again would count it twice.
+            await self._seed()
 
     async def _replay_pending(self) -> None:
         if not self._pending or self._replaying.locked():
@@ -544,7 +679,7 @@ class RedisBudgets:
             await self._fallback.settle(reservation, to_usd(actual_nano))
             if actual_nano == 0:
                 return  # a released local hold never reached Redis; nothing to record there
-        self._pending.append(_PendingSettle(reservation, actual_nano))
+        self._pending.append(_PendingSettle(reservation, actual_nano, self._seedings))
         if time.monotonic() >= self._down_until:
             await self._replay_pending()
 

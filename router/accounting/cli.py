@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from router.accounting.ledger import DEFAULT_STREAM, export_stream
-from router.accounting.report import DEFAULT_GROUPS, GROUPABLE, build_report, write_report
+from router.accounting.report import DEFAULT_GROUPS, GROUPABLE, build_report, is_database_url, write_report
 
 
 @click.group("ledger")
@@ -57,10 +57,11 @@ def _groups(value: tuple[str, ...]) -> list[str]:
 @click.command("report")
 @click.option(
     "--ledger",
-    "ledger_path",
-    type=click.Path(exists=True, path_type=Path),
+    "ledger_source",
+    envvar="SWITCHBOARD_DATABASE_URL",
     required=True,
-    help="SQLite ledger, Parquet export, or a directory of Parquet exports.",
+    help="A postgresql:// URL (default: SWITCHBOARD_DATABASE_URL), a SQLite ledger, a Parquet export, or a "
+    "directory of Parquet exports.",
 )
 @click.option("--from", "start", help="First day or instant (UTC), inclusive.")
 @click.option("--to", "end", help="Last day (inclusive) or instant (exclusive), UTC.")
@@ -74,10 +75,13 @@ def _groups(value: tuple[str, ...]) -> list[str]:
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "parquet"]), default="markdown")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path))
 def report(
-    ledger_path: Path, start: str | None, end: str | None, by: tuple[str, ...], fmt: str, out: Path | None
+    ledger_source: str, start: str | None, end: str | None, by: tuple[str, ...], fmt: str, out: Path | None
 ) -> None:
     """Requests, tokens, cost and savings against the baseline, grouped, with a totals row."""
-    frame = build_report(ledger_path, _bound(start, end=False), _bound(end, end=True), _groups(by))
+    source: str | Path = ledger_source if is_database_url(ledger_source) else Path(ledger_source)
+    if isinstance(source, Path) and not source.exists():
+        raise click.BadParameter(f"{ledger_source} does not exist", param_hint="--ledger")
+    frame = build_report(source, _bound(start, end=False), _bound(end, end=True), _groups(by))
     try:
         text = write_report(frame, fmt, out)  # type: ignore[arg-type]
     except ValueError as exc:

@@ -1,10 +1,16 @@
-"""The cost ledger: one record per gateway request, written in batches to a durable sink.
+"""The cost ledger: one record per gateway request, committed to the system of record before the answer ends.
 
-``Ledger.record()`` never blocks the event loop and never loses a record: a background task writes
-batches to a ``LedgerSink``; when the sink fails (Redis down, disk locked) the batch goes to a local,
-fsync'd JSONL spool, which is replayed in order once a periodic probe finds the sink working again.
-Replays are idempotent: the SQLite sink ignores known ``record_id``s and the Redis sink refuses a
-batch it has already appended, so a batch whose acknowledgement was lost is not written twice.
+``await Ledger.commit(record)`` returns once the record is durable: committed by the sink (SQLite with
+``synchronous=FULL``, or PostgreSQL) or, when the sink fails, appended to a local fsync'd JSONL spool that
+is replayed in order at start and once a periodic probe finds the sink working again. Group commit: one
+writer task takes everything queued, writes it as one batch (one fsync), and wakes every request waiting
+on that batch, so concurrent turns share a commit. ``Ledger.record(record)`` queues without waiting (for
+rejections, whose answers are not bills).
+
+Writes are upserts keyed by ``record_id`` that only ever replace a *provisional* row (``error_type =
+STREAM_UNFINISHED``, committed before a stream's first byte): a replayed batch changes nothing, and a
+stream's final record replaces its provisional one whatever order they arrive in. A gateway killed
+mid-stream leaves the provisional row, so a stream that delivered a byte is never unbilled.
 
 Prompts and completions are never recorded: ``LedgerRecord`` forbids unknown fields.
 """
@@ -14,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +31,7 @@ import types
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Union, get_args, get_origin
@@ -34,15 +40,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from redis.asyncio import Redis
 
 from router.accounting.usage import Usage
+from router.errors import GatewayError
 from router.redisclient import redis_client
 
 logger = logging.getLogger(__name__)
 
 LEDGER_TABLE = "ledger"
-DEFAULT_STREAM = "switchboard:ledger"
+DEFAULT_STREAM = "switchboard:ledger"  # where gateways before 0.2 kept the ledger
 # Fixed-width timestamps sort lexicographically in time order, which the SQLite ``ts`` index relies on.
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_CLOCK_SKEW_MS = 5 * 60 * 1000
+# The error_type of a stream's provisional record: the gateway stopped before the stream ended, so the
+# completion tokens are unknown and only the prompt is billed (an estimate, ``usage_estimated``).
+STREAM_UNFINISHED = "stream_unfinished"
+
+
+class LedgerUnavailable(GatewayError):
+    """Neither the system of record nor the local spool took the record: the answer is not delivered unbilled."""
+
+    status_code = 503
+    default_code = "ledger_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """Settled spend of one tenant's agent on one UTC day, from the ledger (for rebuilding budgets)."""
+
+    tenant: str
+    agent: str | None
+    day: str  # YYYY-MM-DD
+    cost_usd: float
 
 
 def _utc(value: datetime) -> datetime:
@@ -176,15 +202,14 @@ def row_to_record(row: Mapping[str, Any]) -> LedgerRecord:
     return LedgerRecord.model_validate(values)
 
 
-def batch_digest(records: Sequence[LedgerRecord]) -> str:
-    """A stable name for a batch, identical when the same batch is replayed from the spool."""
-    return hashlib.blake2b("\n".join(r.record_id for r in records).encode(), digest_size=16).hexdigest()
-
-
 class LedgerSink(Protocol):
-    """Where ledger records are kept. ``write_batch`` must be atomic and idempotent per batch."""
+    """Where ledger records are kept. ``write_batch`` must be durable once it returns, atomic and idempotent."""
 
     async def write_batch(self, records: Sequence[LedgerRecord]) -> None: ...
+
+    async def settled_spend(self, since: datetime) -> list[SpendRow]:
+        """Spend per (tenant, agent, UTC day) of the records with ``ts >= since``."""
+        ...
 
     async def query(
         self,
@@ -211,11 +236,21 @@ _SQLITE_TYPES = {
 }
 
 
+def upsert_sql(columns: Sequence[str], values: str) -> str:
+    """``INSERT ... VALUES`` that replaces an existing row only while it is a stream's provisional record."""
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "record_id")
+    return (
+        f"INSERT INTO {LEDGER_TABLE} ({', '.join(columns)}) {values} ON CONFLICT (record_id) DO UPDATE SET "
+        f"{updates} WHERE {LEDGER_TABLE}.error_type = '{STREAM_UNFINISHED}'"
+    )
+
+
 class SQLiteLedgerSink:
     """A SQLite ledger in WAL mode; each call runs in a worker thread so the event loop never blocks.
 
     One connection is shared under a lock: SQLite serialises writers anyway, and WAL lets reports read
-    the file from other processes while the gateway writes.
+    the file from other processes while the gateway writes. ``synchronous=FULL`` fsyncs every commit, so a
+    committed batch survives a power cut, not only a killed process.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -224,7 +259,7 @@ class SQLiteLedgerSink:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         columns = ", ".join(
             f"{name} {_SQLITE_TYPES[kind]}{' PRIMARY KEY' if name == 'record_id' else ''}"
@@ -234,7 +269,7 @@ class SQLiteLedgerSink:
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS ledger_tenant_call ON {LEDGER_TABLE} (tenant, call_id)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS ledger_ts ON {LEDGER_TABLE} (ts)")
         placeholders = ", ".join(f":{name}" for name in LEDGER_COLUMNS)
-        self._insert_sql = f"INSERT OR IGNORE INTO {LEDGER_TABLE} VALUES ({placeholders})"
+        self._insert_sql = upsert_sql(list(LEDGER_COLUMNS), f"VALUES ({placeholders})")
 
     def write_batch_sync(self, records: Sequence[LedgerRecord]) -> None:
         rows = [record_to_row(r) for r in records]
@@ -280,6 +315,14 @@ class SQLiteLedgerSink:
         rows = await asyncio.to_thread(self._select, f"SELECT COUNT(*) FROM {LEDGER_TABLE}", ())
         return int(rows[0][0])
 
+    async def settled_spend(self, since: datetime) -> list[SpendRow]:
+        sql = (
+            f"SELECT tenant, agent, substr(ts, 1, 10) AS day, SUM(cost_usd) FROM {LEDGER_TABLE} "
+            "WHERE ts >= ? GROUP BY tenant, agent, day"
+        )
+        rows = await asyncio.to_thread(self._select, sql, (format_ts(since),))
+        return [SpendRow(row[0], row[1], row[2], float(row[3] or 0.0)) for row in rows]
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self._close)
 
@@ -288,97 +331,39 @@ class SQLiteLedgerSink:
             self._conn.close()
 
 
-# Appends a batch to the stream unless that batch was appended before (its digest key exists), and
-# indexes each entry under its call so per-call queries need not scan the stream. Atomic, so a batch
-# is either wholly in the stream or not at all.
-# KEYS[1] stream, KEYS[2] batch digest key, KEYS[3..] call index keys.
-# ARGV[1] digest TTL (0: no dedupe), ARGV[2] call index TTL, then per record: index of its call key in
-# KEYS (0: no call), record JSON.
-_APPEND_BATCH_LUA = """
-local dedupe_ttl = tonumber(ARGV[1])
-if dedupe_ttl > 0 and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', dedupe_ttl) then
-  return 0
-end
-local index_ttl = tonumber(ARGV[2])
-local appended = 0
-for i = 3, #ARGV, 2 do
-  local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[i + 1])
-  local key_index = tonumber(ARGV[i])
-  if key_index > 0 then
-    redis.call('RPUSH', KEYS[key_index], id)
-    redis.call('EXPIRE', KEYS[key_index], index_ttl)
-  end
-  appended = appended + 1
-end
-return appended
-"""
+def one_row_per_record(records: Sequence[LedgerRecord]) -> list[LedgerRecord]:
+    """The batch with one record per ``record_id`` (a stream's final record over its provisional one), as one
+    PostgreSQL statement may not upsert a row twice."""
+    chosen: dict[str, LedgerRecord] = {}
+    for record in records:
+        kept = chosen.get(record.record_id)
+        if kept is None or kept.error_type == STREAM_UNFINISHED:
+            chosen[record.record_id] = record
+    return list(chosen.values())
 
 
-class RedisStreamLedgerSink:
-    """Ledger records as JSON entries (field ``r``) of a Redis stream, for multi-replica gateways.
+class PostgresLedgerSink:
+    """The ledger in PostgreSQL (schema by ``router/db/migrations``), shared by every replica.
 
-    Per-call queries use a secondary list per (tenant, call) of stream entry ids, kept for
-    ``call_index_ttl_s`` after the call's last request. Other queries scan the stream (from a little
-    before ``since``, as entry ids are insertion times): fine for the modest size
-    the stream has between ``switchboard ledger export`` runs, which move it to Parquet/SQLite.
-    Replay dedupe keys live ``dedupe_ttl_s``: a batch replayed later than that after an ambiguous
-    failure (written, acknowledgement lost) would be appended twice.
+    A batch is one multi-row statement (``unnest`` of an array of ``ledger`` rows): one round trip and one
+    commit, which PostgreSQL makes durable before it answers. The pool belongs to the caller.
     """
 
-    def __init__(
-        self,
-        redis_url: str,
-        stream: str = DEFAULT_STREAM,
-        *,
-        dedupe_ttl_s: int = 3600,
-        call_index_ttl_s: int = 7 * 86400,
-        timeout_s: float = 2.0,
-    ) -> None:
-        self.stream = stream
-        self._dedupe_ttl_s = dedupe_ttl_s
-        self._call_index_ttl_s = call_index_ttl_s
-        self._redis = redis_client(redis_url, timeout_s)
-        self._append_batch = self._redis.register_script(_APPEND_BATCH_LUA)
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        columns = list(LEDGER_COLUMNS)
+        self._insert_sql = upsert_sql(columns, f"SELECT * FROM unnest($1::{LEDGER_TABLE}[])")
 
-    def _call_key(self, tenant: str, call_id: str) -> str:
-        digest = hashlib.blake2b(f"{tenant}\0{call_id}".encode(), digest_size=16).hexdigest()
-        return f"{self.stream}:call:{digest}"
+    @staticmethod
+    def _row(record: LedgerRecord) -> tuple[Any, ...]:
+        return tuple(
+            json.dumps(getattr(record, name), sort_keys=True) if kind is ColumnKind.JSON else getattr(record, name)
+            for name, kind in LEDGER_COLUMNS.items()
+        )
 
     async def write_batch(self, records: Sequence[LedgerRecord]) -> None:
-        if not records:
-            return
-        keys = [self.stream, f"{self.stream}:batch:{batch_digest(records)}"]
-        args: list[Any] = [self._dedupe_ttl_s, self._call_index_ttl_s]
-        for record in records:
-            key_index = 0
-            if record.call_id is not None:
-                call_key = self._call_key(record.tenant, record.call_id)
-                if call_key not in keys:
-                    keys.append(call_key)
-                key_index = keys.index(call_key) + 1
-            args += [key_index, record.model_dump_json()]
-        await self._append_batch(keys=keys, args=args)
-
-    async def _entries_of_call(self, tenant: str, call_id: str) -> list[bytes]:
-        ids = await self._redis.lrange(self._call_key(tenant, call_id), 0, -1)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry_id in ids:
-                pipe.xrange(self.stream, entry_id, entry_id)
-            results = await pipe.execute()
-        # An id whose entry was exported and trimmed yields no entry.
-        return [fields[b"r"] for entries in results for _, fields in entries]
-
-    async def _scan(self, since: datetime | None, chunk: int = 1000) -> list[bytes]:
-        # Entry ids come from Redis's clock and ``ts`` from the gateway's: start early enough to
-        # cover skew between the two; the exact bound is applied to ``ts`` afterwards.
-        start = "-" if since is None else f"{max(int(since.timestamp() * 1000) - _CLOCK_SKEW_MS, 0)}-0"
-        found: list[bytes] = []
-        while True:
-            entries = await self._redis.xrange(self.stream, start, "+", count=chunk)
-            found += [fields[b"r"] for _, fields in entries]
-            if len(entries) < chunk:
-                return found
-            start = "(" + entries[-1][0].decode()
+        if records:
+            await self._pool.execute(self._insert_sql, [self._row(r) for r in one_row_per_record(records)])
 
     async def query(
         self,
@@ -387,25 +372,30 @@ class RedisStreamLedgerSink:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LedgerRecord]:
-        raw = await (self._entries_of_call(tenant, call_id) if call_id is not None else self._scan(since))
-        records = (LedgerRecord.model_validate_json(entry) for entry in raw)
-        return [
-            r
-            for r in records
-            if r.tenant == tenant
-            and (call_id is None or r.call_id == call_id)
-            and (since is None or r.ts >= _utc(since))
-            and (until is None or r.ts < _utc(until))
-        ]
+        clauses, params = ["tenant = $1"], [tenant]
+        for clause, value in (("call_id = ", call_id), ("ts >= ", since), ("ts < ", until)):
+            if value is not None:
+                params.append(_utc(value) if isinstance(value, datetime) else value)
+                clauses.append(f"{clause}${len(params)}")
+        sql = f"SELECT * FROM {LEDGER_TABLE} WHERE {' AND '.join(clauses)} ORDER BY ts, record_id"
+        return [row_to_record(dict(row)) for row in await self._pool.fetch(sql, *params)]
 
     async def count(self) -> int:
-        return int(await self._redis.xlen(self.stream))
+        return int(await self._pool.fetchval(f"SELECT count(*) FROM {LEDGER_TABLE}"))
+
+    async def settled_spend(self, since: datetime) -> list[SpendRow]:
+        rows = await self._pool.fetch(
+            f"SELECT tenant, agent, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, sum(cost_usd) AS cost "
+            f"FROM {LEDGER_TABLE} WHERE ts >= $1 GROUP BY 1, 2, 3",
+            _utc(since),
+        )
+        return [SpendRow(row["tenant"], row["agent"], row["day"], float(row["cost"] or 0.0)) for row in rows]
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        return None
 
 
-class _Spool:
+class Spool:
     """Batches the sink refused, one JSON line each, appended with fsync so a crash keeps them."""
 
     def __init__(self, path: Path) -> None:
@@ -449,6 +439,23 @@ class _Spool:
                     logger.error("ledger spool %s: skipping unreadable line ending at byte %d", self.path, offset)
         return None, offset
 
+    async def replay_into(self, sink: LedgerSink) -> int:
+        """Write the spooled batches to ``sink`` in order, dropping each replayed one; raises when the sink fails
+        (what was replayed until then is dropped, the rest stays). Returns how many batches were replayed."""
+        offset = replayed = 0
+        try:
+            while True:
+                batch, next_offset = await asyncio.to_thread(self.read_at, offset)
+                if batch is None:
+                    offset = next_offset
+                    return replayed
+                await sink.write_batch(batch)
+                offset, replayed = next_offset, replayed + 1
+        finally:
+            if offset:
+                await asyncio.to_thread(self.drop_before, offset)
+                logger.info("ledger replayed %d spooled batches from %s", replayed, self.path)
+
     def drop_before(self, offset: int) -> None:
         """Remove the replayed first ``offset`` bytes, atomically (a crash leaves old or new spool)."""
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
@@ -467,13 +474,20 @@ class _Spool:
             self.batches = 0
 
 
-class Ledger:
-    """The ledger writer: ``record()`` queues in memory, a background task writes batches.
+@dataclass(slots=True)
+class _Queued:
+    record: LedgerRecord
+    durable: asyncio.Future[None] | None  # set once the record is in the sink or the spool
 
-    A batch is flushed when ``batch_size`` records are queued or every ``flush_interval_s``. While the
-    spool holds batches, new batches are spooled behind them (to keep order) and the sink is probed by
-    replaying the spool every ``probe_interval_s``. ``aclose()`` writes everything still queued, to the
-    sink or the spool, and closes the sink.
+
+class Ledger:
+    """The ledger writer: group commit of queued records to the sink, or to the spool when the sink fails.
+
+    One writer task takes up to ``batch_size`` queued records at a time and writes them in one
+    transaction, so requests that finish while a commit is in flight share the next one. While the spool
+    holds batches, new batches are spooled behind them (to keep order) and the sink is probed by replaying
+    the spool every ``probe_interval_s``. ``start()`` replays what an earlier process spooled before the
+    gateway serves. ``aclose()`` writes everything still queued, to the sink or the spool, and closes the sink.
     """
 
     def __init__(
@@ -482,15 +496,16 @@ class Ledger:
         spool_path: str | Path,
         *,
         batch_size: int = 256,
-        flush_interval_s: float = 0.05,
         probe_interval_s: float = 1.0,
+        retry_interval_s: float = 0.2,
     ) -> None:
         self.sink = sink
-        self._spool = _Spool(Path(spool_path))
+        self._spool = Spool(Path(spool_path))
         self._batch_size = batch_size
-        self._flush_interval_s = flush_interval_s
         self._probe_interval_s = probe_interval_s
-        self._queue: deque[LedgerRecord] = deque()
+        self._retry_interval_s = retry_interval_s
+        self._queue: deque[_Queued] = deque()
+        self._in_flight = 0  # records taken from the queue whose batch is being written
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -505,49 +520,79 @@ class Ledger:
 
     @property
     def pending(self) -> int:
-        """Records queued in memory, not yet in the sink or the spool."""
-        return len(self._queue)
+        """Records in memory, not yet in the sink or the spool."""
+        return len(self._queue) + self._in_flight
 
     @property
     def spooled_batches(self) -> int:
         return self._spool.batches
 
-    def record(self, record: LedgerRecord) -> None:
-        """Queue a record; returns at once. Raises after ``aclose()``, when nothing would write it."""
+    def _enqueue(self, record: LedgerRecord, durable: asyncio.Future[None] | None) -> None:
         if self._closed:
             raise RuntimeError("ledger is closed")
-        self._queue.append(record)
-        if self._wakeup is not None and len(self._queue) >= self._batch_size:
+        self._queue.append(_Queued(record, durable))
+        if self._wakeup is not None:
             self._wakeup.set()
+
+    def record(self, record: LedgerRecord) -> None:
+        """Queue a record without waiting for it to be durable. Raises after ``aclose()``."""
+        self._enqueue(record, None)
+
+    def commit(self, record: LedgerRecord) -> asyncio.Future[None]:
+        """Queue a record now; the result resolves once it is durable (sink or spool), or raises
+        ``LedgerUnavailable`` if neither took it. Such a record stays queued and is written when one recovers.
+        Raises at once after ``aclose()``.
+        """
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(record, durable)
+        # Shielded: a client that hangs up cancels its request, not the batch its record is in.
+        return asyncio.shield(durable)
 
     async def start(self) -> None:
         if self._task is not None:
             return
+        if self._spool.batches:
+            await self._replay_spool()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def _run(self) -> None:
         assert self._wakeup is not None
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._flush_interval_s)
-            self._wakeup.clear()
+        while True:
+            if not self._queue:
+                timeout = self._probe_interval_s if self._spool.batches else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                self._wakeup.clear()
+            if self._closing:
+                return
             try:
                 await self._flush()
             except Exception:
-                # The spool itself failed (disk full?): the batch went back to the queue; try again.
-                logger.exception("ledger flush failed; records kept in memory")
+                # The spool itself failed (disk full?): the records stay queued; try again shortly.
+                logger.exception("ledger: neither the sink nor the spool took a batch; records kept in memory")
+                await asyncio.sleep(self._retry_interval_s)
 
     async def _flush(self) -> None:
         if self._spool.batches and time.monotonic() >= self._next_probe:
             await self._replay_spool()
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+            self._in_flight = len(batch)
             try:
-                await self._deliver(batch)
-            except BaseException:
-                self._queue.extendleft(reversed(batch))
+                await self._deliver([q.record for q in batch])
+            except BaseException as exc:
+                self._in_flight = 0
+                # Waiting requests learn at once that their record is not durable; the records stay queued.
+                self._queue.extendleft(_Queued(q.record, None) for q in reversed(batch))
+                for queued in batch:
+                    if queued.durable is not None and not queued.durable.done():
+                        queued.durable.set_exception(LedgerUnavailable(f"the ledger cannot record this turn: {exc}"))
                 raise
+            self._in_flight = 0
+            for queued in batch:
+                if queued.durable is not None and not queued.durable.done():
+                    queued.durable.set_result(None)
 
     async def _deliver(self, batch: list[LedgerRecord]) -> None:
         if not self._spool.batches:
@@ -562,23 +607,13 @@ class Ledger:
         await asyncio.to_thread(self._spool.append, batch)
 
     async def _replay_spool(self) -> None:
-        offset = replayed = 0
         try:
-            while True:
-                batch, next_offset = await asyncio.to_thread(self._spool.read_at, offset)
-                if batch is None:
-                    offset = next_offset
-                    break
-                await self.sink.write_batch(batch)
-                offset, replayed = next_offset, replayed + 1
+            await self._spool.replay_into(self.sink)
             self._sink_failed = False
         except Exception as exc:
             logger.info("ledger sink still failing (%s); batches stay spooled", exc)
             self._sink_failed = True
             self._next_probe = time.monotonic() + self._probe_interval_s
-        if offset:
-            await asyncio.to_thread(self._spool.drop_before, offset)
-            logger.info("ledger replayed %d spooled batches", replayed)
 
     async def aclose(self) -> None:
         """Stop the writer, write what is queued (sink, else spool) and close the sink."""
@@ -670,7 +705,8 @@ async def export_stream(
     stream: str = DEFAULT_STREAM,
     chunk: int = 5000,
 ) -> int:
-    """Move the stream's records, up to its newest entry now, to a Parquet file or a SQLite ledger.
+    """Move a ledger stream left in Redis by gateways before 0.2 (which kept the ledger there when REDIS_URL
+    was set), up to its newest entry now, to a Parquet file or a SQLite ledger.
 
     A Parquet file is written whole and must not exist yet; a SQLite ledger is appended to
     (idempotently by ``record_id``). The stream is trimmed only after the file is written, and only up

@@ -1,6 +1,8 @@
 """Accounting for finished turns: price them, write the ledger record, move the metrics.
 
-It is the gateway's only writer of cost data, so the ledger and Prometheus always agree.
+It is the gateway's only writer of cost data, so the ledger and Prometheus always agree. A turn's record is
+durable (committed, or fsync'd to the spool) before ``record`` returns, so before its answer reaches the
+client; a stream also gets a provisional record before its first byte (see ``router.accounting.ledger``).
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ import fcntl
 import logging
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from router.accounting.calls import CallCostTracker
 from router.accounting.ledger import (
+    STREAM_UNFINISHED,
     Ledger,
     LedgerRecord,
-    RedisStreamLedgerSink,
+    LedgerSink,
+    PostgresLedgerSink,
+    Spool,
     SQLiteLedgerSink,
     usage_fields,
 )
@@ -66,13 +71,59 @@ class Recorder:
             "shadow_cost_usd": float(cost),
         }
 
-    def record(self, turn: Turn, outcome: Outcome) -> None:
+    async def record(self, turn: Turn, outcome: Outcome) -> None:
+        """Account for a finished turn; returns once its record is durable (else ``LedgerUnavailable``)."""
         try:
-            self._record(turn, outcome)
-        except Exception:  # accounting must never fail a turn that was served
+            record, overhead_ms = self._ledger_record(turn, outcome)
+            durable = self.ledger.commit(record)
+        except Exception:  # a bug in accounting must never fail a turn that was served
             logger.exception("could not account for %s", turn.request_id)
+            return
+        try:
+            tenant_label, agent_label = self._caller_labels(turn.caller)
+            self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
+            self._follow(turn, record, outcome, tenant_label, agent_label)
+        except Exception:
+            logger.exception("could not account for %s", turn.request_id)
+        await durable
 
-    def _record(self, turn: Turn, outcome: Outcome) -> None:
+    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
+        """Commit the provisional record of a stream about to send its first byte: what it costs if the gateway
+        dies before the end (the prompt; completion tokens unknown). The final record replaces it."""
+        try:
+            usage = Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=0, estimated=True)
+            cost, baseline = self.price(deployment, usage)
+            outcome = Outcome(
+                deployment=deployment,
+                usage=usage,
+                cost_usd=cost,
+                baseline_cost_usd=baseline,
+                error_type=STREAM_UNFINISHED,
+                interrupted=True,
+            )
+            record, _ = self._ledger_record(turn, outcome)
+            durable = self.ledger.commit(record)
+        except Exception:  # as in record(): a bug in accounting must never fail the turn
+            logger.exception("could not account for the start of %s", turn.request_id)
+            return
+        await durable
+
+    def _follow(self, turn: Turn, record: LedgerRecord, outcome: Outcome, tenant_label: str, agent_label: str) -> None:
+        """The traffic log and the call's running cost (its metrics carry the bounded caller labels)."""
+        if self.traffic is not None:
+            self.traffic.write(self._traffic_record(turn, record, outcome.usage))
+        if turn.call_id is not None:
+            self.calls.add_turn(
+                tenant_label,
+                agent_label,
+                turn.call_id,
+                record.cost_usd,
+                record.voice_call_seconds,
+                ended=turn.facts.voice.call_ended,
+            )
+
+    def _ledger_record(self, turn: Turn, outcome: Outcome) -> tuple[LedgerRecord, float | None]:
+        """The turn's record (its id is the request id, so a stream's final record replaces its provisional one)."""
         deployment = outcome.deployment
         decision = turn.decision
         tier = outcome.tier if deployment is not None else decision.tier
@@ -83,6 +134,7 @@ class Recorder:
         interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
         classification = turn.classification
         record = LedgerRecord(
+            record_id=turn.request_id,
             request_id=turn.request_id,
             ts=turn.received_at,
             call_id=turn.call_id,
@@ -116,20 +168,7 @@ class Recorder:
             **(usage_fields(usage) if usage is not None else {}),
             **self._shadow(turn, usage, deployment.name if deployment else None),
         )
-        self.ledger.record(record)
-        tenant_label, agent_label = self._caller_labels(turn.caller)
-        self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
-        if self.traffic is not None:
-            self.traffic.write(self._traffic_record(turn, record, usage))
-        if turn.call_id is not None:
-            self.calls.add_turn(
-                tenant_label,
-                agent_label,
-                turn.call_id,
-                record.cost_usd,
-                record.voice_call_seconds,
-                ended=turn.facts.voice.call_ended,
-            )
+        return record, overhead_ms
 
     def _caller_labels(self, caller: Caller | None) -> tuple[str, str]:
         if caller is None:
@@ -234,11 +273,15 @@ class Recorder:
             logger.exception("could not account for rejected %s", rejection.request_id)
 
 
-async def build_recorder(settings: Settings, config: GatewayConfig, metrics: Metrics) -> Recorder:
-    """The recorder with its ledger started: Redis stream when REDIS_URL is set, else SQLite in WAL mode."""
+async def build_recorder(
+    settings: Settings, config: GatewayConfig, metrics: Metrics, postgres: Any | None = None
+) -> Recorder:
+    """The recorder with its ledger started (spools left by earlier processes replayed): PostgreSQL when a pool
+    is given, else SQLite in WAL mode under the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = RedisStreamLedgerSink(settings.redis_url) if settings.redis_url else SQLiteLedgerSink(settings.ledger_path)
+    sink: LedgerSink = PostgresLedgerSink(postgres) if postgres is not None else SQLiteLedgerSink(settings.ledger_path)
     spool, spool_lock = claim_spool(settings.data_dir)
+    await adopt_orphan_spools(settings.data_dir, sink)
     ledger = Ledger(sink, spool)
     await ledger.start()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
@@ -264,3 +307,21 @@ def claim_spool(data_dir: Path, slots: int = 256) -> tuple[Path, IO[bytes]]:
             continue
         return data_dir / f"ledger-spool-{slot}.jsonl", lock
     raise RuntimeError(f"all {slots} ledger spool slots in {data_dir} are held by running processes")
+
+
+async def adopt_orphan_spools(data_dir: Path, sink: LedgerSink) -> None:
+    """Replay the spools that no running process holds (a worker that crashed and came back in another slot).
+
+    Each is locked while it is replayed, so two starting workers never replay one spool twice; a spool whose sink
+    still fails stays for the next start.
+    """
+    for path in sorted(data_dir.glob("ledger-spool-*.jsonl")):
+        with path.with_suffix(".lock").open("wb") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive (this one included) and replays it itself
+            try:
+                await Spool(path).replay_into(sink)
+            except Exception as exc:
+                logger.warning("ledger: could not replay the orphaned spool %s yet (%s)", path, exc)

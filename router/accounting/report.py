@@ -1,11 +1,13 @@
 """Finance reports from the ledger: requests, tokens, cost and savings against the baseline, grouped.
 
-The source is a SQLite ledger (``SQLiteLedgerSink``'s file, or a ``ledger export --format sqlite``),
-or Parquet exports: one file or a directory of them.
+The source is the system of record itself, read directly: a PostgreSQL URL or a SQLite ledger
+(``SQLiteLedgerSink``'s file, or a ``ledger export --format sqlite``); or Parquet exports: one file or a
+directory of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -48,8 +50,36 @@ def _utc_timestamp(value: datetime) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def is_database_url(source: str | Path) -> bool:
+    return isinstance(source, str) and source.startswith(("postgresql://", "postgres://"))
+
+
+async def _fetch_postgres(url: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    import asyncpg
+
+    clauses, params = [], []
+    for operator, bound in ((">=", start), ("<", end)):
+        if bound is not None:
+            params.append(_utc_timestamp(bound).to_pydatetime())
+            clauses.append(f"ts {operator} ${len(params)}")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    columns = ", ".join(LEDGER_COLUMNS)
+    connection = await asyncpg.connect(url)
+    try:
+        # One read-only snapshot, so a report never blocks or sees half of a gateway's batch.
+        async with connection.transaction(readonly=True, isolation="repeatable_read"):
+            rows = await connection.fetch(f"SELECT {columns} FROM {LEDGER_TABLE}{where} ORDER BY ts", *params)
+    finally:
+        await connection.close()
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(LEDGER_COLUMNS))
+
+
 def load_ledger(source: str | Path, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
     """Ledger rows with ``start <= ts < end`` (either bound optional; naive means UTC), ``ts`` in UTC."""
+    if is_database_url(source):
+        frame = asyncio.run(_fetch_postgres(str(source), start, end))
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        return frame
     path = Path(source)
     if _is_sqlite(path):
         clauses, params = [], []

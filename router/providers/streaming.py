@@ -2,7 +2,7 @@
 
 Usage is always requested upstream; the extra usage chunk is stripped when the client did not ask for it, and
 carries the gateway's cost fields when it did. A client that hangs up cancels the upstream request; the tokens
-produced so far are still recorded.
+produced so far are still recorded. The turn's record is durable before the final ``data: [DONE]`` is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import orjson
 
 from router.accounting.tokens import content_text
 from router.accounting.usage import Usage
+from router.errors import GatewayError
 from router.gateway import Gateway, Outcome, Turn
 from router.providers.base import ProviderError
 from router.providers.chain import OpenStream
@@ -63,6 +64,23 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         chunk["switchboard"] = _cost_fields(turn, cost, baseline)
         return sse(chunk)
 
+    finished = False
+
+    async def finish() -> GatewayError | None:
+        """Account for the turn once; the error to send instead of ``[DONE]`` if its record is not durable."""
+        nonlocal finished
+        finished = True
+        await opened.rest.aclose()  # type: ignore[attr-defined]
+        usage = gateway.usage_for_stream(turn, reported, "".join(produced))
+        outcome.usage = usage
+        outcome.cost_usd, outcome.baseline_cost_usd = gateway.accountant.price(deployment, usage)
+        outcome.total_ms = (time.perf_counter() - turn.started) * 1000
+        try:
+            await gateway.finish(turn, outcome)
+        except GatewayError as error:
+            return error
+        return None
+
     try:
         first = prepare(opened.first_chunk)
         if first is not None:
@@ -72,12 +90,14 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
                 event = prepare(chunk)
                 if event is not None:
                     yield event
-        yield DONE
+        failed = await finish()
+        yield DONE if failed is None else sse(failed.body())
     except (ProviderError, TimeoutError) as exc:
         # Committed to this deployment: no failover after the first byte, a clean error event instead.
         outcome.status = 502 if isinstance(exc, ProviderError) else 504
         outcome.error_type = "upstream_stream_error"
         message = exc.message if isinstance(exc, ProviderError) else "the upstream stream exceeded its total timeout"
+        failed = None if finished else await finish()
         yield sse(
             {
                 "error": {
@@ -88,19 +108,16 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
                 }
             }
         )
-        yield DONE
+        if failed is None:
+            yield DONE
     except (asyncio.CancelledError, GeneratorExit):
         outcome.interrupted = True
         outcome.status = 499  # client closed request (nginx's convention)
         outcome.error_type = "client_disconnected"
         raise
     finally:
-        await opened.rest.aclose()  # type: ignore[attr-defined]
-        usage = gateway.usage_for_stream(turn, reported, "".join(produced))
-        outcome.usage = usage
-        outcome.cost_usd, outcome.baseline_cost_usd = gateway.accountant.price(deployment, usage)
-        outcome.total_ms = (time.perf_counter() - turn.started) * 1000
-        await gateway.finish(turn, outcome)
+        if not finished:
+            await finish()
 
 
 def _cost_fields(turn: Turn, cost: float, baseline: float) -> dict[str, Any]:
