@@ -6,6 +6,7 @@ serves every surface and every test.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -178,8 +179,17 @@ class Gateway:
         loaded = self.policies.active
         if self.classifier is not None and requested not in self._deployments:
             t0 = time.perf_counter()
+            deadline = self.config.limits.classification_deadline_ms / 1000
             try:
-                classification = await self.classifier.classify(messages, has_tools, loaded.catalog_for(caller.tenant))
+                classification = await asyncio.wait_for(
+                    self.classifier.classify(messages, has_tools, loaded.catalog_for(caller.tenant)), deadline
+                )
+            except TimeoutError:
+                # The classification goes on in its worker (its result is cached); this turn does not wait for it.
+                logger.warning(
+                    "classification overran its %.0f ms deadline; routing by classifier_failure", deadline * 1000
+                )
+                failed = True
             except Exception:
                 logger.exception("classification failed; routing by the policy's classifier_failure route")
                 failed = True
