@@ -8,6 +8,7 @@ so detectors can check any contiguous window of groups (a card number inside a l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from classifiers import regex
 
@@ -83,7 +84,8 @@ class DigitRun:
         return found
 
 
-def digit_runs(text: str) -> list[DigitRun]:
+@lru_cache(maxsize=4)  # most detectors ask for the runs of the same turn
+def digit_runs(text: str) -> tuple[DigitRun, ...]:
     """Every maximal run of digits in ``text`` (already ``classifiers.normalise.fold``-ed), typed or spoken,
     fillers and separators skipped.
 
@@ -125,4 +127,4 @@ def digit_runs(text: str) -> list[DigitRun]:
         index += 1
     if groups:
         runs.append(DigitRun(tuple(groups), spoken))
-    return runs
+    return tuple(runs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from classifiers import regex
 from classifiers.detectors import detect, iban_valid, luhn_valid
@@ -146,14 +147,15 @@ class Group:
     end: int
 
 
-def digit_groups(folded: str) -> list[list[Group]]:
+@lru_cache(maxsize=4)  # each detector that fired asks again for the same window
+def digit_groups(folded: str) -> tuple[tuple[Group, ...], ...]:
     """The digit runs of a folded text (``classifiers.normalise.fold``), typed or spoken, with the position of
     every group.
 
     Follows ``classifiers.spoken.digit_runs`` token for token (same vocabulary, fillers and separators), so a run
     the detectors see is a run found here.
     """
-    runs: list[list[Group]] = []
+    runs: list[tuple[Group, ...]] = []
     groups: list[Group] = []
     repeat, repeat_start = 1, None
     tokens = list(TOKEN.finditer(folded))
@@ -180,16 +182,16 @@ def digit_groups(folded: str) -> list[list[Group]]:
             index += 1
             continue
         elif word not in FILLERS and word not in _NUMBER_SEPARATORS and groups:
-            runs.append(groups)
+            runs.append(tuple(groups))
             groups = []
         repeat, repeat_start = 1, None
         index += 1
     if groups:
-        runs.append(groups)
-    return runs
+        runs.append(tuple(groups))
+    return tuple(runs)
 
 
-def _windows(run: list[Group], min_length: int, max_length: int) -> Iterator[str]:
+def _windows(run: tuple[Group, ...], min_length: int, max_length: int) -> Iterator[str]:
     """The digits of every contiguous span of groups with a length within the bounds."""
     for first in range(len(run)):
         digits = ""
@@ -387,19 +389,19 @@ class Redactor:
 
     @staticmethod
     def _mask(text: str, context: str) -> str:
-        if len(text) > MAX_LOGGED_CHARS:
-            half = MAX_LOGGED_CHARS // 2
-            text = f"{text[:half]} [{len(text) - 2 * half} characters not logged] {text[-half:]}"
+        if len(text) > 2 * MAX_TURN_CHARS:
+            # Logged as what the classifier reads of a user turn (its head) and of an assistant turn (its tail).
+            head, tail = text[:MAX_TURN_CHARS], text[-MAX_TURN_CHARS:]
+            omitted = len(text) - 2 * MAX_TURN_CHARS
+            return f"{_mask_windows(head, context)} [{omitted} characters not logged] {_mask_windows(tail, context)}"
         return _mask_windows(text, context)
 
 
 # Detectors read MAX_TURN_CHARS at a time, so a longer text is masked in windows of that size, each overlapping
 # the next by twice this: any value shorter (at most 64 digits, an IBAN, an address line) is whole in one window.
+# A text longer than two windows is logged as its head and tail only, so masking a message costs at most three
+# windows; a replay's prompt_tokens fact for such a message is lower than the live one.
 _STRADDLE_CHARS = 256
-# A longer message is logged as its head and its tail (what the classifier reads of a user turn and of the
-# assistant turn before it), so masking one message costs at most a few windows. A replay's prompt_tokens
-# fact for such a message is then lower than the live one.
-MAX_LOGGED_CHARS = 4 * MAX_TURN_CHARS
 
 
 def _text_windows(length: int) -> list[tuple[int, int]]:
