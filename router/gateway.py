@@ -195,7 +195,9 @@ class Gateway:
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
         call = await self._call_facts(caller.tenant, call_id, caller_id, loaded.policy.caller_memory_days)
-        facts = turn_facts(
+        # Off the event loop: counting the prompt tokens of a large body takes tiktoken tens of milliseconds.
+        facts = await asyncio.to_thread(
+            turn_facts,
             tenant=caller.tenant,
             agent=caller.agent,
             requested_model=requested,
