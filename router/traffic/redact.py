@@ -390,16 +390,18 @@ class Redactor:
     @staticmethod
     def _mask(text: str, context: str) -> str:
         if len(text) > 2 * MAX_TURN_CHARS:
-            # Logged as what the classifier reads of a user turn (its head) and of an assistant turn (its tail).
-            head, tail = text[:MAX_TURN_CHARS], text[-MAX_TURN_CHARS:]
-            omitted = len(text) - 2 * MAX_TURN_CHARS
-            return f"{_mask_windows(head, context)} [{omitted} characters not logged] {_mask_windows(tail, context)}"
+            # Logged as what the classifier reads of a user turn (its head) and of an assistant turn (its tail),
+            # each cut from a masked stretch a little longer, so no value is cut in two before it is masked.
+            reach = MAX_TURN_CHARS + _STRADDLE_CHARS
+            head = _mask_windows(text[:reach], context)[:MAX_TURN_CHARS]
+            tail = _mask_windows(text[-reach:], context)[-MAX_TURN_CHARS:]
+            return f"{head} [{len(text) - 2 * MAX_TURN_CHARS} characters not logged] {tail}"
         return _mask_windows(text, context)
 
 
 # Detectors read MAX_TURN_CHARS at a time, so a longer text is masked in windows of that size, each overlapping
 # the next by twice this: any value shorter (at most 64 digits, an IBAN, an address line) is whole in one window.
-# A text longer than two windows is logged as its head and tail only, so masking a message costs at most three
+# A text longer than two windows is logged as its head and tail only, so masking a message costs at most four
 # windows; a replay's prompt_tokens fact for such a message is lower than the live one.
 _STRADDLE_CHARS = 256
 

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from classifiers.detectors import detect
-from classifiers.normalise import fold, fold_with_offsets
+from classifiers.normalise import MAX_TURN_CHARS, fold, fold_with_offsets
 from classifiers.schemas import normalise_text
 from router.traffic.redact import Redactor
 
@@ -54,3 +54,14 @@ def test_folding_with_offsets_is_folding() -> None:
         folded, origins = fold_with_offsets(text)
         assert folded == fold(text) == fold(normalise_text(text))
         assert len(origins) == len(folded) and origins == sorted(origins)
+
+
+@pytest.mark.parametrize("before", [1530, 1790, 2040, 2046])
+def test_a_card_number_is_masked_wherever_a_window_or_the_logged_head_ends(before: int) -> None:
+    # Texts longer than the detectors read are masked in overlapping windows; longer ones still are logged as
+    # head and tail. A value across any of those boundaries is masked whole.
+    for length in (4000, 12_000):
+        text = "x" * before + f" {CARD} " + "y" * (length - before)
+        masked = Redactor().mask(text)
+        assert "4111" not in masked and "1111" not in masked
+        assert "[CARD]" in masked or length > 2 * MAX_TURN_CHARS  # the logged head may end inside "[CARD]"
