@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ import orjson
 
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
-from router.accounting.tokens import content_text, text_tokens
+from router.accounting.tokens import content_text, quick_to_count, text_tokens
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
 from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
@@ -195,8 +196,7 @@ class Gateway:
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
         call = await self._call_facts(caller.tenant, call_id, caller_id, loaded.policy.caller_memory_days)
-        # Off the event loop: counting the prompt tokens of a large body takes tiktoken tens of milliseconds.
-        facts = await asyncio.to_thread(
+        build_facts = functools.partial(
             turn_facts,
             tenant=caller.tenant,
             agent=caller.agent,
@@ -208,6 +208,8 @@ class Gateway:
             classifier_failed=failed,
             call=call,
         )
+        # Counting the prompt tokens of a large body takes tiktoken tens of milliseconds: off the event loop.
+        facts = build_facts() if quick_to_count(messages, request.tools) else await asyncio.to_thread(build_facts)
         if self.rate_limit is not None:
             max_output = request.max_completion_tokens or request.max_tokens or 0
             await self.rate_limit.check(caller, facts.prompt_tokens + max_output * (request.n or 1))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -57,28 +58,39 @@ def content_text(content: Any) -> str:
 EXACT_COUNT_CHARS = 65_536
 
 
-class _BoundedCounter:
-    """Counts texts exactly until ``EXACT_COUNT_CHARS`` characters have been tokenised, then bounds them."""
+# Below this many characters a request's prompt is counted in well under a millisecond, on the event loop.
+QUICK_COUNT_CHARS = 8_192
 
-    def __init__(self) -> None:
-        self.exact_chars_left = EXACT_COUNT_CHARS
 
-    def __call__(self, text: str) -> int:
-        if len(text) <= self.exact_chars_left:
-            self.exact_chars_left -= len(text)
-            return text_tokens(text)
-        return len(text.encode("utf-8", "surrogatepass"))
+def _prompt_texts(messages: list[dict[str, Any]], tools: list[Any] | None) -> Iterator[str]:
+    """Every text of a request that prompt tokens are counted for, in order."""
+    for message in messages:
+        yield content_text(message.get("content"))
+        for call in message.get("tool_calls") or ():
+            function = (call.get("function") if isinstance(call, dict) else None) or {}
+            yield str(function.get("name", ""))
+            yield str(function.get("arguments", ""))
+    if tools:
+        yield orjson.dumps(tools).decode()
+
+
+def quick_to_count(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> bool:
+    """Whether counting these prompt tokens is quick enough for the event loop."""
+    return sum(len(text) for text in _prompt_texts(messages, tools)) <= QUICK_COUNT_CHARS
 
 
 def prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
-    """Prompt tokens of a chat request: exact for ordinary requests, never below the truth for huge ones."""
-    count = _BoundedCounter()
-    total = TOKENS_PER_REPLY
-    for message in messages:
-        total += TOKENS_PER_MESSAGE + count(content_text(message.get("content")))
-        for call in message.get("tool_calls") or ():
-            function = (call.get("function") if isinstance(call, dict) else None) or {}
-            total += count(str(function.get("name", ""))) + count(str(function.get("arguments", "")))
-    if tools:
-        total += count(orjson.dumps(tools).decode())
+    """Prompt tokens of a chat request: exact for ordinary requests, never below the truth for huge ones.
+
+    The first ``EXACT_COUNT_CHARS`` characters are tokenised; every text past them counts as many tokens as its
+    UTF-8 bytes.
+    """
+    exact_chars_left = EXACT_COUNT_CHARS
+    total = TOKENS_PER_REPLY + TOKENS_PER_MESSAGE * len(messages)
+    for text in _prompt_texts(messages, tools):
+        if len(text) <= exact_chars_left:
+            exact_chars_left -= len(text)
+            total += text_tokens(text)
+        else:
+            total += len(text.encode("utf-8", "surrogatepass"))
     return total
