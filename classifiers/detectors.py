@@ -11,12 +11,13 @@ before the phrases are matched.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from classifiers.spoken import digit_runs, fold
+from classifiers import regex
+from classifiers.normalise import MAX_TURN_CHARS, fold
+from classifiers.spoken import digit_runs
 
 PAYMENT = "payment"
 MEDICAL = "medical"
@@ -49,10 +50,13 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+_IBAN_SHAPE = regex.compile(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}")
+
+
 def iban_valid(candidate: str) -> bool:
     """ISO 13616 mod-97 check of an IBAN without spaces."""
     iban = candidate.upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", iban):
+    if not _IBAN_SHAPE.fullmatch(iban):
         return False
     rearranged = iban[4:] + iban[:4]
     return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
@@ -62,7 +66,7 @@ def _spoken_or(run_spoken: bool, method: str) -> str:
     return f"spoken,{method}" if run_spoken else method
 
 
-def _cue(pattern: re.Pattern[str], text: str, context: str) -> str | None:
+def _cue(pattern: regex.Pattern, text: str, context: str) -> str | None:
     """``"cue"`` when the turn names what it gives, ``"asked"`` when the assistant just asked for it."""
     if pattern.search(text):
         return "cue"
@@ -80,7 +84,7 @@ def _card_numbers(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_IBAN = re.compile(r"\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]){11,30}\b")
+_IBAN = regex.compile(r"\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]){11,30}\b")
 
 
 def _ibans(text: str, context: str = "") -> list[DetectorHit]:
@@ -92,8 +96,9 @@ def _ibans(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_SSN_FORMAT = re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")
-_ID_CUE = re.compile(
+# Neither a digit nor a hyphen on either side (RE2 has no lookarounds, so the neighbours are part of the match).
+_SSN_FORMAT = regex.compile(r"(?:^|[^\d-])\d{3}[- ]\d{2}[- ]\d{4}(?:[^\d-]|$)")
+_ID_CUE = regex.compile(
     r"\b(ssn|social security|(my|the|his|her) social\b|national insurance|passport( number| no)?|tax id|"
     r"taxpayer id|driver'?s licen[cs]e|dni|steuer-?id|personalausweis|numero de securite sociale|cpf)\b"
 )
@@ -112,11 +117,11 @@ _MONTHS = (
     r"jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t|tember)?|oct(ober)?|"
     r"nov(ember)?|dec(ember)?"
 )
-_DOB_CUE = re.compile(
+_DOB_CUE = regex.compile(
     r"\b(born (on|in)|date of birth|birth ?date|birthday( is|'s)|d\.?o\.?b\b|fecha de nacimiento|geburtsdatum|"
     r"geboren am|date de naissance|ne le|nee le|data de nascimento|nasci (em|no))"
 )
-_DATE_LIKE = re.compile(
+_DATE_LIKE = regex.compile(
     rf"\b({_MONTHS})\b|\b\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}\b|\b(19|20)\d{{2}}\b|\b\d{{1,2}}(st|nd|rd|th)\b|"
     r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
     r"fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)\b|"
@@ -135,9 +140,9 @@ def _dates_of_birth(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b")
+_EMAIL = regex.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b")
 _TLDS = r"com|net|org|edu|gov|io|co|uk|us|ca|de|fr|es|it|nl|pt|br|mx|in|au|info|biz|me|ai|app|dev"
-_SPOKEN_EMAIL = re.compile(
+_SPOKEN_EMAIL = regex.compile(
     rf"\b(at|arroba)\s+[a-z0-9-]+(\s+dot\s+[a-z0-9-]+)*\s+dot\s+({_TLDS})\b"
     r"|\b[a-z0-9]+\s+at\s+(gmail|googlemail|yahoo|hotmail|outlook|icloud|aol|protonmail|proton|live|msn)\b"
 )
@@ -151,11 +156,13 @@ def _emails(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_PHONE_FORMAT = re.compile(
-    r"(?<![\w-])(\+\d{1,3}[\s.-]?)?(\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])"
-    r"|(?<![\w])\+\d{1,3}([\s.-]?\d{2,4}){2,5}(?![\w-])"
+# A number with no word character or hyphen next to it (the neighbours are part of the match: RE2 has no
+# lookarounds); "+" numbers need no word character before them.
+_PHONE_FORMAT = regex.compile(
+    r"(?:^|[^\w-])(\+\d{1,3}[\s.-]?)?(\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:[^\w-]|$)"
+    r"|(?:^|\W)\+\d{1,3}([\s.-]?\d{2,4}){2,5}(?:[^\w-]|$)"
 )
-_PHONE_CUE = re.compile(
+_PHONE_CUE = regex.compile(
     r"\b(phone|cell|mobile|telephone|call me|call back|callback|reach me|text me|whatsapp|my number|"
     r"contact number|telefono|celular|telefon|handynummer|portable|numero de telefone)\b"
 )
@@ -172,7 +179,7 @@ def _phone_numbers(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_BANK_CUE = re.compile(r"\b(account (number|no|num)|acct|routing( number)?|sort code|bsb|aba|kontonummer)\b")
+_BANK_CUE = regex.compile(r"\b(account (number|no|num)|acct|routing( number)?|sort code|bsb|aba|kontonummer)\b")
 
 
 def _bank_accounts(text: str, context: str = "") -> list[DetectorHit]:
@@ -182,7 +189,7 @@ def _bank_accounts(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_SECURITY_CODE = re.compile(r"\b(cvv|cvc|cv2|security code|three digits on the back)\b")
+_SECURITY_CODE = regex.compile(r"\b(cvv|cvc|cv2|security code|three digits on the back)\b")
 
 
 def _card_security_codes(text: str, context: str = "") -> list[DetectorHit]:
@@ -192,25 +199,31 @@ def _card_security_codes(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_NAME_CUE = re.compile(
-    r"\b(my name is (?!on\b|not\b|in\b|the\b|still\b|wrong\b|missing\b|spelled\b)[a-z]+|my name'?s [a-z]+"
+# "my name is <word>" counts unless the word says the name is not being given ("my name is not on the list").
+_NAME_IS = regex.compile(r"\bmy name is ([a-z]+)\b")
+_NOT_NAMES = frozenset({"on", "not", "in", "the", "still", "wrong", "missing", "spelled"})
+_NAME_CUE = regex.compile(
+    r"\b(my name'?s [a-z]+"
     r"|under the name|(first|last|full|maiden) name is|surname is|like it sounds|spelled [a-z]( [a-z]){2,}"
     r"|the (account holder|patient|recipient|policy holder|cardholder) is [a-z]+"
     r"|this is [a-z]+ [a-z]+ (calling|speaking)"
     r"|me llamo|mi nombre es|a nombre de|ich heisse|mein name ist|je m'appelle|mon nom est|au nom de"
     r"|meu nome e|me chamo|em nome de|o titular( da conta)? e|mera naam)\b"
 )
-_NAME_ASKED = re.compile(r"\b(your|the) (full |first |last )?name\b|\bwho am i speaking (with|to)\b|\bwho'?s calling\b")
-_NOT_A_NAME = re.compile(
+_WORD = regex.compile(r"[a-z]+")
+_NAME_ASKED = regex.compile(
+    r"\b(your|the) (full |first |last )?name\b|\bwho am i speaking (with|to)\b|\bwho'?s calling\b"
+)
+_NOT_A_NAME = regex.compile(
     r"^(yes|yeah|yep|no|nope|sure|ok|okay|sorry|what|why|how|can|could|i|it'?s (fine|ok)|that'?s|hold on|hang on|one"
     r" (sec|second|moment)|wait|hmm|uh|um)\b"
 )
 
 
 def _personal_names(text: str, context: str = "") -> list[DetectorHit]:
-    if _NAME_CUE.search(text):
+    if _NAME_CUE.search(text) or any(match.group(1) not in _NOT_NAMES for match in _NAME_IS.finditer(text)):
         return [DetectorHit(name="personal_name", method="cue", risks=(PII,))]
-    words = re.findall(r"[a-z]+", text)
+    words = _WORD.findall(text)
     if context and _NAME_ASKED.search(context) and 2 <= len(words) <= 8 and not _NOT_A_NAME.search(text):
         return [DetectorHit(name="personal_name", method="asked", risks=(PII,))]
     return []
@@ -225,14 +238,14 @@ _STREET = (
     r"street|st|avenue|ave|road|rd|drive|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|crescent|close"
     r"|highway|hwy|parkway|pkwy|circle|square"
 )
-_ADDRESS = re.compile(
+_ADDRESS = regex.compile(
     rf"\b{_NUMBER}\s+([a-z]+\s+){{1,3}}({_STREET})\b"
     r"|\b[a-z]*(strasse|str|weg|platz|allee|gasse|ring|damm)\.?\s+\d{1,4}[a-z]?\b"
     r"|\b(calle|avenida|av|rua|travessa|alameda|carrer)\.?\s+([a-z]+\s+){1,4}\d{1,5}\b"
     r"|\b\d{1,4},?\s+(rue|avenue|boulevard|chemin|allee|impasse|place|quai)\b"
     r"|\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}\b"  # UK postcode
 )
-_ADDRESS_CUE = re.compile(
+_ADDRESS_CUE = regex.compile(
     r"\b(my address is|i live at|i live on|ship (it )?to|deliver (it )?to|send it to|mi direccion|vivo en"
     r"|meine adresse|ich wohne in|j'habite|mon adresse|moro na|moro em|meu endereco|mera pata)\b"
 )
@@ -246,7 +259,7 @@ def _postal_addresses(text: str, context: str = "") -> list[DetectorHit]:
     return []
 
 
-_CODE_CUE = re.compile(
+_CODE_CUE = regex.compile(
     r"\b(verification code|one[- ]time (code|password|passcode)|otp|2fa|two[- ]factor|passcode|pin( number)?"
     r"|log ?in code|sms code|code (you|we|they) (just )?(sent|texted|emailed)|texted me a code"
     r"|codigo de verificacion|bestatigungscode|code de verification|codigo de verificacao|der code lautet"
@@ -264,13 +277,14 @@ def _one_time_codes(text: str, context: str = "") -> list[DetectorHit]:
 # --- emergencies -------------------------------------------------------------------------------------------
 
 # Speech fillers and stutters ("my throat is um closing", "brennt brennt es") would break phrase patterns.
-_FILLERS = re.compile(
+_FILLERS = regex.compile(
     r"\b(uh+|um+|er+m?|ah+m?|eh+|euh|hmm+|mm+|you know|i mean|like|actually|basically|matlab|genre|tipo|este)\b,?"
 )
-_REPEATED_WORD = re.compile(r"\b(\w+)(\s+\1\b)+")
+_PIECES = regex.compile(r"(\w+)|(\s+)|[^\w\s]+")
+_WHITESPACE = regex.compile(r"\s+")
 
 # Spans blanked before emergency phrases are matched. Each is figurative in everyday speech.
-_IDIOMS = re.compile(
+_IDIOMS = regex.compile(
     r"\bdying (to|for) \w+|\bdying of (laughter|laughing|boredom|embarrassment|curiosity)"
     r"|\b(is|are|was|it'?s|that'?s|this'?s|you'?re|they'?re) killing (me|it|us)\b|\bkilling (it|time)\b"
     r"|\bkill(ing)? (myself|me) laughing\b|\b(nearly|almost) (died|killed me)\b|\bkill for a\b"
@@ -283,6 +297,8 @@ _IDIOMS = re.compile(
     r"|\bfire (drill|extinguisher|safety|insurance|exit|department|station)s?\b"
     r"|\bme muero de (ganas|risa|hambre)\b|\bmuero por\b|\bje meurs (d'envie|de faim|de rire)\b"
     r"|\bmorrendo de (vontade|rir|fome)\b"
+    # Not figurative, but not an emergency either: "end my life" is, "end my life insurance" is not.
+    r"|\bend(ing)? (my|it) (life|all) insurance"
 )
 
 _PERSON = (
@@ -385,7 +401,7 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
         _EMG,
         "en",
         r"\bkill(ing)? (myself|himself|herself)\b|\bsuicid(e|al)\b|\bself[- ]harm",
-        r"\bend(ing)? (my|it) (life|all)\b(?! insurance)|\b(don'?t|do not) want to (be alive|live)( anymore)?\b",
+        r"\bend(ing)? (my|it) (life|all)\b|\b(don'?t|do not) want to (be alive|live)( anymore)?\b",
         r"\bwants? to die\b|\bbetter off dead\b",
         r"\b(want|going|trying|thinking about|thought about|planning|plan) (to )?(hurt|harm)(ing)? "
         r"(myself|himself|herself)\b",
@@ -579,19 +595,42 @@ EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
 )
 
 _COMPILED_EMERGENCY_RULES = tuple(
-    (name, risks, language, re.compile(pattern)) for name, risks, language, pattern in EMERGENCY_RULES
+    (name, risks, language, regex.compile(pattern)) for name, risks, language, pattern in EMERGENCY_RULES
 )
+# Nearly every turn matches no rule: one pass of all of them together settles that, and only a turn that matches
+# is searched rule by rule.
+_ANY_EMERGENCY = regex.compile("|".join(f"(?:{pattern})" for _, _, _, pattern in EMERGENCY_RULES))
+
+
+def said_once(text: str) -> str:
+    r"""``text`` with every run of one word repeated ("brennt brennt", "i i i can't") said once: what the
+    backreference ``\b(\w+)(\s+\1\b)+`` replaced by ``\1`` did, which RE2 cannot express."""
+    pieces = [
+        (match.group(), match.group(1) is not None, match.group(2) is not None) for match in _PIECES.finditer(text)
+    ]
+    kept = []
+    index = 0
+    while index < len(pieces):
+        piece, is_word, _ = pieces[index]
+        kept.append(piece)
+        index += 1
+        if is_word:
+            while index + 1 < len(pieces) and pieces[index][2] and pieces[index + 1][0] == piece:
+                index += 2
+    return "".join(kept)
 
 
 def literal_reading(text: str) -> str:
     """Folded text without fillers, stutters or figurative idioms: what emergency phrases are matched against."""
     without_fillers = _FILLERS.sub(" ", text)
-    collapsed = _REPEATED_WORD.sub(r"\1", re.sub(r"\s+", " ", without_fillers))
+    collapsed = said_once(_WHITESPACE.sub(" ", without_fillers))
     return _IDIOMS.sub(" ", collapsed)
 
 
 def _emergencies(text: str, context: str = "") -> list[DetectorHit]:
     literal = literal_reading(text)
+    if not _ANY_EMERGENCY.search(literal):
+        return []
     hits: dict[str, DetectorHit] = {}
     for name, risks, language, pattern in _COMPILED_EMERGENCY_RULES:
         if name not in hits and pattern.search(literal):
@@ -620,8 +659,12 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 
 
 def detect(text: str, context: str = "", detectors: Iterable[Detector] = DEFAULT_DETECTORS) -> list[DetectorHit]:
-    """Every detector hit on the user's ``text``, in detector order."""
-    folded_text, folded_context = fold(text), fold(context)
+    """Every detector hit on the user's ``text``, in detector order.
+
+    Detectors read the first ``MAX_TURN_CHARS`` characters of ``text`` and the last of ``context``, as the
+    classifier does; ``router.traffic.redact`` masks longer texts a window at a time.
+    """
+    folded_text, folded_context = fold(text[:MAX_TURN_CHARS]), fold(context[-MAX_TURN_CHARS:])
     return [hit for detector in detectors for hit in detector(folded_text, folded_context)]
 
 

@@ -8,12 +8,13 @@ weigh these indicators against everything else: a keyword alone decides nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from classifiers.spoken import fold
+from classifiers import regex
+from classifiers.normalise import fold
 
 # Stems over folded text (lowercase, accents stripped); each alternative is matched at a word start.
 RISK_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -367,11 +368,20 @@ class RiskLexicon:
     def __init__(self, risks: Sequence[str]) -> None:
         self.risks = list(risks)
         self._patterns = [
-            re.compile(r"\b(" + "|".join(re.escape(stem.strip()) for stem in RISK_KEYWORDS.get(risk, ())) + ")")
+            regex.compile(r"\b(" + "|".join(regex.escape(stem.strip()) for stem in RISK_KEYWORDS.get(risk, ())) + ")")
             if RISK_KEYWORDS.get(risk)
             else None
             for risk in self.risks
         ]
+
+    # Pickled (inside a trained model) as pattern texts, so a model keeps the keywords it was trained with.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_patterns": [pattern and pattern.pattern for pattern in self._patterns]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models pickled before RE2 hold ``re`` patterns: their pattern texts compile with RE2 unchanged.
+        texts = [getattr(pattern, "pattern", pattern) for pattern in state["_patterns"]]
+        self.__dict__.update(state, _patterns=[regex.compile(text) if text else None for text in texts])
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         folded = [fold(text) for text in texts]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -10,14 +9,21 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from classifiers.normalise import MAX_TURN_CHARS
+
 
 def normalise_text(text: str) -> str:
-    """The form every turn is classified in: NFKC, lowercase, single spaces.
+    """The form every turn is classified in: NFKC, format characters (zero-width spaces, joiners) dropped,
+    lowercase, single spaces.
 
-    The encoder is uncased and ignores whitespace runs, and the detectors fold case themselves, so this loses
+    The encoder is uncased and ignores whitespace runs, and the detectors fold text further themselves
+    (``classifiers.normalise.fold``, which reads this form exactly as it reads the raw text), so this loses
     nothing the classifier uses, and equal normal forms can share a cache entry.
     """
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
+    composed = unicodedata.normalize("NFKC", text)
+    if not composed.isascii():
+        composed = "".join(char for char in composed if unicodedata.category(char) != "Cf")
+    return " ".join(composed.split()).lower()
 
 
 def message_text(content: Any) -> str:
@@ -69,8 +75,9 @@ class Conversation(BaseModel):
         )
 
     def normalised(self) -> Conversation:
-        context = normalise_text(self.previous_assistant_text or "") or None
-        user = normalise_text(self.latest_user_text)
+        """The turn in its normal form, cut to what the classifier reads (``MAX_TURN_CHARS`` of each text)."""
+        context = normalise_text((self.previous_assistant_text or "")[-MAX_TURN_CHARS:]) or None
+        user = normalise_text(self.latest_user_text[:MAX_TURN_CHARS])
         return self.model_copy(update={"latest_user_text": user, "previous_assistant_text": context})
 
 

@@ -7,9 +7,10 @@ so detectors can check any contiguous window of groups (a card number inside a l
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+
+from classifiers import regex
 
 UNITS = {
     "zero": "0",
@@ -53,7 +54,8 @@ REPEATS = {"double": 2, "triple": 3}
 # Skipped inside a number; "and" is not among them, so "order 12345 and 67890" stays two numbers.
 FILLERS = frozenset({"uh", "um", "er", "erm", "ah", "hmm", "mm", "like"})
 
-_TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
+# A word, a number or one other character of folded text; ``router.traffic.redact`` reads text in the same tokens.
+TOKEN = regex.compile(r"[a-z]+|\d+|[^\sa-z\d]")
 _SEPARATORS = frozenset({"-", ".", "/", "(", ")", "+", ","})
 
 
@@ -82,14 +84,10 @@ class DigitRun:
         return found
 
 
-def fold(text: str) -> str:
-    """Lowercase and strip accents, so patterns can be written once in plain ASCII-ish lowercase."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ß", "ss"))
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
-
-
-def digit_runs(text: str) -> list[DigitRun]:
-    """Every maximal run of digits in ``text`` (already ``fold``-ed), typed or spoken, fillers and separators skipped.
+@lru_cache(maxsize=4)  # most detectors ask for the runs of the same turn
+def digit_runs(text: str) -> tuple[DigitRun, ...]:
+    """Every maximal run of digits in ``text`` (already ``classifiers.normalise.fold``-ed), typed or spoken,
+    fillers and separators skipped.
 
     Ordinary words that double as digits ("oh", "for") may add a stray group at the edge of a run; detectors
     look at windows of groups, so that does not hide a number.
@@ -98,7 +96,7 @@ def digit_runs(text: str) -> list[DigitRun]:
     groups: list[str] = []
     spoken = False
     repeat = 1
-    tokens = _TOKEN.findall(text)
+    tokens = TOKEN.findall(text)
     index = 0
     while index < len(tokens):
         token = tokens[index]
@@ -129,4 +127,4 @@ def digit_runs(text: str) -> list[DigitRun]:
         index += 1
     if groups:
         runs.append(DigitRun(tuple(groups), spoken))
-    return runs
+    return tuple(runs)

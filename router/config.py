@@ -101,6 +101,11 @@ class Limits(StrictModel):
     reserve_output_tokens: int = Field(
         default=4096, gt=0, description="Answer tokens a budget reserves for a request that sets no max_tokens."
     )
+    classification_deadline_ms: float = Field(
+        default=250.0,
+        gt=0,
+        description="A turn whose classification takes longer is routed by the policy's classifier_failure route.",
+    )
 
 
 class PermissionsConfig(StrictModel):

@@ -6,8 +6,10 @@ serves every surface and every test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -20,7 +22,7 @@ import orjson
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
 from router.accounting.ledger import LedgerUnavailable
-from router.accounting.tokens import MediaParts, content_text, media_parts, text_tokens
+from router.accounting.tokens import MediaParts, content_text, media_parts, quick_to_count, text_tokens
 from router.accounting.usage import Usage
 from router.allowance import Allowance
 from router.config import Deployment, GatewayConfig
@@ -189,14 +191,24 @@ class Gateway:
         loaded = self.policies.active
         if self.classifier is not None and requested not in self._deployments:
             t0 = time.perf_counter()
+            deadline = self.config.limits.classification_deadline_ms / 1000
             try:
-                classification = await self.classifier.classify(messages, has_tools, loaded.catalog_for(caller.tenant))
+                classification = await asyncio.wait_for(
+                    self.classifier.classify(messages, has_tools, loaded.catalog_for(caller.tenant)), deadline
+                )
+            except TimeoutError:
+                # The classification goes on in its worker (its result is cached); this turn does not wait for it.
+                logger.warning(
+                    "classification overran its %.0f ms deadline; routing by classifier_failure", deadline * 1000
+                )
+                failed = True
             except Exception:
                 logger.exception("classification failed; routing by the policy's classifier_failure route")
                 failed = True
             classification_ms = (time.perf_counter() - t0) * 1000
         call = await self._call_facts(caller.tenant, call_id, caller_id, loaded.policy.caller_memory_days)
-        facts = turn_facts(
+        build_facts = functools.partial(
+            turn_facts,
             tenant=caller.tenant,
             agent=caller.agent,
             requested_model=requested,
@@ -207,6 +219,8 @@ class Gateway:
             classifier_failed=failed,
             call=call,
         )
+        # Counting the prompt tokens of a large body takes tiktoken tens of milliseconds: off the event loop.
+        facts = build_facts() if quick_to_count(messages, request.tools) else await asyncio.to_thread(build_facts)
         if self.rate_limit is not None:
             max_output = request.max_completion_tokens or request.max_tokens or 0
             await self.rate_limit.check(caller, facts.prompt_tokens + max_output * (request.n or 1))

@@ -17,13 +17,15 @@ risks as the live one.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
+from classifiers import regex
 from classifiers.detectors import detect, iban_valid, luhn_valid
-from classifiers.spoken import FILLERS, REPEATS, TEENS, TENS, UNITS
+from classifiers.normalise import MAX_TURN_CHARS, fold_with_offsets
+from classifiers.spoken import FILLERS, REPEATS, TEENS, TENS, TOKEN, UNITS
 
 # Detector name → placeholder, most specific first (where spans of two detectors overlap, the first names it),
 # and the stand-in that makes the same detector fire in a replay.
@@ -54,35 +56,77 @@ STAND_INS = {
 }
 # Digit runs this long are masked when the spans of the detectors that fired were not enough.
 FALLBACK_MIN_DIGITS = 3
-_STAND_IN = re.compile("|".join(re.escape(placeholder) for placeholder in STAND_INS))
+_STAND_IN = regex.compile("|".join(regex.escape(placeholder) for placeholder in STAND_INS))
 
-_TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
 _NUMBER_SEPARATORS = frozenset({"-", ".", "/", "(", ")", "+", ","})
-_IBAN = re.compile(r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]){11,30}\b")
-_SSN = re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_IBAN = regex.compile(r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]){11,30}\b")
+# RE2 has no lookarounds: the character before a value is part of the match (the value is group 1), and the one
+# after it is checked by ``_isolated``.
+_SSN = regex.compile(r"(?:^|[^\d-])(\d{3}[- ]\d{2}[- ]\d{4})")
+_EMAIL = regex.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _SPOKEN_FILLER = rf"(?:\s+(?:{'|'.join(FILLERS)}))*"
 # "jane dot doe two at example dot com", "jane at gmail": the local part, "at", then a domain with a top-level
 # domain or a well-known mail provider (the detector accepts either).
-_SPOKEN_EMAIL = re.compile(
+_SPOKEN_EMAIL = regex.compile(
     rf"\b[a-z0-9]+(?:\s+(?:dot|underscore|dash)\s+[a-z0-9]+)*(?:\s+(?:{'|'.join(UNITS)}))*{_SPOKEN_FILLER}"
     rf"\s+(?:at|arroba)\s+(?:[a-z0-9-]+(?:{_SPOKEN_FILLER}\s+dot\s+[a-z0-9-]+)*{_SPOKEN_FILLER}\s+dot\s+[a-z]{{2,4}}\b"
     r"|(?:gmail|googlemail|yahoo|hotmail|outlook|icloud|aol|protonmail|proton|live|msn)\b)"
 )
-_PHONE = re.compile(r"(?<![\w-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])")
+_PHONE = regex.compile(r"(?:^|[^\w-])((?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4})")
+_WORD_OR_HYPHEN = regex.compile(r"[\w-]")
+_DIGIT_OR_HYPHEN = regex.compile(r"[\d-]")
 _MONTHS = frozenset(
-    re.findall(
-        r"\w+",
-        "january february march april may june july august september october november december "
-        "jan feb mar apr jun jul aug sep sept oct nov dec",
-    )
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    ]
 )
 _ORDINAL_WORDS = frozenset(
-    re.findall(
-        r"\w+",
-        "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
-        "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth thirtieth",
-    )
+    [
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+        "eleventh",
+        "twelfth",
+        "thirteenth",
+        "fourteenth",
+        "fifteenth",
+        "sixteenth",
+        "seventeenth",
+        "eighteenth",
+        "nineteenth",
+        "twentieth",
+        "thirtieth",
+    ]
 )
 _NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS)
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
@@ -103,16 +147,18 @@ class Group:
     end: int
 
 
-def digit_groups(lowered: str) -> list[list[Group]]:
-    """The digit runs of a lower-cased text, typed or spoken, with the position of every group.
+@lru_cache(maxsize=4)  # each detector that fired asks again for the same window
+def digit_groups(folded: str) -> tuple[tuple[Group, ...], ...]:
+    """The digit runs of a folded text (``classifiers.normalise.fold``), typed or spoken, with the position of
+    every group.
 
     Follows ``classifiers.spoken.digit_runs`` token for token (same vocabulary, fillers and separators), so a run
     the detectors see is a run found here.
     """
-    runs: list[list[Group]] = []
+    runs: list[tuple[Group, ...]] = []
     groups: list[Group] = []
     repeat, repeat_start = 1, None
-    tokens = list(_TOKEN.finditer(lowered))
+    tokens = list(TOKEN.finditer(folded))
     index = 0
     while index < len(tokens):
         token = tokens[index]
@@ -136,16 +182,16 @@ def digit_groups(lowered: str) -> list[list[Group]]:
             index += 1
             continue
         elif word not in FILLERS and word not in _NUMBER_SEPARATORS and groups:
-            runs.append(groups)
+            runs.append(tuple(groups))
             groups = []
         repeat, repeat_start = 1, None
         index += 1
     if groups:
-        runs.append(groups)
-    return runs
+        runs.append(tuple(groups))
+    return tuple(runs)
 
 
-def _windows(run: list[Group], min_length: int, max_length: int) -> Iterator[str]:
+def _windows(run: tuple[Group, ...], min_length: int, max_length: int) -> Iterator[str]:
     """The digits of every contiguous span of groups with a length within the bounds."""
     for first in range(len(run)):
         digits = ""
@@ -157,21 +203,21 @@ def _windows(run: list[Group], min_length: int, max_length: int) -> Iterator[str
                 yield digits
 
 
-def _card_spans(lowered: str) -> Iterator[tuple[int, int]]:
+def _card_spans(folded: str) -> Iterator[tuple[int, int]]:
     """Whole digit runs holding a Luhn-valid window: the rest of such a run is usually the expiry or CVV."""
-    for run in digit_groups(lowered):
+    for run in digit_groups(folded):
         if any(len(set(digits)) > 1 and luhn_valid(digits) for digits in _windows(run, 13, 19)):
             yield run[0].start, run[-1].end
 
 
-def _runs_with_digits(lowered: str, min_digits: int, max_digits: int = 64) -> Iterator[tuple[int, int]]:
-    for run in digit_groups(lowered):
+def _runs_with_digits(folded: str, min_digits: int, max_digits: int = 64) -> Iterator[tuple[int, int]]:
+    for run in digit_groups(folded):
         if min_digits <= sum(len(group.digits) for group in run) <= max_digits:
             yield run[0].start, run[-1].end
 
 
-def _iban_spans(lowered: str) -> Iterator[tuple[int, int]]:
-    for match in _IBAN.finditer(lowered):
+def _iban_spans(folded: str) -> Iterator[tuple[int, int]]:
+    for match in _IBAN.finditer(folded):
         positions = [match.start() + i for i, char in enumerate(match.group()) if char != " "]
         compact = match.group().replace(" ", "")
         for end in range(len(compact), 14, -1):
@@ -180,9 +226,9 @@ def _iban_spans(lowered: str) -> Iterator[tuple[int, int]]:
                 break
 
 
-def _date_spans(lowered: str) -> Iterator[tuple[int, int]]:
+def _date_spans(folded: str) -> Iterator[tuple[int, int]]:
     """Maximal stretches of date words and numbers ("the 4th of march 1987") that are shaped like a date."""
-    tokens = list(_TOKEN.finditer(lowered))
+    tokens = list(TOKEN.finditer(folded))
     index = 0
     while index < len(tokens):
         stretch = []
@@ -214,13 +260,16 @@ def _is_date_token(word: str) -> bool:
 
 
 # Where a caller introduces a name ("my name is", "under the name"); the name is the next one to three words.
-_NAME_INTRO = re.compile(
+_NAME_INTRO = regex.compile(
     r"\b(?:my name is|my name's|name is|under the name|surname is|the (?:account holder|patient|recipient|"
     r"cardholder|policy holder) is|this is|me llamo|mi nombre es|ich heisse|mein name ist|je m'appelle|"
     r"mon nom est|meu nome e|me chamo|mera naam)\s+"
 )
-_NAME_WORDS = re.compile(r"[a-z][a-z'-]*(?:\s+(?!and\b|from\b|i\b|i'm\b|calling\b|speaking\b)[a-z][a-z'-]*){0,2}")
-_ANSWER_LEAD = re.compile(
+# The name after an introduction: up to three words, stopping at a word that starts the next clause.
+_NAME_WORD = regex.compile(r"[a-z][a-z'-]*")
+_NEXT_NAME_WORD = regex.compile(r"\s+([a-z]+)[a-z'-]*")
+_NOT_NAME_WORDS = frozenset({"and", "from", "i", "calling", "speaking"})
+_ANSWER_LEAD = regex.compile(
     r"^(?:\s*(?:yes|yeah|sure|okay|ok|so|well|it's|its|it is|that's|i'm|i am|this is|uh|um|er|hmm|"
     r"like|you know|i mean|right)\b[,.]?)*\s*"
 )
@@ -229,53 +278,75 @@ _STREET_WORDS = (
     "|highway|hwy|parkway|pkwy|circle|square"
 )
 _SPOKEN_NUMBER = "|".join([*UNITS, *TEENS, *TENS, "hundred", "thousand"])
-_STREET_ADDRESS = re.compile(
+_STREET_ADDRESS = regex.compile(
     rf"\b(?:(?:\d{{1,5}}[a-z]?|{_SPOKEN_NUMBER})[ -]?)+\s+(?:[a-z]+\s+){{1,3}}(?:{_STREET_WORDS})\b"
     r"|\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}\b"
 )
 
 
-def _name_spans(lowered: str) -> Iterator[tuple[int, int]]:
+def _isolated(matches: Iterable[regex.Match], text: str, not_after: regex.Pattern) -> Iterator[tuple[int, int]]:
+    """The spans of group 1 of ``matches`` not followed by a character ``not_after`` matches."""
+    for match in matches:
+        start, end = match.span(1)
+        if not not_after.match(text, end):
+            yield start, end
+
+
+def _name_end(folded: str, start: int) -> int | None:
+    """Where the name that starts at ``start`` ends: its first word and up to two more."""
+    word = _NAME_WORD.match(folded, start)
+    if word is None:
+        return None
+    end = word.end()
+    for _ in range(2):
+        following = _NEXT_NAME_WORD.match(folded, end)
+        if following is None or following.group(1) in _NOT_NAME_WORDS:
+            break
+        end = following.end()
+    return end
+
+
+def _name_spans(folded: str) -> Iterator[tuple[int, int]]:
     """A name introduction with the words it introduces (some introductions alone make the detector fire), or,
     for an answer to "what's your name?", the answer itself."""
     introduced = False
-    for intro in _NAME_INTRO.finditer(lowered):
-        words = _NAME_WORDS.match(lowered, intro.end())
-        if words:
+    for intro in _NAME_INTRO.finditer(folded):
+        end = _name_end(folded, intro.end())
+        if end is not None:
             introduced = True
-            yield intro.start(), words.end()
+            yield intro.start(), end
     if not introduced:
-        start = _ANSWER_LEAD.match(lowered).end()  # type: ignore[union-attr]  # the pattern matches empty text
-        end = len(lowered.rstrip(" .,!?"))
+        start = _ANSWER_LEAD.match(folded).end()  # type: ignore[union-attr]  # the pattern matches empty text
+        end = len(folded.rstrip(" .,!?"))
         if start < end:
             yield start, end
 
 
-def _spans(detector: str, lowered: str) -> Iterator[tuple[int, int]]:
+def _spans(detector: str, folded: str) -> Iterator[tuple[int, int]]:
     if detector == "card_number":
-        yield from _card_spans(lowered)
+        yield from _card_spans(folded)
     elif detector == "card_security_code":
-        yield from _runs_with_digits(lowered, 3, 4)
+        yield from _runs_with_digits(folded, 3, 4)
     elif detector == "iban":
-        yield from _iban_spans(lowered)
+        yield from _iban_spans(folded)
     elif detector == "bank_account":
-        yield from _runs_with_digits(lowered, 6)
+        yield from _runs_with_digits(folded, 6)
     elif detector == "national_id":
-        found = [m.span() for m in _SSN.finditer(lowered)]
-        yield from found or _runs_with_digits(lowered, 4)
+        found = list(_isolated(_SSN.finditer(folded), folded, _DIGIT_OR_HYPHEN))
+        yield from found or _runs_with_digits(folded, 4)
     elif detector == "date_of_birth":
-        yield from _date_spans(lowered)
+        yield from _date_spans(folded)
     elif detector == "email":
-        yield from (m.span() for m in _EMAIL.finditer(lowered))
-        yield from (m.span() for m in _SPOKEN_EMAIL.finditer(lowered))
+        yield from (m.span() for m in _EMAIL.finditer(folded))
+        yield from (m.span() for m in _SPOKEN_EMAIL.finditer(folded))
     elif detector == "phone_number":
-        found = [m.span() for m in _PHONE.finditer(lowered)]
-        yield from found or _runs_with_digits(lowered, 7, 15)
+        found = list(_isolated(_PHONE.finditer(folded), folded, _WORD_OR_HYPHEN))
+        yield from found or _runs_with_digits(folded, 7, 15)
     elif detector == "postal_address":
-        found = [m.span() for m in _STREET_ADDRESS.finditer(lowered)]
-        yield from found or _runs_with_digits(lowered, 1)
+        found = [m.span() for m in _STREET_ADDRESS.finditer(folded)]
+        yield from found or _runs_with_digits(folded, 1)
     elif detector == "personal_name":
-        yield from _name_spans(lowered)
+        yield from _name_spans(folded)
 
 
 def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -318,19 +389,65 @@ class Redactor:
 
     @staticmethod
     def _mask(text: str, context: str) -> str:
-        fired = _pii_detectors(text, context)
-        if not fired:
-            return text
-        lowered = text.lower()
-        if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
-            return PLACEHOLDERS[fired[0]]
-        spans = [(start, end, PLACEHOLDERS[name]) for name in fired for start, end in _spans(name, lowered)]
-        masked = _replace(text, spans)
-        if _unmasked(masked, context):
-            numbers = _runs_with_digits(masked.lower(), FALLBACK_MIN_DIGITS)
-            masked = _replace(masked, [(start, end, "[NUMBER]") for start, end in numbers])
-        remaining = _unmasked(masked, context)
-        return PLACEHOLDERS[remaining[0]] if remaining else masked
+        if len(text) > 2 * MAX_TURN_CHARS:
+            # Logged as what the classifier reads of a user turn (its head) and of an assistant turn (its tail),
+            # each cut from a masked stretch a little longer, so no value is cut in two before it is masked.
+            reach = MAX_TURN_CHARS + _STRADDLE_CHARS
+            head = _mask_windows(text[:reach], context)[:MAX_TURN_CHARS]
+            tail = _mask_windows(text[-reach:], context)[-MAX_TURN_CHARS:]
+            return f"{head} [{len(text) - 2 * MAX_TURN_CHARS} characters not logged] {tail}"
+        return _mask_windows(text, context)
+
+
+# Detectors read MAX_TURN_CHARS at a time, so a longer text is masked in windows of that size, each overlapping
+# the next by twice this: any value shorter (at most 64 digits, an IBAN, an address line) is whole in one window.
+# A text longer than two windows is logged as its head and tail only, so masking a message costs at most four
+# windows; a replay's prompt_tokens fact for such a message is lower than the live one.
+_STRADDLE_CHARS = 256
+
+
+def _text_windows(length: int) -> list[tuple[int, int]]:
+    """Windows of at most ``MAX_TURN_CHARS`` covering ``[0, length)``, each overlapping the next."""
+    step = MAX_TURN_CHARS - 2 * _STRADDLE_CHARS
+    return [
+        (start, min(start + MAX_TURN_CHARS, length)) for start in range(0, max(length - 2 * _STRADDLE_CHARS, 1), step)
+    ]
+
+
+def _mask_windows(text: str, context: str) -> str:
+    """Mask what the detectors find (see the docstring of this module), window by window."""
+    spans = [
+        (offset + start, offset + end, PLACEHOLDERS[name])
+        for offset, stop in _text_windows(len(text))
+        for name in _pii_detectors(text[offset:stop], context)
+        for start, end in _in_original(text[offset:stop], lambda folded, name=name: _spans(name, folded))
+    ]
+    masked = _replace(text, spans)
+    numbers = [
+        (offset + start, offset + end, "[NUMBER]")
+        for offset, stop in _text_windows(len(masked))
+        if _unmasked(masked[offset:stop], context)
+        for start, end in _in_original(
+            masked[offset:stop], lambda folded: _runs_with_digits(folded, FALLBACK_MIN_DIGITS)
+        )
+    ]
+    masked = _replace(masked, numbers)
+    remaining = [
+        (offset, stop, PLACEHOLDERS[unmasked[0]])
+        for offset, stop in _text_windows(len(masked))
+        if (unmasked := _unmasked(masked[offset:stop], context))
+    ]
+    return _replace(masked, remaining)
+
+
+def _in_original(text: str, find: Callable[[str], Iterable[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """The spans ``find`` reports in ``text`` as the detectors read it (``fold``-ed), as spans of ``text`` itself.
+
+    A span covers every character its folded characters came from, and what folding dropped between them: the
+    zero-width space inside a card number is masked with the number.
+    """
+    folded, origins = fold_with_offsets(text)
+    return [(origins[start], origins[end - 1] + 1) for start, end in find(folded) if start < end]
 
 
 def _unmasked(masked: str, context: str) -> list[str]:
