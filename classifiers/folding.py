@@ -67,9 +67,9 @@ CONFUSABLES: dict[str, str] = {
 }
 _CONFUSABLE_TABLE = str.maketrans(CONFUSABLES)
 
-# A digit or symbol between two letters imitates the letter it looks like.
+# Up to three digits or symbols between two letters imitate the letters they look like ("n33d", "cl41m").
 LEET: dict[str, str] = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s"}
-_LEET_BETWEEN_LETTERS = re.compile(r"(?<=[a-z])[0134578@$](?=[a-z])")
+_LEET_BETWEEN_LETTERS = re.compile(r"(?<=[a-z])[0134578@$]{1,3}(?=[a-z])")
 # "$cam", "@ccount": a symbol opening a word.
 _SYMBOL_AT_WORD_START = re.compile(r"(?<![\w@$])[@$](?=[a-z])")
 
@@ -149,7 +149,7 @@ def _unleet_token(token: str) -> str:
     if "@" in token and "." in token:  # an e-mail address or a domain, not a disguise
         return token
     folded = _SYMBOL_AT_WORD_START.sub(lambda m: LEET[m.group()], token)
-    return _LEET_BETWEEN_LETTERS.sub(lambda m: LEET[m.group()], folded)
+    return _LEET_BETWEEN_LETTERS.sub(lambda m: "".join(LEET[char] for char in m.group()), folded)
 
 
 def undo_leetspeak(text: str) -> str:
