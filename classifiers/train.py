@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from classifiers.contract import stakes_target, written_contract
+from classifiers.corpus import CorpusRow
 from classifiers.dataset import conversations, label_sets, load_turns, risk_sets, split_turns
 from classifiers.embeddings import TextEncoder
 from classifiers.evaluate import EvaluationReport, evaluate
@@ -165,6 +167,25 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         risk_lexical_weight=settings.risk_lexical_weight,
         stakes_head=stakes_head,
         stakes_lexical_weight=settings.stakes_lexical_weight,
+    )
+
+
+def corpus_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
+    """Public-corpus rows as training rows: the turn, the agent message it answers as context, its labels."""
+    return pd.DataFrame(
+        {
+            "text": [row.text for row in rows],
+            "intent": [row.intent for row in rows],
+            "risks": [";".join(row.risks) for row in rows],
+            "context": [
+                row.history[-1].content if row.history and row.history[-1].role == "assistant" else "" for row in rows
+            ],
+            "domain": "general",
+            "language": "en",
+            "style": "clean",
+            "contract": [row.contract for row in rows],
+            "source": [row.source for row in rows],
+        }
     )
 
 

@@ -362,6 +362,7 @@ _TURN_COLUMNS = (
     "live_rule",
     "intent",
     "intent_confidence",
+    "stakes",
     "prompt_tokens",
     "completion_tokens",
     "cached_prompt_tokens",
