@@ -7,13 +7,13 @@ import importlib.metadata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from classifiers.contract import stakes_target, written_contract
-from classifiers.corpus import CorpusRow
 from classifiers.dataset import conversations, label_sets, load_turns, risk_sets, split_turns
 from classifiers.embeddings import TextEncoder
 from classifiers.evaluate import EvaluationReport, evaluate
@@ -32,6 +32,9 @@ from classifiers.neighbours import ExampleIndex
 from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel, single_blas_thread
 from classifiers.risk import RiskClassifier
 from classifiers.schemas import Conversation
+
+if TYPE_CHECKING:  # the corpus module comes with the public data (branch route-data)
+    from classifiers.corpus import CorpusRow
 
 STAKES = "stakes"
 
