@@ -26,7 +26,7 @@ import pandas as pd
 
 from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_calls, load_corpus
 from classifiers.dataset import load_turns
-from classifiers.embeddings import TextEncoder, load_encoder
+from classifiers.embeddings import TextEncoder, TorchEncoder, load_encoder
 from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Conversation
 from classifiers.train import TrainingSettings, corpus_frame, fit_model
@@ -184,6 +184,12 @@ LEARNERS: dict[str, Callable[[pd.DataFrame, list[CorpusRow]], pd.DataFrame]] = {
 @click.option("--seed", default=13, show_default=True)
 @click.option("--corpus-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=REPO / "bench" / "results" / "learners.json")
+@click.option(
+    "--encoder-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A fine-tuned sentence-transformers directory (bench/finetune_encoder.py), run in fp32 torch.",
+)
 def main(
     learners: Sequence[str],
     sources: Sequence[str],
@@ -193,10 +199,12 @@ def main(
     seed: int,
     corpus_dir: Path | None,
     out: Path,
+    encoder_dir: Path | None,
 ) -> None:
     rows = load_corpus(directory=corpus_dir) if corpus_dir else load_corpus()
     written = load_turns(WRITTEN)
-    encoder: TextEncoder = CachingEncoder(load_encoder(), max_texts=400_000)
+    base = TorchEncoder(encoder_dir, f"fine-tuned:{encoder_dir}", threads=1) if encoder_dir else load_encoder()
+    encoder: TextEncoder = CachingEncoder(base, max_texts=400_000)
     results: dict[str, dict[str, Any]] = {}
     for learner in learners:
         written_only = None
