@@ -29,7 +29,7 @@ from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, TorchEncoder, load_encoder
 from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Conversation
-from classifiers.train import TrainingSettings, corpus_frame, fit_model
+from classifiers.train import TrainingSettings, corpus_frame, corpus_sample, fit_model
 from router.config import load_config
 from router.facts import TurnClassification, turn_facts
 from router.policy.facts import HIGH_STAKES_MARK, CallFacts
@@ -150,25 +150,6 @@ def sample(rows: Sequence[CorpusRow], limit: int, seed: int) -> list[CorpusRow]:
     return [rows[i] for i in sorted(chosen)]
 
 
-def train_sample(rows: Sequence[CorpusRow], per_source: int, seed: int) -> list[CorpusRow]:
-    """At most ``per_source`` training rows per source (whole calls for multi-turn sources)."""
-    chosen: list[CorpusRow] = []
-    for source in SOURCES:
-        of_source = [row for row in rows if row.source == source]
-        if source in MULTI_TURN_SOURCES:
-            calls = [turns for _, turns in iter_calls(of_source)]
-            order = np.random.default_rng(seed).permutation(len(calls))
-            taken = 0
-            for i in order:
-                if taken >= per_source:
-                    break
-                chosen += calls[i]
-                taken += len(calls[i])
-        else:
-            chosen += sample(of_source, per_source, seed)
-    return chosen
-
-
 LEARNERS: dict[str, Callable[[pd.DataFrame, list[CorpusRow]], pd.DataFrame]] = {
     "written": lambda written, _rows: written,
     "combined": lambda written, rows: pd.concat([written, corpus_frame(rows)], ignore_index=True),
@@ -214,7 +195,7 @@ def main(
                 written_only = written_only or fit_model(written, encoder, TrainingSettings(seed=seed))
                 model = written_only
             else:
-                training = train_sample([row for row in rows if row.source != held_out], per_source, seed)
+                training = corpus_sample([row for row in rows if row.source != held_out], per_source, seed)
                 model = fit_model(LEARNERS[learner](written, training), encoder, TrainingSettings(seed=seed))
             router = Router(TurnClassifier(model, encoder))
             testing = [row for row in rows if row.source == held_out]

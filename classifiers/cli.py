@@ -10,7 +10,7 @@ from classifiers.dataset import load_turns, split_turns
 from classifiers.embeddings import EncoderRuntime, load_encoder
 from classifiers.evaluate import evaluate, format_report
 from classifiers.pipeline import TurnClassifier, TurnModel
-from classifiers.train import TrainingSettings, train
+from classifiers.train import TrainingSettings, corpus_sample, train
 
 _RUNTIME = click.Choice([runtime.value for runtime in EncoderRuntime])
 
@@ -23,10 +23,24 @@ _RUNTIME = click.Choice([runtime.value for runtime in EncoderRuntime])
     "--test-size", default=0.2, show_default=True, type=click.FloatRange(0.0, 0.9), help="0 trains on every row."
 )
 @click.option("--runtime", type=_RUNTIME, default=None, help="Embedding runtime (default: $SWITCHBOARD_EMBEDDINGS).")
-def train_command(data_path: Path, out_path: Path, seed: int, test_size: float, runtime: str | None) -> None:
-    """Train the turn classifier on a labelled CSV and print held-out metrics."""
-    result = train(data_path, out_path, load_encoder(runtime), TrainingSettings(seed=seed, test_size=test_size))
-    click.echo(f"trained on {result.training_rows} rows, wrote {result.model_path}")
+@click.option(
+    "--corpus-per-source",
+    default=0,
+    show_default=True,
+    help="Also train on the public corpus (classifiers/data/public), at most this many rows per source.",
+)
+def train_command(
+    data_path: Path, out_path: Path, seed: int, test_size: float, runtime: str | None, corpus_per_source: int
+) -> None:
+    """Train the turn classifier on a labelled CSV (and the public corpus) and print held-out metrics."""
+    rows = []
+    if corpus_per_source > 0:
+        from classifiers.corpus import load_corpus
+
+        rows = corpus_sample(load_corpus(), corpus_per_source, seed)
+    settings = TrainingSettings(seed=seed, test_size=test_size)
+    result = train(data_path, out_path, load_encoder(runtime), settings, corpus_rows=rows)
+    click.echo(f"trained on {result.training_rows} rows ({len(rows)} public), wrote {result.model_path}")
     if result.held_out is not None:
         click.echo(f"held-out ({result.held_out_rows} rows, seed {seed}):")
         click.echo(format_report(result.held_out))

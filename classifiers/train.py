@@ -101,7 +101,9 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     keywords = RiskLexicon(risks) if settings.keyword_weight > 0 else None
     features = with_keywords(features, user_texts, keywords, settings.keyword_weight)
     if settings.neutral_context_augmentation and settings.feature_scheme is FeatureScheme.CONCAT:
-        without_context = np.flatnonzero(frame["context"].to_numpy() == "")
+        # Written rows only: they are few, and the public rows' share of context-free turns would double the fit.
+        written = frame["source"].to_numpy() == "" if "source" in frame.columns else np.ones(len(frame), dtype=bool)
+        without_context = np.flatnonzero((frame["context"].to_numpy() == "") & written)
         rng = np.random.default_rng(settings.seed)
         neutral = [NEUTRAL_CONTEXTS[i] for i in rng.integers(len(NEUTRAL_CONTEXTS), size=len(without_context))]
         neutral_turns = [
@@ -228,12 +230,37 @@ class TrainingResult(BaseModel):
     held_out: EvaluationReport | None
 
 
+def corpus_sample(rows: Sequence[CorpusRow], per_source: int, seed: int) -> list[CorpusRow]:
+    """At most about ``per_source`` rows of each source, seeded; multi-turn sources by whole calls."""
+    chosen: list[CorpusRow] = []
+    for source in dict.fromkeys(row.source for row in rows):
+        of_source = [row for row in rows if row.source == source]
+        calls: dict[str, list[CorpusRow]] = {}
+        for row in of_source:
+            calls.setdefault(row.call_id or f"row-{len(calls)}", []).append(row)
+        groups = list(calls.values())
+        taken = 0
+        for index in np.random.default_rng(seed).permutation(len(groups)):
+            if taken >= per_source:
+                break
+            chosen += groups[index]
+            taken += len(groups[index])
+    return chosen
+
+
 def train(
-    data_path: str | Path, out_path: str | Path, encoder: TextEncoder, settings: TrainingSettings
+    data_path: str | Path,
+    out_path: str | Path,
+    encoder: TextEncoder,
+    settings: TrainingSettings,
+    corpus_rows: Sequence[CorpusRow] = (),
 ) -> TrainingResult:
-    """Fit on the training part of the seeded split, evaluate on the held-out part, and save the model."""
+    """Fit on the training part of the seeded split of the written set (plus ``corpus_rows``, all trained on),
+    evaluate on the written set's held-out part, and save the model."""
     frame = load_turns(data_path)
     train_part, test_part = split_turns(frame, settings.test_size, settings.seed)
+    if corpus_rows:
+        train_part = pd.concat([train_part, corpus_frame(corpus_rows)], ignore_index=True)
     model = fit_model(train_part, encoder, settings, data_sha256=file_sha256(data_path))
     report = None
     if len(test_part):
