@@ -102,8 +102,8 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     features = with_keywords(features, user_texts, keywords, settings.keyword_weight)
     if settings.neutral_context_augmentation and settings.feature_scheme is FeatureScheme.CONCAT:
         # Written rows only: they are few, and the public rows' share of context-free turns would double the fit.
-        written = frame["source"].to_numpy() == "" if "source" in frame.columns else np.ones(len(frame), dtype=bool)
-        without_context = np.flatnonzero((frame["context"].to_numpy() == "") & written)
+        sources = frame["source"].fillna("") if "source" in frame.columns else pd.Series("", index=frame.index)
+        without_context = np.flatnonzero((frame["context"].to_numpy() == "") & (sources.to_numpy() == ""))
         rng = np.random.default_rng(settings.seed)
         neutral = [NEUTRAL_CONTEXTS[i] for i in rng.integers(len(NEUTRAL_CONTEXTS), size=len(without_context))]
         neutral_turns = [
