@@ -73,7 +73,10 @@ class RoutingSettings(BaseModel):
 
 
 def training_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
-    """Corpus rows in the written set's schema (``classifiers.dataset.COLUMNS``); context = the agent's turn."""
+    """Corpus rows in the written set's schema (``classifiers.dataset.COLUMNS``); context = the agent's turn.
+
+    ``contract`` and ``source`` ride along for learners that train on the routing contract itself.
+    """
     return pd.DataFrame(
         {
             "text": [row.text for row in rows],
@@ -83,6 +86,8 @@ def training_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
             "domain": ["general"] * len(rows),
             "language": ["en"] * len(rows),
             "style": ["clean"] * len(rows),
+            "contract": [row.contract for row in rows],
+            "source": [row.source for row in rows],
         }
     )
 
