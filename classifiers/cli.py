@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,6 +11,7 @@ from classifiers.dataset import load_turns, split_turns
 from classifiers.embeddings import EncoderRuntime, load_encoder
 from classifiers.evaluate import evaluate, format_report
 from classifiers.pipeline import TurnClassifier, TurnModel
+from classifiers.routing_cli import routing_options, run_from_options
 from classifiers.train import TrainingSettings, corpus_sample, train
 
 _RUNTIME = click.Choice([runtime.value for runtime in EncoderRuntime])
@@ -47,8 +49,8 @@ def train_command(
 
 
 @click.command("eval")
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--split",
     type=click.Choice(["test", "all"]),
@@ -57,8 +59,30 @@ def train_command(
     help="test: the held-out rows of the model's own seeded split.",
 )
 @click.option("--runtime", type=_RUNTIME, default=None, help="Embedding runtime (default: $SWITCHBOARD_EMBEDDINGS).")
-def eval_command(model_path: Path, data_path: Path, split: str, runtime: str | None) -> None:
-    """Print per-label scores, the intent confusion matrix, high-risk recall and small-safe precision."""
+@click.option(
+    "--routing",
+    is_flag=True,
+    help="Instead: route the public corpus leave-one-source-out through the gateway's decision (options below).",
+)
+@routing_options
+def eval_command(
+    model_path: Path | None,
+    data_path: Path | None,
+    split: str,
+    runtime: str | None,
+    routing: bool,
+    **routing_settings: Any,
+) -> None:
+    """Print per-label scores, the intent confusion matrix, high-risk recall and small-safe precision.
+
+    With --routing: small_leak, small_capture, frontier share and savings per public source and per call,
+    leave-one-source-out, written to routing.json/routing.md (see bench/routing_quality.py).
+    """
+    if routing:
+        run_from_options(**routing_settings)
+        return
+    if model_path is None or data_path is None:
+        raise click.UsageError("--model and --data are required (or use --routing)")
     model = TurnModel.load(model_path)
     frame = load_turns(data_path)
     if split == "test":
