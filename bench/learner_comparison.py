@@ -23,13 +23,14 @@ from typing import Any
 import click
 import numpy as np
 import pandas as pd
-
 from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_calls, load_corpus
+
 from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, TorchEncoder, load_encoder
 from classifiers.pipeline import TurnClassifier
+from classifiers.routing_quality import training_frame
 from classifiers.schemas import Conversation
-from classifiers.train import TrainingSettings, corpus_frame, corpus_sample, fit_model
+from classifiers.train import TrainingSettings, corpus_sample, fit_model
 from router.config import load_config
 from router.facts import TurnClassification, turn_facts
 from router.policy.facts import HIGH_STAKES_MARK, CallFacts
@@ -152,7 +153,7 @@ def sample(rows: Sequence[CorpusRow], limit: int, seed: int) -> list[CorpusRow]:
 
 LEARNERS: dict[str, Callable[[pd.DataFrame, list[CorpusRow]], pd.DataFrame]] = {
     "written": lambda written, _rows: written,
-    "combined": lambda written, rows: pd.concat([written, corpus_frame(rows)], ignore_index=True),
+    "combined": lambda written, rows: pd.concat([written, training_frame(rows)], ignore_index=True),
 }
 
 

@@ -175,25 +175,6 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     )
 
 
-def corpus_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
-    """Public-corpus rows as training rows: the turn, the agent message it answers as context, its labels."""
-    return pd.DataFrame(
-        {
-            "text": [row.text for row in rows],
-            "intent": [row.intent for row in rows],
-            "risks": [";".join(row.risks) for row in rows],
-            "context": [
-                row.history[-1].content if row.history and row.history[-1].role == "assistant" else "" for row in rows
-            ],
-            "domain": "general",
-            "language": "en",
-            "style": "clean",
-            "contract": [row.contract for row in rows],
-            "source": [row.source for row in rows],
-        }
-    )
-
-
 def folded(turn: Conversation) -> Conversation:
     """A training turn in the form the classifier reads at inference (``TurnClassifier._classify_batch``)."""
     plain = turn.normalised()
@@ -260,7 +241,10 @@ def train(
     frame = load_turns(data_path)
     train_part, test_part = split_turns(frame, settings.test_size, settings.seed)
     if corpus_rows:
-        train_part = pd.concat([train_part, corpus_frame(corpus_rows)], ignore_index=True)
+        # Imported here: the harness module imports this one to train its folds.
+        from classifiers.routing_quality import training_frame
+
+        train_part = pd.concat([train_part, training_frame(corpus_rows)], ignore_index=True)
     model = fit_model(train_part, encoder, settings, data_sha256=file_sha256(data_path))
     report = None
     if len(test_part):
