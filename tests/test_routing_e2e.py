@@ -110,18 +110,26 @@ def test_no_adversarial_turn_reaches_the_small_tier(classified_gateway: GatewayS
     assert leaks == []
 
 
+def small_safe_params() -> list[Any]:
+    """One case per small-safe turn; a known miss of the shipped model is a strict xfail, so it is reported and
+    a model that fixes it turns the xfail into a failure to be cleared."""
+    return [
+        pytest.param(
+            case,
+            id=case["messages"][-1]["content"][:40],
+            marks=[pytest.mark.xfail(reason=case["known_miss"], strict=True)] if "known_miss" in case else [],
+        )
+        for case in adversarial_cases("small")
+    ]
+
+
 @pytest.mark.e2e
-def test_small_safe_turns_of_the_contract_go_small(classified_gateway: GatewayServer) -> None:
+@pytest.mark.parametrize("case", small_safe_params())
+def test_small_safe_turns_of_the_contract_go_small(classified_gateway: GatewayServer, case: dict[str, Any]) -> None:
     """Fees, limits, exchange rates, supported cards, hours, delivery times, greetings, slot values, chatter,
     routine ordering, a benign system prompt, and "I'll pay by card" in a food order."""
-    raised = []
-    for case in adversarial_cases("small"):
-        headers = route(classified_gateway, case["messages"])
-        if headers["x-switchboard-tier"] != "small":
-            raised.append(
-                (case["messages"][-1]["content"], headers["x-switchboard-tier"], headers["x-switchboard-rule"])
-            )
-    assert raised == []
+    headers = route(classified_gateway, case["messages"])
+    assert (headers["x-switchboard-tier"], headers["x-switchboard-rule"]) == ("small", "no-stakes")
 
 
 @pytest.mark.e2e
