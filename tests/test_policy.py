@@ -100,6 +100,10 @@ def test_stakes_and_language_conditions() -> None:
     assert e.decide(facts(stakes=0.7)).rule == "high"
     assert e.decide(facts(call=CallFacts(turn=2, high_stakes_seen=True))).rule == "seen"
     assert e.decide(facts()).rule == "default"  # no classification: no stakes
+    unjudged = engine(
+        {"default": "standard", "rules": [{"name": "cheap", "when": {"high_stakes": False}, "route": "small"}]}
+    )
+    assert unjudged.decide(facts()).tier == "standard"  # classifier off: never "no stakes"
 
 
 def test_classifier_failure_routes_to_its_fallback(default_engine: PolicyEngine) -> None:

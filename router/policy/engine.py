@@ -106,7 +106,8 @@ class PolicyEngine:
             checks.append(_in_range(condition.stakes, lambda f: f.stakes))
         if condition.high_stakes is not None:
             wanted = condition.high_stakes
-            checks.append(lambda f: self.is_high_stakes(f) == wanted)
+            # Like a range over an absent fact: without a classification neither true nor false holds.
+            checks.append(lambda f: f.stakes is not None and self.is_high_stakes(f) == wanted)
         if condition.language is not None:
             languages = frozenset(condition.language)
             checks.append(lambda f: f.language in languages)
