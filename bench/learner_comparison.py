@@ -23,8 +23,8 @@ from typing import Any
 import click
 import numpy as np
 import pandas as pd
-from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_calls, load_corpus
 
+from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_calls, load_corpus
 from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, TorchEncoder, load_encoder
 from classifiers.pipeline import TurnClassifier
