@@ -1,6 +1,9 @@
 """Latency and throughput of the turn classifier with the shipped default model.
 
 * cache misses: distinct texts, one request at a time, straight through ``TurnClassifier.classify``;
+* the same with a sent history (a system message and three earlier user turns): first with every earlier turn
+  already judged (a call's later turns: only the new turn is a miss), then with none judged (a chat arriving
+  with its whole history at once);
 * throughput: concurrency 16 through ``BatchingClassifier`` (distinct texts, so every call is inferred).
 
 Targets: p50 <= 5 ms and p99 <= 15 ms per turn. Run: ``python bench/bench_classifier.py [--turns 400]``.
@@ -45,6 +48,20 @@ def distinct_turns(count: int) -> list[Conversation]:
     return turns
 
 
+def with_history(turn: Conversation, index: int) -> Conversation:
+    return turn.model_copy(
+        update={
+            "earlier_user_texts": tuple(
+                REQUESTS[(index + k) % len(REQUESTS)].format(
+                    day="monday", amount=index, order=index * 10 + k, card=f"4111 1111 1111 {index:04d}"
+                )
+                for k in range(3)
+            ),
+            "instruction_texts": (f"You are the voice agent of shop {index}. Be brief and friendly.",),
+        }
+    )
+
+
 def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q) * 1000)
 
@@ -78,12 +95,28 @@ def main(turns: int, runtime: str | None, concurrency: int) -> None:
         started = time.perf_counter()
         classifier.classify(turn)
         latencies.append(time.perf_counter() - started)
+    in_call, cold = [], []
+    for index, turn in enumerate(corpus[:turns]):
+        chat = with_history(turn, index)
+        classifier.classify(chat.model_copy(update={"latest_user_text": f"warm {index}"}))  # judges the history
+        started = time.perf_counter()
+        classifier.classify(chat)
+        in_call.append(time.perf_counter() - started)
+        fresh = with_history(turn, index + 10 * turns)
+        started = time.perf_counter()
+        classifier.classify(fresh)
+        cold.append(time.perf_counter() - started)
     throughput = asyncio.run(concurrent_throughput(classifier, corpus[turns:], concurrency))
     click.echo(f"runtime {classifier.encoder.runtime.value}, {turns} distinct turns")
     click.echo(
         f"cache-miss latency per turn: p50 {percentile_ms(latencies, 50):.2f} ms, "
         f"p99 {percentile_ms(latencies, 99):.2f} ms (targets 5 / 15 ms)"
     )
+    for label, samples in (("history already judged", in_call), ("history not judged yet", cold)):
+        click.echo(
+            f"with a 4-message history, {label}: p50 {percentile_ms(samples, 50):.2f} ms, "
+            f"p99 {percentile_ms(samples, 99):.2f} ms"
+        )
     click.echo(f"throughput at concurrency {concurrency} via BatchingClassifier: {throughput:.0f} turns/s")
 
 

@@ -1,9 +1,9 @@
 """Evaluation back end for ``switchboard eval``: per-label scores and the two routing-safety numbers.
 
-* high-risk recall: of the turns that truly carry any risk, the share classified high-stakes. A miss sends a
-  risky turn to a cheap model.
+* high-risk recall: of the turns that are high-stakes under the routing contract (``classifiers.contract``),
+  the share classified high-stakes. A miss sends a high-stakes turn to a cheap model.
 * small-safe precision: of the turns the default policy sends to the small tier (not high-stakes and intent in
-  ``SMALL_TIER_INTENTS``), the share that truly carry no risk.
+  ``SMALL_TIER_INTENTS``), the share that are not high-stakes under the contract.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from classifiers.contract import HIGH_STAKES, written_contract
 from classifiers.dataset import conversations, risk_sets
 from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Classification
@@ -73,11 +74,13 @@ def score(
         {risk for risk, probability in p.risks.items() if probability >= classifier.threshold(risk)}
         for p in predictions
     ]
-    risky = [bool(risks) for risks in true_risks]
+    risky = [
+        written_contract(intent, risks) == HIGH_STAKES for intent, risks in zip(true_intents, true_risks, strict=True)
+    ]
     caught = [p.high_stakes for p, is_risky in zip(predictions, risky, strict=True) if is_risky]
     small_tier = [
-        not risks
-        for p, risks in zip(predictions, true_risks, strict=True)
+        not is_risky
+        for p, is_risky in zip(predictions, risky, strict=True)
         if not p.high_stakes and p.intent in SMALL_TIER_INTENTS
     ]
     return EvaluationReport(
@@ -126,7 +129,7 @@ def format_report(report: EvaluationReport) -> str:
     lines += [_score_line(s) for s in report.risk_scores]
     lines += [
         "",
-        f"high-risk recall      {report.high_risk_recall:.3f}  (of {report.high_risk_rows} turns with a true risk)",
+        f"high-risk recall      {report.high_risk_recall:.3f}  (of {report.high_risk_rows} high-stakes turns)",
         f"small-safe precision  {report.small_safe_precision:.3f}  (of {report.small_tier_rows} turns routed small)",
     ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ encoder id the model was trained with.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from pydantic import BaseModel, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 from threadpoolctl import ThreadpoolController
 
-from classifiers.detectors import detect
+from classifiers import regex
+from classifiers.detectors import DetectorHit, detect
 from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
 from classifiers.features import (
     FeatureScheme,
@@ -29,9 +31,10 @@ from classifiers.features import (
     context_tail,
     embed_turns,
     turn_features,
-    with_keywords,
 )
+from classifiers.folding import fold_disguises
 from classifiers.intent import IntentClassifier
+from classifiers.language import guess_language
 from classifiers.lexicon import RiskLexicon
 from classifiers.neighbours import ExampleIndex
 from classifiers.risk import RiskClassifier
@@ -39,6 +42,17 @@ from classifiers.schemas import Classification, Conversation
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.joblib"
 DEFAULT_RISK_THRESHOLD = 0.5
+DEFAULT_STAKES_THRESHOLD = 0.5
+# Detectors whose hit is itself the contract's evidence: a number that moves money or proves identity, a code
+# that unlocks an account, an emergency. Names, e-mails, dates and addresses are slot values and are not.
+HARD_EVIDENCE_DETECTORS = frozenset(
+    {"card_number", "card_security_code", "iban", "bank_account", "national_id", "one_time_code"}
+)
+# Remembered stakes of earlier turns and instructions, by text: a call resends its history every turn.
+SEGMENT_CACHE_SIZE = 20_000
+# At most this many sentences of each system/developer/tool message are judged.
+MAX_INSTRUCTION_SENTENCES = 8
+_SENTENCE = regex.compile(r"[^.!?\n;]+")
 
 
 def single_blas_thread(controller: ThreadpoolController | None = None) -> Any:
@@ -82,6 +96,9 @@ class TurnModel:
     # Multilingual risk-keyword indicators appended to the embedding features of both heads.
     keywords: RiskLexicon | None = None
     keyword_weight: float = 0.0
+    # One calibrated binary head: is this turn high-stakes under the routing contract (``classifiers.contract``).
+    stakes_head: RiskClassifier | None = None
+    stakes_lexical_weight: float = 0.5
 
     def save(self, path: str | Path) -> None:
         target = Path(path)
@@ -96,6 +113,27 @@ class TurnModel:
         return model
 
 
+def is_hard_evidence(hit: DetectorHit) -> bool:
+    return hit.name in HARD_EVIDENCE_DETECTORS or "emergency" in hit.risks
+
+
+@dataclass(frozen=True)
+class _Stakes:
+    """The stakes of one piece of text and why, when a rule (not the head) set them."""
+
+    probability: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Features:
+    user: np.ndarray
+    intent: SplitFeatures
+    risk: SplitFeatures
+    stakes: SplitFeatures
+    keywords: np.ndarray
+
+
 class TurnClassifier:
     """Classifies conversations; thread-compatible but not thread-safe (use one worker, see ``batching``)."""
 
@@ -106,6 +144,7 @@ class TurnClassifier:
         thresholds: Mapping[str, float] | None = None,
         default_threshold: float = DEFAULT_RISK_THRESHOLD,
         neighbours: int = 2,
+        stakes_threshold: float = DEFAULT_STAKES_THRESHOLD,
     ) -> None:
         if encoder.encoder_id != model.metadata.encoder_id:
             raise EncoderMismatchError(
@@ -116,7 +155,11 @@ class TurnClassifier:
         self.thresholds = dict(thresholds or {})
         self.default_threshold = default_threshold
         self.neighbours = neighbours
+        self.stakes_threshold = stakes_threshold
         self._thread_pools = ThreadpoolController()
+        self._segment_stakes: OrderedDict[str, _Stakes] = OrderedDict()
+        # Every risk keyword indicator, whatever risks the heads use: the non-English safety rule reads them.
+        self._all_keywords = model.keywords or RiskLexicon(model.metadata.risks)
 
     @classmethod
     def load(
@@ -143,10 +186,15 @@ class TurnClassifier:
         return self.thresholds.get(risk, self.default_threshold)
 
     @staticmethod
-    def cache_key(conversation: Conversation) -> tuple[str, str]:
+    def cache_key(conversation: Conversation) -> tuple[str, ...]:
         """Everything the classification depends on; equal keys give equal classifications."""
         normalised = conversation.normalised()
-        return normalised.latest_user_text, context_tail(normalised.previous_assistant_text)
+        return (
+            normalised.latest_user_text,
+            context_tail(normalised.previous_assistant_text),
+            "\x1e".join(normalised.earlier_user_texts),
+            "\x1e".join(normalised.instruction_texts),
+        )
 
     def classify(self, conversation: Conversation) -> Classification:
         return self.classify_batch([conversation])[0]
@@ -163,49 +211,160 @@ class TurnClassifier:
         ):
             return self._classify_batch(conversations)
 
-    def _classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
-        turns = [conversation.normalised() for conversation in conversations]
+    def _features(self, turns: Sequence[Conversation]) -> _Features:
+        """Features of turns whose texts are already folded (``fold_disguises``)."""
         user, context = embed_turns(self.encoder, turns)
         texts = [turn.latest_user_text for turn in turns]
-        features = with_keywords(
-            turn_features(user, context, self.model.metadata.feature_scheme),
-            texts,
-            self.model.keywords,
-            self.model.keyword_weight,
-        )
+        keywords = self._all_keywords.transform(texts)
+        dense = turn_features(user, context, self.model.metadata.feature_scheme)
+        if self.model.keywords is not None and self.model.keyword_weight > 0:
+            dense = np.hstack([dense, keywords * self.model.keyword_weight])
         lexical = self.model.lexical.transform(texts) if self.model.lexical is not None else None
-        intent_features = SplitFeatures(features, lexical, self.model.intent_lexical_weight)
-        risk_features = SplitFeatures(features, lexical, self.model.risk_lexical_weight)
-        intent_probabilities = self.model.intent_head.predict_proba(intent_features)
-        risk_probabilities = self.model.risk_head.predict_proba(risk_features)
-        nearest = self.model.examples.nearest(user, self.neighbours)
+        return _Features(
+            user=user,
+            intent=SplitFeatures(dense, lexical, self.model.intent_lexical_weight),
+            risk=SplitFeatures(dense, lexical, self.model.risk_lexical_weight),
+            stakes=SplitFeatures(dense, lexical, self.model.stakes_lexical_weight),
+            keywords=keywords,
+        )
+
+    def _head_stakes(self, features: _Features) -> np.ndarray:
+        if self.model.stakes_head is None:
+            return np.zeros(features.user.shape[0])
+        return self.model.stakes_head.predict_proba(features.stakes)[:, 0]
+
+    def _judge(self, probability: float, text: str, keywords: np.ndarray, hits: list[DetectorHit]) -> _Stakes:
+        """The head's stakes, raised by hard evidence and, where the model is weak, by the language rule."""
+        hard = [hit for hit in hits if is_hard_evidence(hit)]
+        if hard:
+            return _Stakes(1.0, f"stakes:detector:{hard[0].name}")
+        language = guess_language(text)
+        if language != "en" and keywords.any() and probability < self.stakes_threshold:
+            # The heads learned stakes mostly from English; a risk word in another language is not left to them.
+            return _Stakes(max(probability, self.stakes_threshold), f"stakes:non_english_risk_keyword({language})")
+        return _Stakes(float(probability))
+
+    def _classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]:
+        normalised = [conversation.normalised() for conversation in conversations]
+        folded = [
+            turn.model_copy(
+                update={
+                    "latest_user_text": fold_disguises(turn.latest_user_text),
+                    "previous_assistant_text": fold_disguises(turn.previous_assistant_text or "") or None,
+                }
+            )
+            for turn in normalised
+        ]
+        features = self._features(folded)
+        intent_probabilities = self.model.intent_head.predict_proba(features.intent)
+        risk_probabilities = self.model.risk_head.predict_proba(features.risk)
+        stakes = self._head_stakes(features)
+        nearest = self.model.examples.nearest(features.user, self.neighbours)
+        history = self._history_stakes(normalised)
         intents = self.model.intent_head.classes_
         return [
-            self._assemble(turn, intents, intent_row, risk_row, neighbours).with_embedding(vector)
-            for turn, intent_row, risk_row, neighbours, vector in zip(
-                turns, intent_probabilities, risk_probabilities, nearest, user, strict=True
+            self._assemble(
+                turn, plain.latest_user_text, intents, intent_row, risk_row, turn_stakes, keywords, neighbours, past
+            ).with_embedding(vector)
+            for turn, plain, intent_row, risk_row, turn_stakes, keywords, neighbours, past, vector in zip(
+                normalised,
+                folded,
+                intent_probabilities,
+                risk_probabilities,
+                stakes,
+                features.keywords,
+                nearest,
+                history,
+                features.user,
+                strict=True,
             )
         ]
 
     def _assemble(
         self,
         turn: Conversation,
+        folded_text: str,
         intents: np.ndarray,
         intent_row: np.ndarray,
         risk_row: np.ndarray,
+        head_stakes: float,
+        keywords: np.ndarray,
         neighbours: list,
+        past: tuple[_Stakes, str] | None,
     ) -> Classification:
-        hits = detect(turn.latest_user_text, context_tail(turn.previous_assistant_text))
+        hits = detect_both(turn.latest_user_text, folded_text, context_tail(turn.previous_assistant_text))
         risks = {str(name): float(probability) for name, probability in zip(self.risks, risk_row, strict=True)}
         for hit in hits:
             for risk in hit.risks:
                 risks[risk] = 1.0
+        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits)
+        reasons = [hit.reason for hit in hits]
+        if stakes.reason:
+            reasons.append(stakes.reason)
+        if past is not None and past[0].probability > stakes.probability:
+            earlier, origin = past
+            stakes = earlier
+            if earlier.probability >= self.stakes_threshold:
+                reasons.append(f"stakes:{origin}({earlier.probability:.2f})")
+                if earlier.reason:
+                    reasons.append(earlier.reason)
         best = int(np.argmax(intent_row))
         return Classification(
             intent=str(intents[best]),
             intent_confidence=float(np.clip(intent_row[best], 0.0, 1.0)),
             risks=risks,
-            reasons=[hit.reason for hit in hits] + [neighbour.reason for neighbour in neighbours],
+            reasons=reasons + [neighbour.reason for neighbour in neighbours],
             detectors=list(dict.fromkeys(hit.name for hit in hits)),
-            high_stakes=any(probability >= self.threshold(risk) for risk, probability in risks.items()),
+            stakes=float(np.clip(stakes.probability, 0.0, 1.0)),
+            high_stakes=stakes.probability >= self.stakes_threshold,
+            language=guess_language(turn.latest_user_text),
         )
+
+    # -- the rest of the chat ---------------------------------------------------------------------------------
+
+    def _history_stakes(self, turns: Sequence[Conversation]) -> list[tuple[_Stakes, str] | None]:
+        """For each conversation, the highest stakes among its earlier user turns and instruction sentences,
+        with where they were found; judged once per distinct text and remembered."""
+        segments = [_segments(turn) for turn in turns]
+        unseen = list(
+            dict.fromkeys(text for found in segments for text, _ in found if text not in self._segment_stakes)
+        )
+        if unseen:
+            self._judge_segments(unseen)
+        result: list[tuple[_Stakes, str] | None] = []
+        for found in segments:
+            judged = [(self._segment_stakes[text], origin) for text, origin in found]
+            for text, _ in found:
+                self._segment_stakes.move_to_end(text)
+            result.append(max(judged, key=lambda item: item[0].probability) if judged else None)
+        return result
+
+    def _judge_segments(self, texts: list[str]) -> None:
+        folded = [Conversation(latest_user_text=fold_disguises(text)) for text in texts]
+        features = self._features(folded)
+        for text, plain, probability, keywords in zip(
+            texts, folded, self._head_stakes(features), features.keywords, strict=True
+        ):
+            hits = detect_both(text, plain.latest_user_text)
+            self._segment_stakes[text] = self._judge(float(probability), text, keywords, hits)
+        while len(self._segment_stakes) > SEGMENT_CACHE_SIZE:
+            self._segment_stakes.popitem(last=False)
+
+
+def detect_both(text: str, folded_text: str, context: str = "") -> list[DetectorHit]:
+    """Detector hits on the text as written (digits intact, for the number detectors) and on its folded form
+    (disguised words undone, for the phrase detectors), each detector reported once."""
+    hits = detect(text, context)
+    if folded_text != text:
+        seen = {hit.name for hit in hits}
+        hits += [hit for hit in detect(folded_text, context) if hit.name not in seen]
+    return hits
+
+
+def _segments(turn: Conversation) -> list[tuple[str, str]]:
+    """(text, origin) of everything besides the latest turn that is read for stakes."""
+    found = [(text, "earlier_user_turn") for text in turn.earlier_user_texts]
+    for message in turn.instruction_texts:
+        sentences = [sentence.strip() for sentence in _SENTENCE.findall(message) if sentence.strip()]
+        found += [(sentence, "instruction") for sentence in sentences[:MAX_INSTRUCTION_SENTENCES]]
+    return found

@@ -37,8 +37,22 @@ def message_text(content: Any) -> str:
     ).strip()
 
 
+# What of the rest of a chat is read for stakes: the latest user turns before this one, and the tail of the
+# latest system/developer/tool messages, each cut to a bounded length. Enough for a voice call's recent history,
+# bounded so a long chat costs a bounded number of (cached) encodings.
+MAX_EARLIER_USER_TURNS = 12
+MAX_INSTRUCTION_MESSAGES = 3
+MAX_SEGMENT_CHARS = 400
+INSTRUCTION_ROLES = frozenset({"system", "developer", "tool", "function"})
+
+
+def _bounded(text: str) -> str:
+    return text[:MAX_SEGMENT_CHARS]
+
+
 class Conversation(BaseModel):
-    """The part of a chat the classifier looks at: the latest user turn and the assistant turn it answers."""
+    """The part of a chat the classifier looks at: the latest user turn and the assistant turn it answers, plus
+    the chat's earlier user turns and its system/developer/tool messages, which are read for stakes only."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -46,6 +60,8 @@ class Conversation(BaseModel):
     previous_assistant_text: str | None = None
     message_count: int = Field(default=1, ge=0)
     has_tools: bool = False
+    earlier_user_texts: tuple[str, ...] = ()
+    instruction_texts: tuple[str, ...] = ()
 
     @classmethod
     def from_messages(cls, messages: list[dict[str, Any]], has_tools: bool = False) -> Conversation:
@@ -58,8 +74,23 @@ class Conversation(BaseModel):
             (index for index in range(len(messages) - 1, -1, -1) if messages[index].get("role") == "user"),
             None,
         )
+        instructions = tuple(
+            _bounded(text)
+            for message in messages
+            if message.get("role") in INSTRUCTION_ROLES and (text := message_text(message.get("content")))
+        )[-MAX_INSTRUCTION_MESSAGES:]
         if user_index is None:
-            return cls(latest_user_text="", message_count=len(messages), has_tools=has_tools)
+            return cls(
+                latest_user_text="",
+                message_count=len(messages),
+                has_tools=has_tools,
+                instruction_texts=instructions,
+            )
+        earlier = tuple(
+            _bounded(text)
+            for message in messages[:user_index]
+            if message.get("role") == "user" and (text := message_text(message.get("content")))
+        )[-MAX_EARLIER_USER_TURNS:]
         previous_assistant = None
         for message in reversed(messages[:user_index]):
             if message.get("role") == "user":
@@ -72,13 +103,22 @@ class Conversation(BaseModel):
             previous_assistant_text=previous_assistant,
             message_count=len(messages),
             has_tools=has_tools,
+            earlier_user_texts=earlier,
+            instruction_texts=instructions,
         )
 
     def normalised(self) -> Conversation:
         """The turn in its normal form, cut to what the classifier reads (``MAX_TURN_CHARS`` of each text)."""
         context = normalise_text((self.previous_assistant_text or "")[-MAX_TURN_CHARS:]) or None
         user = normalise_text(self.latest_user_text[:MAX_TURN_CHARS])
-        return self.model_copy(update={"latest_user_text": user, "previous_assistant_text": context})
+        return self.model_copy(
+            update={
+                "latest_user_text": user,
+                "previous_assistant_text": context,
+                "earlier_user_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.earlier_user_texts),
+                "instruction_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.instruction_texts),
+            }
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,7 +141,14 @@ class Classification(BaseModel):
     risks: dict[str, float]
     reasons: list[str]
     detectors: list[str]
+    # Consequence of answering wrong (issue 12's routing contract): the calibrated probability that this turn, or
+    # an earlier turn or instruction of the chat, is an action on money/account/health/legal, a disclosure of
+    # harm, or carries sensitive values; 1.0 on a detector's hard evidence (card number, IBAN, emergency, ...).
+    stakes: float = Field(default=0.0, ge=0.0, le=1.0)
+    # ``stakes`` at or above the classifier's stakes threshold.
     high_stakes: bool
+    # "en", or the other language the turn looks written in ("es", "de", "fr", "pt", "hi", "other").
+    language: str = "en"
     # The latest user turn's embedding, kept (not serialised) so tenant catalogs match it without encoding again.
     _embedding: _Vector | None = PrivateAttr(default=None)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from classifiers.contract import stakes_target, written_contract
 from classifiers.dataset import conversations, label_sets, load_turns, risk_sets, split_turns
 from classifiers.embeddings import TextEncoder
 from classifiers.evaluate import EvaluationReport, evaluate
@@ -22,12 +25,18 @@ from classifiers.features import (
     with_keywords,
     with_lexical,
 )
+from classifiers.folding import fold_disguises
 from classifiers.intent import IntentClassifier
 from classifiers.lexicon import RiskLexicon
 from classifiers.neighbours import ExampleIndex
 from classifiers.pipeline import ModelMetadata, TurnClassifier, TurnModel, single_blas_thread
 from classifiers.risk import RiskClassifier
 from classifiers.schemas import Conversation
+
+if TYPE_CHECKING:  # the corpus module comes with the public data (branch route-data)
+    from classifiers.corpus import CorpusRow
+
+STAKES = "stakes"
 
 # Assistant turns that leave a reply's meaning as it is. Most labelled turns carry no context, but in a live
 # chat almost every user turn follows some assistant turn; training also sees context-free rows behind one of
@@ -64,6 +73,10 @@ class TrainingSettings(BaseModel):
     intent_lexical_weight: float = 1.0
     risk_lexical_weight: float = 0.5
     keyword_weight: float = 1.0  # multilingual risk-keyword indicators; 0 leaves them out
+    stakes_c: float = 4.0
+    stakes_lexical_weight: float = 0.5  # negative: no stakes head
+    # Nearest labelled turns quoted in reasons; a seeded sample of a large corpus keeps the model file small.
+    max_examples: int = 4000
 
 
 def fit_model(
@@ -80,21 +93,24 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     labels = frame["intent"].to_numpy()
     fine = (frame["intent"] + "@" + frame["domain"]).to_numpy()
     risk_matrix = np.asarray([[risk in row for risk in risks] for row in risk_sets(frame)], dtype=np.int64)
-    normalised = [turn.normalised() for turn in turns]
+    stakes = stakes_targets(frame)
+    normalised = [folded(turn) for turn in turns]
     user_texts = [turn.latest_user_text for turn in normalised]
     user, context = embed_turns(encoder, normalised)
     features = turn_features(user, context, settings.feature_scheme)
     keywords = RiskLexicon(risks) if settings.keyword_weight > 0 else None
     features = with_keywords(features, user_texts, keywords, settings.keyword_weight)
     if settings.neutral_context_augmentation and settings.feature_scheme is FeatureScheme.CONCAT:
-        without_context = np.flatnonzero(frame["context"].to_numpy() == "")
+        # Written rows only: they are few, and the public rows' share of context-free turns would double the fit.
+        sources = frame["source"].fillna("") if "source" in frame.columns else pd.Series("", index=frame.index)
+        without_context = np.flatnonzero((frame["context"].to_numpy() == "") & (sources.to_numpy() == ""))
         rng = np.random.default_rng(settings.seed)
         neutral = [NEUTRAL_CONTEXTS[i] for i in rng.integers(len(NEUTRAL_CONTEXTS), size=len(without_context))]
         neutral_turns = [
             Conversation(latest_user_text=turns[i].latest_user_text, previous_assistant_text=c)
             for i, c in zip(without_context, neutral, strict=True)
         ]
-        extra_user, extra_context = embed_turns(encoder, [turn.normalised() for turn in neutral_turns])
+        extra_user, extra_context = embed_turns(encoder, [folded(turn) for turn in neutral_turns])
         extra_texts = [user_texts[i] for i in without_context]
         extra_features = turn_features(extra_user, extra_context, settings.feature_scheme)
         features = np.vstack([features, with_keywords(extra_features, extra_texts, keywords, settings.keyword_weight)])
@@ -102,6 +118,7 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         labels = np.concatenate([labels, labels[without_context]])
         fine = np.concatenate([fine, fine[without_context]])
         risk_matrix = np.vstack([risk_matrix, risk_matrix[without_context]])
+        stakes = np.concatenate([stakes, stakes[without_context]])
     lexical_matrix = None
     vectorizer = None
     if max(settings.intent_lexical_weight, settings.risk_lexical_weight) > 0:
@@ -117,6 +134,13 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
     risk_head = RiskClassifier(C=settings.risk_c).fit(
         with_lexical(features, lexical_matrix, settings.risk_lexical_weight), risk_matrix, risks
     )
+    stakes_head = None
+    if settings.stakes_lexical_weight >= 0:
+        known = stakes >= 0
+        stakes_features = with_lexical(features, lexical_matrix, settings.stakes_lexical_weight)
+        stakes_head = RiskClassifier(C=settings.stakes_c).fit(
+            stakes_features[known], stakes[known].reshape(-1, 1), [STAKES]
+        )
     metadata = ModelMetadata(
         encoder_id=encoder.encoder_id,
         trained_with_runtime=encoder.runtime,
@@ -134,7 +158,8 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         },
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    examples = ExampleIndex(user, frame["text"].tolist(), frame["intent"].tolist())
+    quoted = example_rows(len(frame), settings.max_examples, settings.seed)
+    examples = ExampleIndex(user[quoted], frame["text"].iloc[quoted].tolist(), frame["intent"].iloc[quoted].tolist())
     return TurnModel(
         metadata=metadata,
         intent_head=intent_head,
@@ -145,7 +170,38 @@ def _fit_model(frame: pd.DataFrame, encoder: TextEncoder, settings: TrainingSett
         keyword_weight=settings.keyword_weight,
         intent_lexical_weight=settings.intent_lexical_weight,
         risk_lexical_weight=settings.risk_lexical_weight,
+        stakes_head=stakes_head,
+        stakes_lexical_weight=settings.stakes_lexical_weight,
     )
+
+
+def folded(turn: Conversation) -> Conversation:
+    """A training turn in the form the classifier reads at inference (``TurnClassifier._classify_batch``)."""
+    plain = turn.normalised()
+    return plain.model_copy(
+        update={
+            "latest_user_text": fold_disguises(plain.latest_user_text),
+            "previous_assistant_text": fold_disguises(plain.previous_assistant_text or "") or None,
+        }
+    )
+
+
+def stakes_targets(frame: pd.DataFrame) -> np.ndarray:
+    """1 high-stakes, 0 small-safe, -1 untrained (standard) per row: the row's ``contract`` column when it has
+    one, else derived from its intent and risks (``classifiers.contract``)."""
+    given = frame["contract"] if "contract" in frame.columns else pd.Series([""] * len(frame), index=frame.index)
+    targets = [
+        stakes_target(contract or written_contract(intent, risks))
+        for contract, intent, risks in zip(given, frame["intent"], risk_sets(frame), strict=True)
+    ]
+    return np.asarray([-1 if target is None else target for target in targets], dtype=np.int64)
+
+
+def example_rows(rows: int, limit: int, seed: int) -> np.ndarray:
+    """Which training rows are kept as quotable nearest examples: all, or a seeded sample of ``limit``."""
+    if rows <= limit:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
 class TrainingResult(BaseModel):
@@ -155,12 +211,40 @@ class TrainingResult(BaseModel):
     held_out: EvaluationReport | None
 
 
+def corpus_sample(rows: Sequence[CorpusRow], per_source: int, seed: int) -> list[CorpusRow]:
+    """At most about ``per_source`` rows of each source, seeded; multi-turn sources by whole calls."""
+    chosen: list[CorpusRow] = []
+    for source in dict.fromkeys(row.source for row in rows):
+        of_source = [row for row in rows if row.source == source]
+        calls: dict[str, list[CorpusRow]] = {}
+        for row in of_source:
+            calls.setdefault(row.call_id or f"row-{len(calls)}", []).append(row)
+        groups = list(calls.values())
+        taken = 0
+        for index in np.random.default_rng(seed).permutation(len(groups)):
+            if taken >= per_source:
+                break
+            chosen += groups[index]
+            taken += len(groups[index])
+    return chosen
+
+
 def train(
-    data_path: str | Path, out_path: str | Path, encoder: TextEncoder, settings: TrainingSettings
+    data_path: str | Path,
+    out_path: str | Path,
+    encoder: TextEncoder,
+    settings: TrainingSettings,
+    corpus_rows: Sequence[CorpusRow] = (),
 ) -> TrainingResult:
-    """Fit on the training part of the seeded split, evaluate on the held-out part, and save the model."""
+    """Fit on the training part of the seeded split of the written set (plus ``corpus_rows``, all trained on),
+    evaluate on the written set's held-out part, and save the model."""
     frame = load_turns(data_path)
     train_part, test_part = split_turns(frame, settings.test_size, settings.seed)
+    if corpus_rows:
+        # Imported here: the harness module imports this one to train its folds.
+        from classifiers.routing_quality import training_frame
+
+        train_part = pd.concat([train_part, training_frame(corpus_rows)], ignore_index=True)
     model = fit_model(train_part, encoder, settings, data_sha256=file_sha256(data_path))
     report = None
     if len(test_part):

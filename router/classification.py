@@ -63,14 +63,7 @@ class GatewayClassifier:
             # The generic result is cached per text; the tenant's catalog is a vectorised dot product on top.
             match = catalog.match_one(result.embedding)
             result = merge(result, match, self._classifier.threshold)
-        return TurnClassification(
-            intent=result.intent,
-            intent_confidence=result.intent_confidence,
-            risks=dict(result.risks),
-            reasons=tuple(result.reasons),
-            catalog_intent=match.intent_name if match else None,
-            catalog_tier=match.tier if match else None,
-        )
+        return TurnClassification.of(result, match)
 
     async def aclose(self) -> None:
         await self._batching.aclose()

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from classifiers.catalog import CatalogMatch
+from classifiers.schemas import Classification
 from router.accounting.tokens import prompt_tokens
 from router.policy.facts import CallFacts, Facts, VoiceFacts
 
@@ -23,6 +25,21 @@ class TurnClassification:
     reasons: tuple[str, ...]
     catalog_intent: str | None = None
     catalog_tier: str | None = None
+    stakes: float = 0.0
+    language: str = "en"
+
+    @classmethod
+    def of(cls, classification: Classification, match: CatalogMatch | None = None) -> TurnClassification:
+        return cls(
+            intent=classification.intent,
+            intent_confidence=classification.intent_confidence,
+            risks=dict(classification.risks),
+            reasons=tuple(classification.reasons),
+            catalog_intent=match.intent_name if match else None,
+            catalog_tier=match.tier if match else None,
+            stakes=classification.stakes,
+            language=classification.language,
+        )
 
 
 def text_or_none(value: Any) -> str | None:
@@ -72,6 +89,8 @@ def turn_facts(
         intent=classification.intent if classification else None,
         intent_confidence=classification.intent_confidence if classification else None,
         risks=classification.risks if classification else {},
+        stakes=classification.stakes if classification else None,
+        language=classification.language if classification else None,
         catalog_intent=classification.catalog_intent if classification else None,
         catalog_tier=classification.catalog_tier if classification else None,
         classifier_failed=classifier_failed,

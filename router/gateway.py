@@ -318,7 +318,7 @@ class Gateway:
         ladder = self.policies.active.engine.ladder
         tier = decision.tier or ladder.tier_of(decision.deployment or "")
         if call_id and tier is not None:
-            await self.state.record_turn(tenant, call_id, tier, ladder.rank(tier), decision.risks_present)
+            await self.state.record_turn(tenant, call_id, tier, ladder.rank(tier), decision.call_labels)
         if caller_id and classification is not None and classification.intent == COMPLAINT_INTENT:
             await self.state.note_complaint(tenant, caller_id)
 

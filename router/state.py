@@ -16,7 +16,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from router.policy.facts import CallFacts
+from router.policy.facts import HIGH_STAKES_MARK, CallFacts
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ class CallRecord:
             turn=self.turns + 1,
             max_tier=self.max_tier,
             escalated_at_turn=self.escalated_at_turn,
-            risks_seen=frozenset(self.risks_seen),
+            risks_seen=frozenset(self.risks_seen - {HIGH_STAKES_MARK}),
             caller_open_complaint=caller_open_complaint,
+            high_stakes_seen=HIGH_STAKES_MARK in self.risks_seen,
         )
 
 

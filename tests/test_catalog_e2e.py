@@ -80,8 +80,8 @@ def test_a_detector_risk_keeps_its_floor_when_the_catalog_says_small(
     assert (plain["x-switchboard-rule"], plain["x-switchboard-tier"]) == ("catalog:bring_pet", "small")
     carded = decide(gateway, CATALOG_TENANT, "is it ok if my dog comes along, my card is 4111 1111 1111 1111")
     assert carded["x-switchboard-rule"] == "catalog:bring_pet"  # the catalog matched and asked for small...
-    assert carded["x-switchboard-tier"] == "frontier"  # ...but the card number's payment floor wins
-    assert "floor:payment->frontier" in carded["x-switchboard-reasons"]
+    assert carded["x-switchboard-tier"] == "frontier"  # ...but the card number's hard evidence (stakes 1.0) wins
+    assert "floor:high_stakes(1.00)->frontier" in carded["x-switchboard-reasons"]
     emergency = decide(gateway, CATALOG_TENANT, "can my dog come with me? also I have chest pain right now")
     assert emergency["x-switchboard-tier"] == "frontier" and "emergency" in emergency["x-switchboard-risk"]
 

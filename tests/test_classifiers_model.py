@@ -154,13 +154,16 @@ def test_default_model_reads_card_number_in_context(default_classifier: TurnClas
     assert "detector:card_number(luhn)" in result.reasons
 
 
-def test_per_risk_thresholds(default_classifier: TurnClassifier) -> None:
-    strict = TurnClassifier(default_classifier.model, default_classifier.encoder, thresholds={"payment": 1.01})
+def test_per_risk_thresholds_and_the_stakes_threshold(default_classifier: TurnClassifier) -> None:
+    strict = TurnClassifier(
+        default_classifier.model, default_classifier.encoder, thresholds={"payment": 1.01}, stakes_threshold=1.01
+    )
     turn = Conversation(latest_user_text="I want to dispute a 300 dollar charge on my card")
     assert strict.threshold("payment") == 1.01 and strict.threshold("medical") == 0.5
     assert default_classifier.classify(turn).high_stakes
     result = strict.classify(turn)
-    assert result.high_stakes == any(p >= strict.threshold(r) for r, p in result.risks.items())
+    # High stakes follow the stakes judgement under the classifier's stakes threshold, not the risk topics.
+    assert result.stakes == default_classifier.classify(turn).stakes and not result.high_stakes
 
 
 async def test_batching_matches_classify_and_keeps_the_loop_free(default_classifier: TurnClassifier) -> None:

@@ -19,9 +19,7 @@ CONFIG = load_config(None).config  # the embedded default: small, standard, fron
 
 
 def engine(policy: dict) -> PolicyEngine:
-    return PolicyEngine(
-        Policy.model_validate(policy), TierLadder(CONFIG.tiers), [d.name for d in CONFIG.deployments]
-    )
+    return PolicyEngine(Policy.model_validate(policy), TierLadder(CONFIG.tiers), [d.name for d in CONFIG.deployments])
 
 
 def facts(**overrides: object) -> Facts:
@@ -35,32 +33,77 @@ def default_engine() -> PolicyEngine:
     return load_policy(REPO / "policies" / "default.yaml", CONFIG).engine
 
 
-def test_cheap_turn_goes_small_and_risky_turns_hit_their_floors(default_engine: PolicyEngine) -> None:
-    faq = default_engine.decide(facts(intent="faq", intent_confidence=0.9, risks={"payment": 0.1}))
-    assert (faq.tier, faq.rule, faq.high_stakes) == ("small", "chatter-and-lookups", False)
-    card = default_engine.decide(
-        facts(intent="data_collection", intent_confidence=0.9, risks={"payment": 0.97})
-    )
-    assert card.tier == "frontier" and card.high_stakes and card.risks_present == ("payment",)
-    assert any(reason.startswith("floor:payment") for reason in card.reasons)
-    emergency = default_engine.decide(
-        facts(intent="smalltalk", intent_confidence=0.9, risks={"emergency": 0.4})
-    )
-    assert emergency.tier == "frontier"  # the emergency threshold is lower (0.35)
+def test_topic_alone_never_raises_a_turn_and_stakes_put_it_on_frontier(default_engine: PolicyEngine) -> None:
+    # "which cards do you support?": payment is the topic, the stakes are low.
+    faq = default_engine.decide(facts(intent="faq", intent_confidence=0.9, risks={"payment": 0.97}, stakes=0.05))
+    assert (faq.tier, faq.rule, faq.high_stakes, faq.risks_present) == ("small", "no-stakes", False, ("payment",))
+    chatter = default_engine.decide(facts(intent="other", intent_confidence=0.4, stakes=0.02))
+    assert (chatter.tier, chatter.rule) == ("small", "no-stakes")
+    card = default_engine.decide(facts(intent="data_collection", intent_confidence=0.9, stakes=1.0))
+    assert card.tier == "frontier" and card.high_stakes
+    assert "floor:high_stakes(1.00)->frontier" in card.reasons
+    unsure = default_engine.decide(facts(intent="faq", intent_confidence=0.9, stakes=0.35))
+    assert (unsure.tier, unsure.rule, unsure.high_stakes) == ("standard", "uncertain-stakes", False)
+
+
+def test_complaints_go_at_least_to_standard(default_engine: PolicyEngine) -> None:
+    calm = default_engine.decide(facts(intent="complaint", intent_confidence=0.9, stakes=0.1))
+    assert (calm.tier, calm.rule) == ("standard", "complaints")
+    about_money = default_engine.decide(facts(intent="complaint", intent_confidence=0.9, stakes=0.9))
+    assert about_money.tier == "frontier"
+
+
+def test_stakes_are_sticky_for_the_rest_of_the_call(default_engine: PolicyEngine) -> None:
+    after_claim = CallFacts(turn=4, max_tier="frontier", escalated_at_turn=2, high_stakes_seen=True)
+    thanks = default_engine.decide(facts(intent="smalltalk", intent_confidence=0.9, stakes=0.01, call=after_claim))
+    assert thanks.tier == "frontier" and "floor:high_stakes(earlier in call)->frontier" in thanks.reasons
+    # A call that only reached frontier on a long context (no stakes) is not held there.
+    long_context_only = CallFacts(turn=4, max_tier="frontier", escalated_at_turn=2)
+    later = default_engine.decide(facts(intent="smalltalk", intent_confidence=0.9, stakes=0.01, call=long_context_only))
+    assert later.tier == "small"
 
 
 def test_floor_applies_to_explicit_tier_requests_but_not_pinned_deployments(
     default_engine: PolicyEngine,
 ) -> None:
-    asked_small = default_engine.decide(facts(requested_model="small", risks={"medical": 0.9}))
+    asked_small = default_engine.decide(facts(requested_model="small", stakes=0.9))
     assert (asked_small.tier, asked_small.rule) == ("frontier", "requested-tier")
-    pinned = default_engine.decide(facts(requested_model="gpt-4o-mini", risks={"medical": 0.9}))
+    pinned = default_engine.decide(facts(requested_model="gpt-4o-mini", stakes=0.9))
     assert (pinned.deployment, pinned.tier, pinned.rule) == ("gpt-4o-mini", None, "pinned-deployment")
 
 
-def test_low_confidence_escalates(default_engine: PolicyEngine) -> None:
-    unsure = default_engine.decide(facts(intent="faq", intent_confidence=0.3))
+def test_low_confidence_escalates() -> None:
+    e = engine({"default": "small", "low_confidence": {"below": 0.45, "escalate_to": "standard"}})
+    unsure = e.decide(facts(intent="faq", intent_confidence=0.3))
     assert unsure.tier == "standard" and unsure.reasons[0].startswith("low_confidence")
+
+
+def test_stakes_and_language_conditions() -> None:
+    e = engine(
+        {
+            "default": "small",
+            "stakes_threshold": 0.7,
+            "rules": [
+                {
+                    "name": "spanish-with-some-stakes",
+                    "when": {"language": "es", "stakes": {"gte": 0.2}},
+                    "route": "standard",
+                },
+                {"name": "high", "when": {"high_stakes": True}, "route": "frontier"},
+                {"name": "seen", "when": {"call": {"high_stakes_seen": True}}, "route": "standard"},
+            ],
+        }
+    )
+    assert e.decide(facts(language="es", stakes=0.3)).rule == "spanish-with-some-stakes"
+    assert e.decide(facts(language="en", stakes=0.3)).rule == "default"
+    assert e.decide(facts(stakes=0.69)).rule == "default"  # under this policy's own threshold
+    assert e.decide(facts(stakes=0.7)).rule == "high"
+    assert e.decide(facts(call=CallFacts(turn=2, high_stakes_seen=True))).rule == "seen"
+    assert e.decide(facts()).rule == "default"  # no classification: no stakes
+    unjudged = engine(
+        {"default": "standard", "rules": [{"name": "cheap", "when": {"high_stakes": False}, "route": "small"}]}
+    )
+    assert unjudged.decide(facts()).tier == "standard"  # classifier off: never "no stakes"
 
 
 def test_classifier_failure_routes_to_its_fallback(default_engine: PolicyEngine) -> None:
@@ -113,8 +156,9 @@ def test_stickiness_budget_downgrade_and_sticky_risk_floors() -> None:
     expired = CallFacts(turn=7, max_tier="frontier", escalated_at_turn=3)
     assert e.decide(facts(call=expired)).tier == "small"
     assert e.decide(facts(intent="complaint", budget_soft_exceeded=True)).tier == "small"
-    # A soft budget never pushes a high-stakes turn below its floor.
+    # A soft budget never pushes a turn below its floor, nor downgrades a high-stakes turn.
     assert e.decide(facts(risks={"payment": 0.9}, budget_soft_exceeded=True)).tier == "frontier"
+    assert e.decide(facts(intent="complaint", stakes=0.9, budget_soft_exceeded=True)).tier == "standard"
     remembered = CallFacts(turn=2, risks_seen=frozenset({"payment"}))
     assert e.decide(facts(call=remembered)).tier == "frontier"
 
@@ -140,9 +184,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("rules: []\n", 1, "default"),
     ],
 )
-def test_invalid_policy_is_rejected_with_line_and_reason(
-    tmp_path: Path, text: str, line: int, reason: str
-) -> None:
+def test_invalid_policy_is_rejected_with_line_and_reason(tmp_path: Path, text: str, line: int, reason: str) -> None:
     with pytest.raises(ConfigFileError) as caught:
         load_policy(write(tmp_path, text), CONFIG)
     assert caught.value.line == line

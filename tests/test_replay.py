@@ -34,12 +34,12 @@ CONFIG = load_config(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 RISKS = ("payment", "medical", "legal", "pii", "account_security", "emergency")
 SYSTEM = "You are the receptionist of North Clinic."
-# The user's words (after stand-ins) → (intent, risks present).
+# The user's words (after stand-ins) → (intent, risks present, stakes).
 LABELS = {
-    "hi i need an appointment": ("scheduling", {}),
-    "my card is 4111 1111 1111 1111": ("transaction", {"payment": 1.0, "pii": 1.0}),
-    "what time do you close": ("faq", {}),
-    "pay my balance with this card 4111 1111 1111 1111": ("transaction", {"payment": 1.0, "pii": 1.0}),
+    "hi i need an appointment": ("scheduling", {}, 0.02),
+    "my card is 4111 1111 1111 1111": ("transaction", {"payment": 1.0, "pii": 1.0}, 1.0),
+    "what time do you close": ("faq", {}, 0.01),
+    "pay my balance with this card 4111 1111 1111 1111": ("transaction", {"payment": 1.0, "pii": 1.0}, 1.0),
 }
 
 
@@ -56,7 +56,7 @@ class FixedClassifier:
         results = []
         for conversation in conversations:
             self.classified.append(conversation.latest_user_text)
-            intent, present = LABELS[conversation.latest_user_text]
+            intent, present, stakes = LABELS[conversation.latest_user_text]
             risks = {risk: present.get(risk, 0.02) for risk in RISKS}
             results.append(
                 Classification(
@@ -65,7 +65,8 @@ class FixedClassifier:
                     risks=risks,
                     reasons=["fixed"],
                     detectors=[],
-                    high_stakes=bool(present),
+                    stakes=stakes,
+                    high_stakes=stakes >= 0.5,
                 )
             )
         return results
@@ -153,7 +154,10 @@ def _variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
     return path
 
 
-CHATTER_TO_STANDARD = ("      high_stakes: false\n    route: small", "      high_stakes: false\n    route: standard")
+CHATTER_TO_STANDARD = (
+    "    when: {high_stakes: false}\n    route: small",
+    "    when: {high_stakes: false}\n    route: standard",
+)
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +167,12 @@ def hand_replay() -> object:
 
 def test_decisions_replay_call_state_as_live(hand_replay) -> None:
     turns = hand_replay.turns.set_index("request_id")
-    assert list(turns["rule.P"]) == ["chatter-and-lookups", "transactions", "chatter-and-lookups", "pinned-deployment"]
+    assert list(turns["rule.P"]) == ["no-stakes", "default", "no-stakes", "pinned-deployment"]
     assert list(turns["tier.P"]) == ["small", "frontier", "frontier", "small"]
     assert list(turns["deployment.P"]) == ["gpt-4o-mini", "claude-sonnet-4-5", "claude-sonnet-4-5", "gpt-4o-mini"]
-    # A risk seen earlier in the call keeps its floor (sticky_risks) for an otherwise cheap question.
-    assert turns.loc["t3", "reasons.P"] == "floor:payment(earlier in call)->frontier"
+    assert turns.loc["t2", "reasons.P"] == "floor:high_stakes(1.00)->frontier"
+    # A high-stakes turn earlier in the call keeps its floor (sticky_high_stakes) for an otherwise cheap question.
+    assert turns.loc["t3", "reasons.P"] == "floor:high_stakes(earlier in call)->frontier"
     assert turns.loc["t2", "risks.P"] == "payment,pii"
     assert list(turns["turn"]) == [1, 2, 3, 1]
 
@@ -271,9 +276,9 @@ def test_compare_lists_exactly_the_changed_decisions(tmp_path: Path) -> None:
     row = changes.iloc[0]
     assert (row["tier.P"], row["rule.P"], row["tier.Q"], row["rule.Q"]) == (
         "small",
-        "chatter-and-lookups",
+        "no-stakes",
         "standard",
-        "chatter-and-lookups",
+        "no-stakes",
     )
     assert row["direction"] == "up" and row["intent"] == "scheduling" and row["cost_delta_usd"] > 0
     assert report.changes_by_intent.loc["scheduling", "up"] == 1

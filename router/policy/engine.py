@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from router.policy.facts import Facts
+from router.policy.facts import HIGH_STAKES_MARK, Facts
 from router.policy.schema import CallCondition, Condition, Policy, Range, RiskCondition, Route, VoiceCondition
 
 Predicate = Callable[[Facts], bool]
@@ -26,6 +26,11 @@ class Decision:
     high_stakes: bool
     risks_present: tuple[str, ...]
     reasons: tuple[str, ...]
+
+    @property
+    def call_labels(self) -> tuple[str, ...]:
+        """What the call remembers of this turn: its risks, and the mark of a high-stakes turn."""
+        return (*self.risks_present, HIGH_STAKES_MARK) if self.high_stakes else self.risks_present
 
 
 class TierLadder:
@@ -66,6 +71,9 @@ class PolicyEngine:
             )
         )
 
+    def is_high_stakes(self, facts: Facts) -> bool:
+        return facts.stakes is not None and facts.stakes >= self.policy.stakes_threshold
+
     def _compile(self, condition: Condition) -> Predicate:
         checks: list[Predicate] = []
         if condition.tenant is not None:
@@ -94,9 +102,15 @@ class PolicyEngine:
             checks.append(_in_range(condition.intent_confidence, lambda f: f.intent_confidence))
         if condition.risk is not None:
             checks.append(self._risk_predicate(condition.risk))
+        if condition.stakes is not None:
+            checks.append(_in_range(condition.stakes, lambda f: f.stakes))
         if condition.high_stakes is not None:
             wanted = condition.high_stakes
-            checks.append(lambda f: bool(self.present_risks(f.risks)) == wanted)
+            # Like a range over an absent fact: without a classification neither true nor false holds.
+            checks.append(lambda f: f.stakes is not None and self.is_high_stakes(f) == wanted)
+        if condition.language is not None:
+            languages = frozenset(condition.language)
+            checks.append(lambda f: f.language in languages)
         if condition.voice is not None:
             checks.extend(_voice_predicates(condition.voice))
         if condition.call is not None:
@@ -144,6 +158,9 @@ class PolicyEngine:
         if condition.risks_seen is not None:
             seen = frozenset(condition.risks_seen)
             checks.append(lambda f: f.call is not None and bool(f.call.risks_seen & seen))
+        if condition.high_stakes_seen is not None:
+            seen_wanted = condition.high_stakes_seen
+            checks.append(lambda f: (f.call is not None and f.call.high_stakes_seen) == seen_wanted)
         if condition.caller_open_complaint is not None:
             wanted = condition.caller_open_complaint
             checks.append(lambda f: (f.call is not None and f.call.caller_open_complaint) == wanted)
@@ -153,8 +170,9 @@ class PolicyEngine:
 
     def decide(self, facts: Facts) -> Decision:
         present = self.present_risks(facts.risks)
+        high = self.is_high_stakes(facts)
         if facts.requested_model in self._deployments:
-            return Decision(None, facts.requested_model, PINNED_RULE, bool(present), present, ())
+            return Decision(None, facts.requested_model, PINNED_RULE, high, present, ())
         reasons: list[str] = []
         if facts.requested_model in self.ladder:
             tier, rule = facts.requested_model, REQUESTED_TIER_RULE
@@ -163,8 +181,8 @@ class PolicyEngine:
             tier, rule = facts.catalog_tier, f"{CATALOG_RULE_PREFIX}{facts.catalog_intent}"
         else:
             tier, rule = self._first_matching_rule(facts)
-        tier = self._adjust(tier, facts, present, reasons)
-        return Decision(tier, None, rule, bool(present), present, tuple(reasons))
+        tier = self._adjust(tier, facts, present, high, reasons)
+        return Decision(tier, None, rule, high, present, tuple(reasons))
 
     def _first_matching_rule(self, facts: Facts) -> tuple[str, str]:
         for name, predicate, route in self._rules:
@@ -180,7 +198,7 @@ class PolicyEngine:
         assert tier is not None, "validated by the policy store"
         return tier
 
-    def _adjust(self, tier: str, facts: Facts, present: tuple[str, ...], reasons: list[str]) -> str:
+    def _adjust(self, tier: str, facts: Facts, present: tuple[str, ...], high: bool, reasons: list[str]) -> str:
         """Everything that moves a turn after its rule: confidence, stickiness, budget, then the floors."""
         policy, ladder = self.policy, self.ladder
 
@@ -203,14 +221,17 @@ class PolicyEngine:
             )
             if ladder.rank(call.max_tier) >= ladder.rank(sticky.from_tier) and within:
                 raise_to(call.max_tier, "sticky_call")
-        if facts.budget_soft_exceeded and policy.budget_downgrade is not None and not present:
+        if facts.budget_soft_exceeded and policy.budget_downgrade is not None and not (high or present):
             downgrade = policy.budget_downgrade.tier
             if ladder.rank(downgrade) < ladder.rank(tier):
                 reasons.append(f"budget_soft_limit->{downgrade}")
                 tier = downgrade
         floors = policy.floor
-        if present and floors.high_stakes is not None:
-            raise_to(floors.high_stakes, f"floor:high_stakes({','.join(present)})")
+        if floors.high_stakes is not None:
+            if high:
+                raise_to(floors.high_stakes, f"floor:high_stakes({facts.stakes:.2f})")
+            elif floors.sticky_high_stakes and call is not None and call.high_stakes_seen:
+                raise_to(floors.high_stakes, "floor:high_stakes(earlier in call)")
         remembered = call.risks_seen if (call is not None and floors.sticky_risks) else frozenset()
         for risk, floor_tier in self._risk_floors:
             if risk in present:

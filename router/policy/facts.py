@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# Kept with a call's seen risks (in memory and in Redis) when a turn of the call was high-stakes: stickiness on
+# stakes needs no other state. No risk label may use this name.
+HIGH_STAKES_MARK = "high_stakes"
+
 
 @dataclass(frozen=True, slots=True)
 class VoiceFacts:
@@ -25,6 +29,7 @@ class CallFacts:
     escalated_at_turn: int | None = None
     risks_seen: frozenset[str] = frozenset()
     caller_open_complaint: bool = False
+    high_stakes_seen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,9 @@ class Facts:
     intent: str | None = None
     intent_confidence: float | None = None
     risks: Mapping[str, float] = field(default_factory=dict)
+    # The classifier's judgement of consequence (0..1), for this turn and the chat it was sent with.
+    stakes: float | None = None
+    language: str | None = None
     catalog_intent: str | None = None
     catalog_tier: str | None = None
     classifier_failed: bool = False

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_RISK_THRESHOLD = 0.5
+DEFAULT_STAKES_THRESHOLD = 0.5
 
 
 class StrictModel(BaseModel):
@@ -79,6 +80,7 @@ class CallCondition(StrictModel):
     turn: Range | None = Field(default=None, description="1-based turn number within the call.")
     reached_tier: str | None = Field(default=None, description="An earlier turn of the call used this tier or higher.")
     risks_seen: list[str] | None = Field(default=None, description="Any of these risks appeared earlier in the call.")
+    high_stakes_seen: bool | None = Field(default=None, description="An earlier turn of the call was high-stakes.")
     caller_open_complaint: bool | None = Field(
         default=None, description="The caller complained in a call within the policy's caller memory window."
     )
@@ -99,14 +101,18 @@ class Condition(StrictModel):
     catalog_intent: list[str] | None = Field(default=None, description="The tenant catalog intent that matched.")
     intent_confidence: Range | None = None
     risk: RiskCondition | None = None
+    stakes: Range | None = Field(default=None, description="The classifier's stakes (0..1).")
     high_stakes: bool | None = None
+    language: list[str] | None = Field(default=None, description="The language the classifier saw the turn in.")
     voice: VoiceCondition | None = None
     call: CallCondition | None = None
     any_of: list[Condition] | None = None
     all_of: list[Condition] | None = None
     not_: Condition | None = Field(default=None, alias="not")
 
-    _lists = field_validator("tenant", "agent", "requested_model", "intent", "catalog_intent", mode="before")(_as_list)
+    _lists = field_validator(
+        "tenant", "agent", "requested_model", "intent", "catalog_intent", "language", mode="before"
+    )(_as_list)
 
     @property
     def is_unconditional(self) -> bool:
@@ -148,8 +154,13 @@ class Rule(StrictModel):
 class Floors(StrictModel):
     """Invariants no rule can break: a high-stakes turn never goes below these tiers."""
 
-    high_stakes: str | None = Field(default=None, description="Any risk present → at least this tier.")
-    risks: dict[str, str] = Field(default_factory=dict, description="Risk → the lowest tier allowed with it.")
+    high_stakes: str | None = Field(
+        default=None, description="A high-stakes turn (stakes at or above stakes_threshold) → at least this tier."
+    )
+    sticky_high_stakes: bool = Field(
+        default=False, description="Once a turn of the call was high-stakes, every later turn keeps that floor."
+    )
+    risks: dict[str, str] = Field(default_factory=dict, description="Risk topic → the lowest tier allowed with it.")
     sticky_risks: bool = Field(
         default=False, description="A risk seen earlier in the call keeps its floor for the rest of the call."
     )
@@ -178,6 +189,9 @@ class Policy(StrictModel):
     description: str | None = None
     default: Route = Field(description="Where a turn goes when no rule matches.")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Risk → probability threshold.")
+    stakes_threshold: float = Field(
+        default=DEFAULT_STAKES_THRESHOLD, ge=0, le=1, description="Stakes at which a turn is high-stakes."
+    )
     floor: Floors = Floors()
     low_confidence: LowConfidence | None = None
     classifier_failure: Route | None = Field(

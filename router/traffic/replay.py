@@ -63,15 +63,6 @@ class BatchClassifier(Protocol):
     def classify_batch(self, conversations: Sequence[Conversation]) -> list[Classification]: ...
 
 
-def turn_classification(classification: Classification) -> TurnClassification:
-    return TurnClassification(
-        intent=classification.intent,
-        intent_confidence=classification.intent_confidence,
-        risks=dict(classification.risks),
-        reasons=tuple(classification.reasons),
-    )
-
-
 @dataclass(slots=True)
 class CallMemory:
     """Call state and caller memory of one policy, advanced turn by turn in log order.
@@ -102,7 +93,7 @@ class CallMemory:
             rank = self.ladder.rank(tier)
             if rank > call.max_rank:
                 call.max_rank, call.max_tier, call.escalated_at_turn = rank, tier, call.turns
-            call.risks_seen.update(decision.risks_present)
+            call.risks_seen.update(decision.call_labels)
         if record.caller_id and intent == COMPLAINT_INTENT:
             self.complaints[(record.tenant, record.caller_id)] = record.ts
         if not record.call_id:
@@ -221,7 +212,7 @@ class ClassificationQueue:
                 waiting = time.perf_counter()
                 batch = batch.result()
                 self.waited += time.perf_counter() - waiting
-            converted = self._done[number] = [turn_classification(c) for c in batch]
+            converted = self._done[number] = [TurnClassification.of(c) for c in batch]
             self._batches[number] = []  # release the raw results
         return converted[offset]
 
@@ -371,6 +362,7 @@ _TURN_COLUMNS = (
     "live_rule",
     "intent",
     "intent_confidence",
+    "stakes",
     "prompt_tokens",
     "completion_tokens",
     "cached_prompt_tokens",
@@ -406,6 +398,7 @@ def _append_turn(
         "live_tier": live.tier if live else None,
         "live_rule": live.rule if live else None,
         "intent": classification.intent,
+        "stakes": classification.stakes,
         "intent_confidence": classification.intent_confidence,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,

@@ -1,8 +1,9 @@
 """What a replay found, as tables: cost and savings, tier mix, intents, risks, floor violations, changed decisions.
 
 Floor violations are computed here from the classification and the policy's ``floor``/``thresholds`` alone, not
-from the engine's decision path: a turn whose risks are present (probability ≥ the policy's threshold) must be at
-or above ``floor.high_stakes`` and ``floor.risks[risk]``. A sane policy has none; one that has some has a bug the
+from the engine's decision path: a high-stakes turn (stakes ≥ the policy's ``stakes_threshold``) must be at or
+above ``floor.high_stakes``, and a turn whose risks are present (probability ≥ the policy's threshold) at or above
+``floor.risks[risk]``. A sane policy has none; one that has some has a bug the
 engine's own bookkeeping would not reveal. Turns pinned to a deployment by the caller are not routed by the policy
 and are left out.
 """
@@ -23,19 +24,18 @@ CHANGES_SHOWN = 25
 
 
 def required_floor(result: ReplayResult, label: str) -> pd.Series:
-    """Per turn, the rank of the lowest tier policy ``label`` allows for the turn's present risks (-1: none)."""
+    """Per turn, the rank of the lowest tier policy ``label`` allows for its stakes and present risks (-1: none)."""
     policy = result.policies[label].policy
     rank = {tier: index for index, tier in enumerate(result.tier_order)}
     turns = result.turns
     required = np.full(len(turns), -1)
-    any_present = np.zeros(len(turns), dtype=bool)
     for risk in result.risk_names:
         present = (turns[f"{RISK_PREFIX}{risk}"] >= policy.threshold(risk)).to_numpy()
-        any_present |= present
         if risk in policy.floor.risks:
             required = np.where(present, np.maximum(required, rank[policy.floor.risks[risk]]), required)
     if policy.floor.high_stakes is not None:
-        required = np.where(any_present, np.maximum(required, rank[policy.floor.high_stakes]), required)
+        high = (turns["stakes"] >= policy.stakes_threshold).to_numpy()
+        required = np.where(high, np.maximum(required, rank[policy.floor.high_stakes]), required)
     return pd.Series(required, index=turns.index)
 
 

@@ -1,0 +1,433 @@
+"""Routing quality on data never trained on: the gateway's own decision, leave-one-source-out.
+
+For each public source (``classifiers.corpus``) a turn model is trained without that source
+(``train_for_fold``, the one place that knows the learner), the source's turns are classified and decided
+through ``router.traffic.replay`` (the gateway's facts builder, policy engine and call state, so stickiness
+acts as it does live) under the configured policy (the embedded default gateway and ``policies/default.yaml``
+unless told otherwise), and every turn is priced on its routed tier's first deployment and on the all-frontier
+baseline. The shipped model is measured on the same turns as the "before" figures.
+
+Metrics (``turn_metrics``, ``call_metrics``), against the corpus's ``contract`` labels:
+
+* small_leak: share of ``high_stakes`` turns routed to the small tier (the contract says: never);
+* small_capture: share of ``small_safe`` turns routed small;
+* frontier_share: share of all turns routed to frontier;
+* savings: 1 - cost / cost of sending every turn to the frontier baseline deployment;
+* call level (multi-turn sources, every turn sent in order with its call id): ``after_high_leak`` is the share
+  of turns that follow a call's first high-stakes turn and went small; ``clean_call_capture`` is the share of
+  small_safe turns routed small in calls with no high-stakes turn; savings per call.
+
+The encoder is frozen, so each distinct text is embedded once per run (``CachingEncoder``) and reused by every
+fold. Turns are sampled per source (seeded) to keep a run within minutes on a 2-core machine; the sample sizes
+are in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_calls, load_source
+from classifiers.dataset import load_turns
+from classifiers.embeddings import TextEncoder, load_encoder
+from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnClassifier, TurnModel
+from classifiers.train import TrainingSettings, fit_model
+from router.config import GatewayConfig, load_config
+from router.policy.store import LoadedPolicy, load_policy
+from router.traffic.classify import CachingEncoder
+from router.traffic.log import LoggedMessage, TrafficRecord
+from router.traffic.replay import BatchClassifier, replay
+
+WRITTEN_TURNS_PATH = Path(__file__).resolve().parent / "data" / "utterances.csv"
+POLICY_LABEL = "policy"
+SMALL, FRONTIER = "small", "frontier"
+TENANT = "routing-quality"
+REQUESTED_MODEL = "auto"
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class RoutingSettings(BaseModel):
+    """Sample sizes and seed of a run; recorded in the report."""
+
+    # Defaults keep a whole run near 15 minutes on a quiet 2-core machine: fitting today's heads (with their
+    # calibration folds) dominates, about a minute per fold at these sizes.
+    seed: int = 7
+    eval_turns: int = 400  # single-turn sources: turns measured per source
+    eval_calls: int = 40  # multi-turn sources: calls measured per source, half with a high-stakes turn if possible
+    train_turns: int = 300  # turns per source in each fold's training set (plus the hand-written set)
+    sources: tuple[str, ...] = SOURCES
+    loso: bool = True  # False: only the shipped model ("before")
+
+
+# --- the learner -----------------------------------------------------------------------------------------
+
+
+def training_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
+    """Corpus rows in the written set's schema (``classifiers.dataset.COLUMNS``); context = the agent's turn.
+
+    ``contract`` and ``source`` ride along for learners that train on the routing contract itself.
+    """
+    return pd.DataFrame(
+        {
+            "text": [row.text for row in rows],
+            "intent": [row.intent for row in rows],
+            "risks": [";".join(row.risks) for row in rows],
+            "context": [previous_assistant_text(row) for row in rows],
+            "domain": ["general"] * len(rows),
+            "language": ["en"] * len(rows),
+            "style": ["clean"] * len(rows),
+            "contract": [row.contract for row in rows],
+            "source": [row.source for row in rows],
+        }
+    )
+
+
+def train_for_fold(rows: Sequence[CorpusRow], encoder: TextEncoder) -> BatchClassifier:
+    """The turn model of one fold: today's learner on ``rows`` plus the hand-written set. Swap to compare learners.
+
+    The written set is always in training: it holds what public data lacks (ASR style, six languages,
+    emergencies) and is never measured here.
+    """
+    frame = pd.concat([load_turns(WRITTEN_TURNS_PATH), training_frame(rows)], ignore_index=True)
+    frame = frame.drop_duplicates(subset="text", keep="first").reset_index(drop=True)
+    model = fit_model(frame, encoder, TrainingSettings(test_size=0.0))
+    return TurnClassifier(model, encoder)
+
+
+def shipped_classifier(encoder: TextEncoder, model_path: Path = DEFAULT_MODEL_PATH) -> BatchClassifier:
+    return TurnClassifier(TurnModel.load(model_path), encoder)
+
+
+# --- replay through the gateway's decision ----------------------------------------------------------------
+
+
+def previous_assistant_text(row: CorpusRow) -> str:
+    """The agent's turn right before the caller's, as the gateway reads it (none if the caller spoke last)."""
+    for message in reversed(row.history):
+        if message.role == "user":
+            return ""
+        if message.content:
+            return message.content
+    return ""
+
+
+def traffic_records(rows: Sequence[CorpusRow]) -> list[TrafficRecord]:
+    """One request per turn as an agent would send it: the call so far plus the caller's turn, with its call id."""
+    records = []
+    for index, row in enumerate(rows):
+        messages = [LoggedMessage(role=m.role, content=m.content) for m in row.history]
+        messages.append(LoggedMessage(role="user", content=row.text))
+        records.append(
+            TrafficRecord(
+                ts=_EPOCH + timedelta(seconds=index),
+                request_id=f"rq-{index}",
+                call_id=row.call_id,
+                tenant=TENANT,
+                requested_model=REQUESTED_MODEL,
+                messages=messages,
+            )
+        )
+    return records
+
+
+def route(
+    rows: Sequence[CorpusRow], classifier: BatchClassifier, policy: LoadedPolicy, config: GatewayConfig
+) -> pd.DataFrame:
+    """Per turn: source, call, contract label, routed tier, cost and all-frontier cost."""
+    result = replay(traffic_records(rows), {POLICY_LABEL: policy}, config, classifier)
+    turns = result.turns
+    return pd.DataFrame(
+        {
+            "source": [row.source for row in rows],
+            "call_id": [row.call_id for row in rows],
+            "turn_index": [row.turn_index for row in rows],
+            "contract": [row.contract for row in rows],
+            "intent": turns["intent"].to_numpy(),
+            "tier": turns[f"tier.{POLICY_LABEL}"].to_numpy(),
+            "cost": turns[f"cost.{POLICY_LABEL}"].to_numpy(dtype=float),
+            "baseline_cost": turns["baseline_cost"].to_numpy(dtype=float),
+        }
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+
+
+def _share(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def _savings(cost: float, baseline: float) -> float | None:
+    return 1.0 - cost / baseline if baseline > 0 else None
+
+
+def turn_metrics(turns: pd.DataFrame) -> dict[str, Any]:
+    """small_leak, small_capture, frontier share and savings of a set of decided turns."""
+    small = turns["tier"] == SMALL
+    high = turns["contract"] == "high_stakes"
+    safe = turns["contract"] == "small_safe"
+    standard = turns["contract"] == "standard"
+    return {
+        "turns": len(turns),
+        "high_stakes_turns": int(high.sum()),
+        "small_safe_turns": int(safe.sum()),
+        "small_leak": _share(int((small & high).sum()), int(high.sum())),
+        "small_capture": _share(int((small & safe).sum()), int(safe.sum())),
+        "standard_to_small": _share(int((small & standard).sum()), int(standard.sum())),
+        "small_share": _share(int(small.sum()), len(turns)),
+        "frontier_share": _share(int((turns["tier"] == FRONTIER).sum()), len(turns)),
+        "savings": _savings(float(turns["cost"].sum()), float(turns["baseline_cost"].sum())),
+    }
+
+
+def call_metrics(turns: pd.DataFrame) -> dict[str, Any]:
+    """Call-level figures of turns that carry call ids (in turn order within each call)."""
+    in_calls = turns[turns["call_id"].notna()]
+    after_high = after_high_small = clean_safe = clean_safe_small = calls_with_high = calls_leaking = 0
+    per_call_savings = []
+    for _, call in in_calls.groupby("call_id", sort=False):
+        call = call.sort_values("turn_index")
+        small = (call["tier"] == SMALL).to_numpy()
+        high = (call["contract"] == "high_stakes").to_numpy()
+        if high.any():
+            calls_with_high += 1
+            first = int(np.argmax(high))
+            after_high += len(call) - first - 1
+            after_high_small += int(small[first + 1 :].sum())
+            calls_leaking += bool(small[first:].any())
+        else:
+            safe = (call["contract"] == "small_safe").to_numpy()
+            clean_safe += int(safe.sum())
+            clean_safe_small += int((safe & small).sum())
+        saving = _savings(float(call["cost"].sum()), float(call["baseline_cost"].sum()))
+        if saving is not None:
+            per_call_savings.append(saving)
+    calls = in_calls["call_id"].nunique()
+    return {
+        "calls": int(calls),
+        "calls_with_high_stakes": calls_with_high,
+        "turns_after_first_high_stakes": after_high,
+        "after_high_leak": _share(after_high_small, after_high),
+        "calls_leaking": _share(calls_leaking, calls_with_high),
+        "clean_call_capture": _share(clean_safe_small, clean_safe),
+        "savings": _savings(float(in_calls["cost"].sum()), float(in_calls["baseline_cost"].sum())),
+        "mean_call_savings": float(np.mean(per_call_savings)) if per_call_savings else None,
+    }
+
+
+def summarise(turns: pd.DataFrame) -> dict[str, Any]:
+    """Per source and overall (pooled turns), plus call level for the multi-turn sources."""
+    per_source = {source: turn_metrics(group) for source, group in turns.groupby("source", sort=False)}
+    calls = {
+        source: call_metrics(group)
+        for source, group in turns.groupby("source", sort=False)
+        if source in MULTI_TURN_SOURCES
+    }
+    multi = turns[turns["source"].isin(MULTI_TURN_SOURCES)]
+    return {
+        "per_source": per_source,
+        "overall": turn_metrics(turns),
+        "calls_per_source": calls,
+        "calls_overall": call_metrics(multi) if len(multi) else None,
+    }
+
+
+# --- sampling and the run --------------------------------------------------------------------------------
+
+
+def evaluation_sample(source: str, rows: Sequence[CorpusRow], settings: RoutingSettings) -> list[CorpusRow]:
+    """Seeded: ``eval_turns`` turns of a single-turn source, or ``eval_calls`` whole calls of a multi-turn one
+    (half of them with a high-stakes turn when the source has enough, so leak and capture both get calls)."""
+    sampler = random.Random(f"{settings.seed}-{source}-eval")
+    if source not in MULTI_TURN_SOURCES:
+        return sampler.sample(list(rows), min(settings.eval_turns, len(rows)))
+    calls = list(iter_calls(rows))
+    risky = [turns for _, turns in calls if any(turn.contract == "high_stakes" for turn in turns)]
+    clean = [turns for _, turns in calls if all(turn.contract != "high_stakes" for turn in turns)]
+    wanted_risky = min(len(risky), settings.eval_calls // 2)
+    wanted_clean = min(len(clean), settings.eval_calls - wanted_risky)
+    wanted_risky = min(len(risky), settings.eval_calls - wanted_clean)
+    chosen = sampler.sample(risky, wanted_risky) + sampler.sample(clean, wanted_clean)
+    return [turn for turns in chosen for turn in turns]
+
+
+def training_sample(source: str, rows: Sequence[CorpusRow], settings: RoutingSettings) -> list[CorpusRow]:
+    sampler = random.Random(f"{settings.seed}-{source}-train")
+    return sampler.sample(list(rows), min(settings.train_turns, len(rows)))
+
+
+@dataclass
+class RoutingRun:
+    settings: RoutingSettings
+    policy_version: str
+    before: dict[str, Any]
+    loso: dict[str, Any] | None
+    sample_sizes: dict[str, dict[str, int]]
+    timings: dict[str, float] = field(default_factory=dict)
+    encoded_texts: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.model_dump(mode="json"),
+            "policy_version": self.policy_version,
+            "sample_sizes": self.sample_sizes,
+            "before": self.before,
+            "leave_one_source_out": self.loso,
+            "timings_seconds": {name: round(seconds, 1) for name, seconds in self.timings.items()},
+            "encoded_texts": self.encoded_texts,
+        }
+
+
+Learner = Callable[[Sequence[CorpusRow], TextEncoder], BatchClassifier]
+
+
+def run_routing_quality(
+    settings: RoutingSettings,
+    *,
+    config_path: Path | None = None,
+    policy_path: Path | None = None,
+    encoder: TextEncoder | None = None,
+    learner: Learner = train_for_fold,
+    progress: Callable[[str], None] = lambda message: None,
+) -> RoutingRun:
+    started = time.perf_counter()
+    loaded = load_config(config_path)
+    policy = load_policy(loaded.policy_path(policy_path), loaded.config)
+    caching = CachingEncoder(encoder or load_encoder())
+    corpus = {source: load_source(source) for source in settings.sources}
+    evaluation = {source: evaluation_sample(source, rows, settings) for source, rows in corpus.items()}
+    training = {source: training_sample(source, rows, settings) for source, rows in corpus.items()}
+    sizes = {
+        source: {
+            "corpus_turns": len(corpus[source]),
+            "eval_turns": len(evaluation[source]),
+            "eval_calls": len({row.call_id for row in evaluation[source] if row.call_id}),
+            "train_turns": len(training[source]),
+        }
+        for source in settings.sources
+    }
+    timings = {"load": time.perf_counter() - started}
+
+    progress("before: the shipped model on every source")
+    mark = time.perf_counter()
+    shipped = shipped_classifier(caching)
+    before = summarise(
+        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.sources])
+    )
+    timings["before"] = time.perf_counter() - mark
+
+    loso = None
+    if settings.loso:
+        folds = []
+        for source in settings.sources:
+            mark = time.perf_counter()
+            rows = [row for other in settings.sources if other != source for row in training[other]]
+            progress(f"fold {source}: training on {len(rows)} turns of the other sources")
+            classifier = learner(rows, caching)
+            folds.append(route(evaluation[source], classifier, policy, loaded.config))
+            timings[f"fold.{source}"] = time.perf_counter() - mark
+        loso = summarise(pd.concat(folds))
+    timings["total"] = time.perf_counter() - started
+    return RoutingRun(
+        settings=settings,
+        policy_version=policy.version,
+        before=before,
+        loso=loso,
+        sample_sizes=sizes,
+        timings=timings,
+        encoded_texts=caching.encoded,
+    )
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _turn_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "| source | turns | high-stakes | small_leak | small-safe | small_capture | frontier share | savings |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows = [*summary["per_source"].items(), ("**overall**", summary["overall"])]
+    for source, m in rows:
+        lines.append(
+            f"| {source} | {m['turns']} | {m['high_stakes_turns']} | {_pct(m['small_leak'])} | "
+            f"{m['small_safe_turns']} | {_pct(m['small_capture'])} | {_pct(m['frontier_share'])} | "
+            f"{_pct(m['savings'])} |"
+        )
+    return lines
+
+
+def _call_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "| source | calls | with high-stakes | turns after it | after_high_leak | calls leaking | "
+        "clean_call_capture | savings | mean per-call savings |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows = list(summary["calls_per_source"].items())
+    if summary["calls_overall"]:
+        rows.append(("**overall**", summary["calls_overall"]))
+    for source, m in rows:
+        lines.append(
+            f"| {source} | {m['calls']} | {m['calls_with_high_stakes']} | {m['turns_after_first_high_stakes']} | "
+            f"{_pct(m['after_high_leak'])} | {_pct(m['calls_leaking'])} | {_pct(m['clean_call_capture'])} | "
+            f"{_pct(m['savings'])} | {_pct(m['mean_call_savings'])} |"
+        )
+    return lines
+
+
+def render_markdown(run: RoutingRun) -> str:
+    s = run.settings
+    lines = [
+        "# Routing quality on public service data",
+        "",
+        f"Policy `{run.policy_version}` on the embedded default gateway; decisions through the gateway's facts,"
+        " policy engine and call state (`router.traffic.replay`). Contract labels and sources:"
+        " `classifiers/data/public/README.md`.",
+        "",
+        f"Sampled per source with seed {s.seed}: {s.eval_turns} turns of each single-turn source, {s.eval_calls}"
+        f" whole calls of each multi-turn source (half with a high-stakes turn where available); each fold trains"
+        f" on up to {s.train_turns} turns of every other source plus the hand-written set. Run time"
+        f" {run.timings.get('total', 0.0) / 60:.1f} min, {run.encoded_texts} distinct texts embedded.",
+        "",
+        "small_leak: high-stakes turns routed small (target ≤ 1%). small_capture: small-safe turns routed small"
+        " (target ≥ 80%). Savings: against every turn on the frontier baseline deployment.",
+    ]
+    sections = [("Before: shipped model (trained on the hand-written set only)", run.before)]
+    if run.loso is not None:
+        sections.append(("Leave-one-source-out: trained without the measured source", run.loso))
+    for title, summary in sections:
+        lines += ["", f"## {title}", "", "Turns (multi-turn sources replayed as calls):", ""]
+        lines += _turn_table(summary)
+        lines += ["", "Calls (every turn in order with its call id; target after_high_leak ≤ 1%, savings ≥ 50%):", ""]
+        lines += _call_table(summary)
+    lines += ["", "Sample sizes:", "", "| source | corpus turns | eval turns | eval calls | train turns |"]
+    lines += ["| --- | ---: | ---: | ---: | ---: |"]
+    for source, size in run.sample_sizes.items():
+        lines.append(
+            f"| {source} | {size['corpus_turns']} | {size['eval_turns']} | {size['eval_calls']} |"
+            f" {size['train_turns']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(run: RoutingRun, out_dir: Path) -> tuple[Path, Path]:
+    """``routing.json`` and ``routing.md`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / "routing.json", out_dir / "routing.md"
+    json_path.write_text(json.dumps(run.as_json(), indent=2) + "\n", encoding="utf-8")
+    markdown_path.write_text(render_markdown(run), encoding="utf-8")
+    return json_path, markdown_path

@@ -1,0 +1,122 @@
+"""The routing-quality harness: metric arithmetic on a hand-computed example, and a smoke run of the harness."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import pytest
+
+from classifiers.corpus import CorpusRow
+from classifiers.dataset import load_turns
+from classifiers.embeddings import TextEncoder
+from classifiers.pipeline import TurnClassifier
+from classifiers.routing_quality import (
+    WRITTEN_TURNS_PATH,
+    RoutingSettings,
+    call_metrics,
+    previous_assistant_text,
+    render_markdown,
+    run_routing_quality,
+    training_frame,
+    turn_metrics,
+)
+from classifiers.train import TrainingSettings, fit_model
+
+
+def decided_turns() -> pd.DataFrame:
+    """Call A: a high-stakes turn at index 1, a small turn after it; call B: no high-stakes turn; two single turns."""
+    rows = [
+        # call_id, turn_index, contract, tier, cost, baseline_cost
+        ("A", 0, "small_safe", "small", 1.0, 10.0),
+        ("A", 1, "high_stakes", "frontier", 10.0, 10.0),
+        ("A", 2, "small_safe", "small", 1.0, 10.0),
+        ("A", 3, "small_safe", "frontier", 10.0, 10.0),
+        ("B", 0, "small_safe", "small", 1.0, 10.0),
+        ("B", 1, "small_safe", "standard", 5.0, 10.0),
+        (None, None, "high_stakes", "small", 1.0, 10.0),
+        (None, None, "standard", "small", 1.0, 10.0),
+    ]
+    frame = pd.DataFrame(rows, columns=["call_id", "turn_index", "contract", "tier", "cost", "baseline_cost"])
+    frame["source"] = "x"
+    return frame
+
+
+def test_turn_metrics_by_hand() -> None:
+    metrics = turn_metrics(decided_turns())
+    assert metrics["turns"] == 8
+    assert metrics["high_stakes_turns"] == 2
+    assert metrics["small_leak"] == pytest.approx(1 / 2)  # the single high-stakes turn went small
+    assert metrics["small_capture"] == pytest.approx(3 / 5)  # A0, A2, B0 of five small-safe turns
+    assert metrics["standard_to_small"] == pytest.approx(1.0)
+    assert metrics["frontier_share"] == pytest.approx(2 / 8)
+    assert metrics["savings"] == pytest.approx(1 - 30 / 80)
+
+
+def test_call_metrics_by_hand() -> None:
+    metrics = call_metrics(decided_turns())
+    assert metrics["calls"] == 2
+    assert metrics["calls_with_high_stakes"] == 1
+    assert metrics["turns_after_first_high_stakes"] == 2  # A2 and A3
+    assert metrics["after_high_leak"] == pytest.approx(1 / 2)  # A2 went small
+    assert metrics["calls_leaking"] == pytest.approx(1.0)
+    assert metrics["clean_call_capture"] == pytest.approx(1 / 2)  # B0 small, B1 standard
+    assert metrics["savings"] == pytest.approx(1 - 28 / 60)
+    assert metrics["mean_call_savings"] == pytest.approx(((1 - 22 / 40) + (1 - 6 / 20)) / 2)
+
+
+def test_empty_denominators_are_none() -> None:
+    frame = decided_turns()
+    only_safe = frame[frame["contract"] == "small_safe"]
+    assert turn_metrics(only_safe)["small_leak"] is None
+    assert call_metrics(only_safe)["after_high_leak"] is None
+
+
+def test_training_frame_takes_the_agent_turn_right_before_the_caller() -> None:
+    def row(history: list[tuple[str, str]]) -> CorpusRow:
+        return CorpusRow.model_validate(
+            {
+                "source": "sgd",
+                "split": "train",
+                "text": "yes",
+                "source_label": "x",
+                "contract": "high_stakes",
+                "intent": "data_collection",
+                "risks": ["payment"],
+                "call_id": "c",
+                "turn_index": 1,
+                "history": [{"role": role, "content": content} for role, content in history],
+            }
+        )
+
+    answered = row([("user", "send money to Ann"), ("assistant", "Shall I send $20 to Ann?")])
+    assert previous_assistant_text(answered) == "Shall I send $20 to Ann?"
+    assert previous_assistant_text(row([("assistant", "Hi"), ("user", "hello")])) == ""
+    frame = training_frame([answered])
+    assert frame.loc[0, "context"] == "Shall I send $20 to Ann?"
+    assert frame.loc[0, "risks"] == "payment"
+
+
+@pytest.mark.e2e
+def test_harness_smoke_on_a_tiny_subset() -> None:
+    """Before and leave-one-source-out on two small sources, with a real (tiny) learner that records its rows."""
+    seen: list[set[str]] = []
+
+    def tiny_learner(rows: Sequence[CorpusRow], encoder: TextEncoder) -> TurnClassifier:
+        """A real model, fitted on the fold's rows and 25 written turns per intent (not all 2,800) to stay quick."""
+        seen.append({row.source for row in rows})
+        written = load_turns(WRITTEN_TURNS_PATH).groupby("intent").head(25)
+        frame = pd.concat([written, training_frame(rows)], ignore_index=True).drop_duplicates(subset="text")
+        settings = TrainingSettings(test_size=0.0, neutral_context_augmentation=False)
+        return TurnClassifier(fit_model(frame.reset_index(drop=True), encoder, settings), encoder)
+
+    settings = RoutingSettings(eval_turns=12, eval_calls=4, train_turns=40, sources=("hint3", "taskmaster4"))
+    run = run_routing_quality(settings, learner=tiny_learner)
+    assert seen == [{"taskmaster4"}, {"hint3"}]  # each fold trains without the source it measures
+    for summary in (run.before, run.loso):
+        assert summary is not None
+        assert summary["per_source"]["hint3"]["turns"] == 12
+        assert summary["calls_per_source"]["taskmaster4"]["calls"] == 4
+        overall = summary["overall"]
+        assert 0.0 <= overall["small_share"] <= 1.0 and overall["savings"] is not None
+    assert "| hint3 | 12 |" in render_markdown(run)
