@@ -152,7 +152,10 @@ def route(
             "call_id": [row.call_id for row in rows],
             "turn_index": [row.turn_index for row in rows],
             "contract": [row.contract for row in rows],
+            "text": [row.text for row in rows],
+            "source_label": [row.source_label for row in rows],
             "intent": turns["intent"].to_numpy(),
+            "rule": turns[f"rule.{POLICY_LABEL}"].to_numpy(),
             "tier": turns[f"tier.{POLICY_LABEL}"].to_numpy(),
             "cost": turns[f"cost.{POLICY_LABEL}"].to_numpy(dtype=float),
             "baseline_cost": turns["baseline_cost"].to_numpy(dtype=float),
@@ -225,8 +228,24 @@ def call_metrics(turns: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+EXAMPLES_PER_SOURCE = 8
+_EXAMPLE_COLUMNS = ["text", "source_label", "intent", "tier", "rule"]
+
+
+def examples(turns: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """The first few leaks (high-stakes turns routed small) and missed captures (small-safe turns not routed
+    small), in sample order, so that a figure can be traced back to the turns behind it."""
+    small = turns["tier"] == SMALL
+    leaks = turns[small & (turns["contract"] == "high_stakes")]
+    missed = turns[~small & (turns["contract"] == "small_safe")]
+    return {
+        "leaks": leaks[_EXAMPLE_COLUMNS].head(EXAMPLES_PER_SOURCE).to_dict("records"),
+        "missed_captures": missed[_EXAMPLE_COLUMNS].head(EXAMPLES_PER_SOURCE).to_dict("records"),
+    }
+
+
 def summarise(turns: pd.DataFrame) -> dict[str, Any]:
-    """Per source and overall (pooled turns), plus call level for the multi-turn sources."""
+    """Per source and overall (pooled turns), plus call level for the multi-turn sources, and example turns."""
     per_source = {source: turn_metrics(group) for source, group in turns.groupby("source", sort=False)}
     calls = {
         source: call_metrics(group)
@@ -239,6 +258,7 @@ def summarise(turns: pd.DataFrame) -> dict[str, Any]:
         "overall": turn_metrics(turns),
         "calls_per_source": calls,
         "calls_overall": call_metrics(multi) if len(multi) else None,
+        "examples": {source: examples(group) for source, group in turns.groupby("source", sort=False)},
     }
 
 

@@ -120,3 +120,17 @@ def test_harness_smoke_on_a_tiny_subset() -> None:
         overall = summary["overall"]
         assert 0.0 <= overall["small_share"] <= 1.0 and overall["savings"] is not None
     assert "| hint3 | 12 |" in render_markdown(run)
+    shown = run.before["examples"]["hint3"]
+    assert len(shown["leaks"]) + len(shown["missed_captures"]) <= 16
+    assert all(example["tier"] == "small" for example in shown["leaks"])
+    assert all(example["tier"] != "small" for example in shown["missed_captures"])
+
+
+def test_eval_needs_a_model_and_data_unless_routing() -> None:
+    from click.testing import CliRunner
+
+    from classifiers.cli import eval_command
+
+    result = CliRunner().invoke(eval_command, [])
+    assert result.exit_code == 2
+    assert "--model and --data are required (or use --routing)" in result.output
