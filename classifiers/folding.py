@@ -18,9 +18,8 @@ All patterns are single character classes or literal alternations: linear time o
 
 from __future__ import annotations
 
-import unicodedata
-
 from classifiers import regex
+from classifiers.schemas import normalise_text
 
 # Cyrillic and Greek lower-case letters (after lower-casing) that render like a Latin letter.
 CONFUSABLES: dict[str, str] = {
@@ -129,11 +128,6 @@ _LATIN_LETTER = regex.compile(r"[a-z]")
 _CONFUSABLE_LETTER = regex.compile("[" + "".join(CONFUSABLES) + "]")
 
 
-def without_format_characters(text: str) -> str:
-    """Without invisible characters that split or hide words: zero-width space and joiners, soft hyphen, BOM."""
-    return "".join(char for char in text if unicodedata.category(char) != "Cf")
-
-
 def skeleton(text: str) -> str:
     """Look-alike Cyrillic/Greek letters as Latin, when the text is mostly Latin script.
 
@@ -172,6 +166,6 @@ def undo_leetspeak(text: str) -> str:
 
 
 def fold_disguises(text: str) -> str:
-    """The text the encoder and the learned heads classify (lower case, single spaces)."""
-    plain = without_format_characters(unicodedata.normalize("NFKC", text)).lower()
-    return " ".join(undo_leetspeak(skeleton(plain)).split())
+    """The text the encoder and the learned heads classify: the classifier's normal form (NFKC, no format
+    characters, lower case, single spaces) with look-alike letters, leetspeak and shorthand undone."""
+    return " ".join(undo_leetspeak(skeleton(normalise_text(text))).split())
