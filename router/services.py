@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.accounting.budgets import BudgetEnforcer, BudgetPolicy, InProcessBudgets, RedisBudgets, SpendSource
-from router.accounting.recorder import Recorder, build_recorder
 from router.auth import Authenticator, build_authenticator
 from router.classification import GatewayClassifier
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
@@ -23,6 +22,7 @@ from router.providers.chain import FallbackChain
 from router.providers.health import BreakerState, DeploymentHealth
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compatible import OpenAICompatibleProvider
+from router.recorder import Recorder, build_recorder
 from router.redisclient import redis_client
 from router.settings import Settings
 from router.state import InProcessState, RedisState, StateStore

@@ -372,7 +372,7 @@ def test_cli_export(redis_server: RedisServer, tmp_path: Path) -> None:
 
 
 def test_spool_slots_are_exclusive_per_process_and_adopted_after_a_crash(tmp_path: Path) -> None:
-    from router.accounting.recorder import claim_spool
+    from router.recorder import claim_spool
 
     first, first_lock = claim_spool(tmp_path)
     second, second_lock = claim_spool(tmp_path)
@@ -386,7 +386,7 @@ def test_spool_slots_are_exclusive_per_process_and_adopted_after_a_crash(tmp_pat
 
 async def test_orphaned_spools_are_replayed_and_live_ones_left_alone(tmp_path: Path) -> None:
     from router.accounting.ledger import Spool
-    from router.accounting.recorder import adopt_orphan_spools, claim_spool
+    from router.recorder import adopt_orphan_spools, claim_spool
 
     mine, my_lock = claim_spool(tmp_path)
     live, live_lock = claim_spool(tmp_path)  # another worker, running

@@ -30,7 +30,7 @@ from router.errors import (
     validation_error,
 )
 from router.gateway import Caller, Outcome
-from router.providers.streaming import relay_stream
+from router.relay import relay_stream
 from router.schemas import ChatCompletionRequest
 
 logger = logging.getLogger(__name__)
