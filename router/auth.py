@@ -17,11 +17,11 @@ from typing import Any
 
 from router import headers as H
 from router.errors import AuthenticationError
-from router.gateway import Caller
 from router.keys import KeyRecord, KeyRing, build_key_store
 from router.ratelimit import RateLimiter
 from router.redisclient import redis_client
 from router.settings import Settings
+from router.types import Caller
 
 DEFAULT_TENANT = "default"
 

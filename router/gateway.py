@@ -13,9 +13,9 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -30,118 +30,23 @@ from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNo
 from router.facts import TurnClassification, text_or_none, turn_facts
 from router.identifiers import ID_MAX_CHARS, call_identity, valid_id_or_none
 from router.policy.engine import Decision
-from router.policy.facts import CallFacts, Facts
-from router.policy.store import Catalog, PolicyStore
-from router.providers.chain import Attempts, FallbackChain, OpenStream
+from router.policy.facts import COMPLAINT_INTENT, CallFacts, Facts
+from router.policy.store import PolicyStore
+from router.providers.chain import FallbackChain, OpenStream
 from router.schemas import ChatCompletionRequest
 from router.state import CallRecord, StateStore
+from router.types import Accountant, Attempts, Caller, Outcome, RateLimit, Rejection, Turn, TurnClassifier
 
 logger = logging.getLogger(__name__)
 
 # metadata keys addressed to the gateway; upstreams (OpenAI allows only string values) never see them.
 GATEWAY_METADATA_KEYS = frozenset({"voice", "call_id", "caller_id"})
-COMPLAINT_INTENT = "complaint"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: from the virtual key, or from headers when the gateway runs without keys."""
-
-    tenant: str
-    agent: str | None = None
-    key_id: str | None = None
-    allowed_tiers: frozenset[str] | None = None
-    allowed_models: frozenset[str] | None = None
-    agent_pinned: bool = False  # the agent is the key's own, not the caller's X-Agent
-
-
-class RateLimit(Protocol):
-    async def check(self, caller: Caller, estimated_tokens: int) -> None:
-        """Raise ``RateLimited`` when these tokens would pass the caller's tokens-per-minute limit."""
-        ...
-
-
-class TurnClassifier(Protocol):
-    async def classify(
-        self, messages: list[dict[str, Any]], has_tools: bool, catalog: Catalog | None = None
-    ) -> TurnClassification: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Budgets:
     policy: BudgetPolicy
     enforcer: BudgetEnforcer
-
-
-@dataclass(slots=True)
-class Turn:
-    request_id: str
-    received_at: datetime
-    started: float
-    body: dict[str, Any]
-    upstream_body: dict[str, Any]
-    caller: Caller
-    call_id: str | None
-    caller_id: str | None
-    facts: Facts
-    classification: TurnClassification | None
-    classification_ms: float
-    decision: Decision
-    policy_version: str
-    shadow: tuple[str, Decision] | None
-    stream: bool
-    include_usage: bool
-    reservation: Reservation | None = None
-    capped_from: str | None = None  # the tier the policy chose when the key's allowance served a lower one
-
-
-@dataclass(slots=True)
-class Outcome:
-    status: int = 200
-    error_type: str | None = None
-    deployment: Deployment | None = None
-    tier: str | None = None  # the tier that served (set with the deployment; fallbacks may climb)
-    attempts: Attempts = field(default_factory=Attempts)
-    usage: Usage | None = None
-    cost_usd: float = 0.0
-    baseline_cost_usd: float = 0.0
-    ttft_ms: float | None = None
-    total_ms: float = 0.0
-    interrupted: bool = False
-    interrupted_usage: Usage | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    request_id: str
-    received_at: datetime
-    caller: Caller | None
-    requested_model: str | None
-    call_id: str | None
-    status: int
-    error_type: str
-    total_ms: float
-    policy_version: str
-
-
-class Accountant(Protocol):
-    def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
-        """(cost, baseline cost) in USD of these tokens on this deployment."""
-        ...
-
-    async def record(self, turn: Turn, outcome: Outcome) -> None:
-        """Ledger + metrics; returns once the record is durable, raises ``LedgerUnavailable`` if it is not."""
-        ...
-
-    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
-        """Make a provisional record of a stream durable before its first byte is sent."""
-        ...
-
-    def record_rejection(self, rejection: Rejection) -> None: ...
-
-    def max_cost(self, deployments: list[Deployment], prompt_tokens: int, max_output_tokens: int) -> float:
-        """The most these tokens could cost on the dearest of these deployments (for budget reservations)."""
-        ...
 
 
 class Gateway:

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.errors import RateLimited
-from router.gateway import Caller
 from router.keys import KeyRing
+from router.types import Caller
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from router.accounting.ledger import (
 from router.accounting.pricing import PriceBook
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
-from router.gateway import Caller, Outcome, Rejection, Turn
 from router.metrics import Metrics
 from router.settings import Settings
 from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
+from router.types import Caller, Outcome, Rejection, Turn
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ import orjson
 from router.accounting.tokens import content_text
 from router.accounting.usage import Usage
 from router.errors import GatewayError
-from router.gateway import Gateway, Outcome, Turn
+from router.gateway import Gateway
 from router.providers.base import ProviderError
 from router.providers.chain import OpenStream
+from router.types import Outcome, Turn
 
 DONE = b"data: [DONE]\n\n"
 

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from router.auth import Authenticator
 from router.db import open_postgres
 from router.errors import AuthenticationError, RateLimited
-from router.gateway import Caller
 from router.keys import KeyRing, KeySpec, KeyStore, KeyStoreUnavailable, PostgresKeyStore, SQLiteKeyStore, hash_key
 from router.keys_cli import keys as keys_cli
 from router.ratelimit import RateLimiter
 from router.redisclient import redis_client
+from router.types import Caller
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 

@@ -29,9 +29,9 @@ from router.errors import (
     error_responses,
     validation_error,
 )
-from router.gateway import Caller, Outcome
 from router.relay import relay_stream
 from router.schemas import ChatCompletionRequest
+from router.types import Caller, Outcome
 
 logger = logging.getLogger(__name__)
 router = APIRouter()

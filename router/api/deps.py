@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from router.gateway import Caller, Gateway
+from router.gateway import Gateway
 from router.identifiers import check_caller_headers
 from router.services import Services
+from router.types import Caller
 
 
 def get_services(request: Request) -> Services:

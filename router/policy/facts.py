@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 # Kept with a call's seen risks (in memory and in Redis) when a turn of the call was high-stakes: stickiness on
 # stakes needs no other state. No risk label may use this name.
 HIGH_STAKES_MARK = "high_stakes"
+# The intent that gives a caller an open complaint (``CallFacts.caller_open_complaint``) for the policy's
+# caller_memory_days, live and in replay alike.
+COMPLAINT_INTENT = "complaint"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,35 +7,17 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from router.config import Deployment, GatewayConfig
 from router.errors import GatewayError, UpstreamError
-from router.providers.base import FailureKind, Provider, ProviderError
+from router.providers.base import Provider, ProviderError
 from router.providers.health import DeploymentHealth
+from router.types import Attempt, Attempts
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    deployment: str
-    outcome: FailureKind | str  # "ok", "parked" (cooling down / breaker open) or the failure kind
-    status: int | None = None
-    seconds: float = 0.0
-
-
-@dataclass(slots=True)
-class Attempts:
-    items: list[Attempt] = field(default_factory=list)
-
-    @property
-    def fallbacks(self) -> int:
-        """Deployments tried before the one that answered (parked ones were not tried)."""
-        tried = [a for a in self.items if a.outcome != "parked"]
-        return max(0, len(tried) - 1) if tried and tried[-1].outcome == "ok" else len(tried)
 
 
 @dataclass(slots=True)

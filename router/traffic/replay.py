@@ -40,9 +40,8 @@ from router.accounting.tokens import text_tokens
 from router.accounting.usage import Usage
 from router.config import GatewayConfig
 from router.facts import TurnClassification, turn_facts
-from router.gateway import COMPLAINT_INTENT
 from router.policy.engine import Decision, TierLadder
-from router.policy.facts import CallFacts, Facts
+from router.policy.facts import COMPLAINT_INTENT, CallFacts, Facts
 from router.policy.store import LoadedPolicy
 from router.state import CallRecord
 from router.traffic.classify import classify_in_worker

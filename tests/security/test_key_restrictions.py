@@ -14,8 +14,8 @@ import pytest
 
 from router.allowance import Allowance
 from router.config import GatewayConfig
-from router.gateway import Caller
 from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
+from router.types import Caller
 from tests.conftest import GatewayServer, gateway_config, make_gateway
 from tests.test_gateway_e2e import MESSAGES, set_behaviour, sim_stats
 
