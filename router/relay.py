@@ -116,6 +116,10 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         outcome.status = 499  # client closed request (nginx's convention)
         outcome.error_type = "client_disconnected"
         raise
+    except Exception:
+        # Anything else broke the stream half-way: its record must say so, never 200.
+        outcome.status, outcome.error_type = 500, "internal_error"
+        raise
     finally:
         if not finished:
             await finish()

@@ -17,9 +17,9 @@ import orjson
 from router.config import Deployment, Timeouts
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
 from router.providers.params import forwarded_params
+from router.providers.sse import EventTooLarge, decode_events
 
-SSE_DATA = b"data:"
-SSE_DONE = b"[DONE]"
+SSE_DONE = "[DONE]"
 
 
 class OpenAICompatibleProvider:
@@ -124,23 +124,23 @@ class OpenAICompatibleProvider:
 
 
 async def _sse_events(content: aiohttp.StreamReader, deployment: Deployment) -> AsyncIterator[dict[str, Any] | None]:
-    """Parsed ``data:`` events; ``None`` marks ``[DONE]``. An ``error`` event becomes a ProviderError."""
-    async for line in content:
-        line = line.strip()
-        if not line.startswith(SSE_DATA):
-            continue
-        data = line[len(SSE_DATA) :].strip()
-        if data == SSE_DONE:
-            yield None
-            return
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ProviderError("server", f"{deployment.name}: malformed stream event") from exc
-        if isinstance(event, dict) and "error" in event:
-            error = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
-            raise ProviderError("server", f"{deployment.name}: {error.get('message', 'stream error')}", body=event)
-        yield event
+    """Parsed events; ``None`` marks ``[DONE]``. An ``error`` event or one over the size limit is a ProviderError."""
+    try:
+        async for message in decode_events(content.iter_any()):
+            if message.data == SSE_DONE:
+                yield None
+                return
+            try:
+                event = orjson.loads(message.data)
+            except orjson.JSONDecodeError as exc:
+                raise ProviderError("server", f"{deployment.name}: malformed stream event") from exc
+            if isinstance(event, dict) and "error" in event:
+                error = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
+                raise ProviderError("server", f"{deployment.name}: {error.get('message', 'stream error')}", body=event)
+            yield event
+    except EventTooLarge as exc:
+        # Failing over like a dropped stream: another deployment may well answer sanely.
+        raise ProviderError("dropped", f"{deployment.name}: {exc}") from exc
 
 
 async def _raise_for_status(deployment: Deployment, response: aiohttp.ClientResponse) -> None:

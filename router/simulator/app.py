@@ -167,6 +167,8 @@ class SimulatorApp:
             self._record_cancelled(connection, stream=True)
             return
         frames = wire.stream_frames(request, behaviour, self.settings.usage_in_stream)
+        if behaviour.oversized_event_bytes:
+            frames = _with_oversized_event(frames, behaviour)
         # A dropped stream always stops before its last event, so it can never look complete.
         drop_at = min(behaviour.drop_after_chunks, len(frames) - 1) if drop else None
         outcome = await _send_stream(connection, frames, behaviour.tokens_per_second, drop_at)
@@ -200,6 +202,14 @@ class SimulatorApp:
 def create_simulator_app(settings: SimulatorSettings) -> SimulatorApp:
     """The simulator's ASGI app, serving ``settings`` (copied, so later edits do not leak in)."""
     return SimulatorApp(settings)
+
+
+def _with_oversized_event(frames: list[SseFrame], behaviour: ModelBehaviour) -> list[SseFrame]:
+    """The stream with one content event of ``oversized_event_bytes`` bytes after ``drop_after_chunks`` events."""
+    at = min(behaviour.drop_after_chunks, len(frames) - 1)
+    padding = "x" * behaviour.oversized_event_bytes
+    event = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": padding}}]}
+    return [*frames[:at], SseFrame(b"data: " + orjson.dumps(event) + b"\n\n"), *frames[at:]]
 
 
 async def _send_stream(

@@ -35,6 +35,11 @@ class ModelBehaviour(BaseModel):
     retry_after_seconds: float = Field(1, ge=0, description="Sent as Retry-After with a 429.")
     timeout_hang_seconds: float = Field(30, ge=0, description="How long a timeout fault hangs before answering.")
     drop_after_chunks: int = Field(3, ge=0, description="SSE events a dropped stream sends before it breaks.")
+    oversized_event_bytes: int = Field(
+        0,
+        ge=0,
+        description="If set, a stream's event after drop_after_chunks carries this many bytes of content on one line.",
+    )
 
     @model_validator(mode="after")
     def _fault_rates_are_exclusive(self) -> ModelBehaviour:
