@@ -17,18 +17,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
 from router.accounting.ledger import LedgerUnavailable
-from router.accounting.tokens import MediaParts, content_text, media_parts, quick_to_count, text_tokens
+from router.accounting.tokens import (
+    MediaParts,
+    completion_text,
+    content_text,
+    media_parts,
+    quick_to_count,
+    text_tokens,
+)
 from router.accounting.usage import Usage
 from router.allowance import Allowance
 from router.config import Deployment, GatewayConfig
 from router.errors import BudgetExhausted, GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from router.facts import TurnClassification, text_or_none, turn_facts
-from router.identifiers import ID_MAX_CHARS, call_identity, valid_id_or_none
+from router.identifiers import ID_MAX_CHARS, call_identity
 from router.policy.engine import Decision
 from router.policy.facts import COMPLAINT_INTENT, CallFacts, Facts
 from router.policy.store import PolicyStore
@@ -301,7 +306,7 @@ class Gateway:
         outcome.deployment, outcome.attempts = deployment, attempts
         usage = Usage.from_openai(answer.get("usage"))
         if usage is None:
-            usage = _estimate_usage(turn, _answer_text(answer))
+            usage = _estimate_usage(turn, completion_text(answer.get("choices"), "message"))
             answer["usage"] = usage.to_openai()
         outcome.usage = usage
         outcome.cost_usd, outcome.baseline_cost_usd = self.accountant.price(deployment, usage)
@@ -357,15 +362,18 @@ class Gateway:
         error: GatewayError,
     ) -> None:
         """A request refused before it had a decision (bad JSON, auth, limits, unknown model) is recorded too."""
-        metadata = body.get("metadata") if isinstance(body, dict) else None
-        metadata = metadata if isinstance(metadata, dict) else {}
+        body = body if isinstance(body, dict) else {}
+        metadata = body.get("metadata")
+        call_id, _ = call_identity(
+            headers, metadata if isinstance(metadata, dict) else None, body.get("user"), strict=False
+        )
         self.accountant.record_rejection(
             Rejection(
                 request_id=request_id,
                 received_at=datetime.now(UTC),
                 caller=caller,
-                requested_model=_bounded(text_or_none(body.get("model"))) if isinstance(body, dict) else None,
-                call_id=valid_id_or_none(headers.get(H.CALL_ID)) or valid_id_or_none(metadata.get("call_id")),
+                requested_model=_bounded(text_or_none(body.get("model"))),
+                call_id=call_id,
                 status=error.status_code,
                 error_type=error.code or error.error_type,
                 total_ms=(time.perf_counter() - started) * 1000,
@@ -391,16 +399,6 @@ def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
     if kept:
         upstream["metadata"] = kept
     return upstream
-
-
-def _answer_text(answer: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for choice in answer.get("choices") or ():
-        message = choice.get("message") or {}
-        parts.append(content_text(message.get("content")))
-        for call in message.get("tool_calls") or ():
-            parts.append(orjson.dumps(call.get("function") or {}).decode())
-    return " ".join(parts)
 
 
 def _estimate_usage(turn: Turn, produced_text: str) -> Usage:

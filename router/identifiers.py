@@ -44,16 +44,19 @@ def check_caller_headers(headers: Mapping[str, str]) -> None:
 
 
 def call_identity(
-    headers: Mapping[str, str], metadata: Mapping[str, Any] | None, user: str | None
+    headers: Mapping[str, str], metadata: Mapping[str, Any] | None, user: Any, *, strict: bool = True
 ) -> tuple[str | None, str | None]:
     """The call id (``X-Call-Id``, else ``metadata.call_id``, else ``user`` when it is a valid id) and caller id
-    (``X-Caller-Id``, else ``metadata.caller_id``), each checked where it came from."""
+    (``X-Caller-Id``, else ``metadata.caller_id``), each checked where it came from: an invalid one is a 400, or
+    with ``strict=False`` (recording a request already refused) ``None``."""
     metadata = metadata or {}
-    call_id = _first_id((headers.get(H.CALL_ID), H.CALL_ID), (metadata.get("call_id"), "metadata.call_id"))
+    call_id = _first_id(strict, (headers.get(H.CALL_ID), H.CALL_ID), (metadata.get("call_id"), "metadata.call_id"))
     if call_id is None:
         # OpenAI's `user` is free text ("Jane Doe" is fine there): it names the call only when it is a valid id.
         call_id = valid_id_or_none(user)
-    caller_id = _first_id((headers.get(H.CALLER_ID), H.CALLER_ID), (metadata.get("caller_id"), "metadata.caller_id"))
+    caller_id = _first_id(
+        strict, (headers.get(H.CALLER_ID), H.CALLER_ID), (metadata.get("caller_id"), "metadata.caller_id")
+    )
     return call_id, caller_id
 
 
@@ -63,9 +66,10 @@ def valid_id_or_none(value: Any) -> str | None:
     return text if text is not None and is_valid_id(text) else None
 
 
-def _first_id(*candidates: tuple[Any, str]) -> str | None:
+def _first_id(strict: bool, *candidates: tuple[Any, str]) -> str | None:
+    """The first candidate given decides, valid or not."""
     for value, param in candidates:
         text = text_or_none(value)
         if text is not None:
-            return checked_id(text, param)
+            return checked_id(text, param) if strict else valid_id_or_none(text)
     return None

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from router.accounting.tokens import content_text
+from router.accounting.tokens import completion_text
 from router.accounting.usage import Usage
 from router.errors import GatewayError
 from router.gateway import Gateway
@@ -29,17 +29,6 @@ def sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
-    parts = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        parts.append(content_text(delta.get("content")))
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            parts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
-    return "".join(parts)
-
-
 async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> AsyncIterator[bytes]:
     outcome = Outcome(deployment=opened.deployment, attempts=opened.attempts)
     outcome.ttft_ms = (time.perf_counter() - turn.started) * 1000
@@ -52,7 +41,7 @@ async def relay_stream(gateway: Gateway, turn: Turn, opened: OpenStream) -> Asyn
         usage = Usage.from_openai(chunk.get("usage"))
         if usage is not None:
             reported = usage
-        produced.append(_delta_text(chunk))
+        produced.append(completion_text(chunk.get("choices"), "delta"))
         if chunk.get("choices"):
             if not turn.include_usage:
                 chunk.pop("usage", None)

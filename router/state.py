@@ -35,6 +35,14 @@ class CallRecord:
     risks_seen: set[str] = field(default_factory=set)
     updated_at: float = 0.0
 
+    def add_turn(self, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
+        """Count a turn: the call escalates when its tier ranks above every earlier turn's. The one rule for the
+        in-process store and the replay; ``_RECORD_TURN`` applies it in Redis, held to it by tests/test_state.py."""
+        self.turns += 1
+        if tier_rank > self.max_rank:
+            self.max_rank, self.max_tier, self.escalated_at_turn = tier_rank, tier, self.turns
+        self.risks_seen.update(risks)
+
     def facts(self, caller_open_complaint: bool) -> CallFacts:
         return CallFacts(
             turn=self.turns + 1,
@@ -94,10 +102,7 @@ class InProcessState:
 
     async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         record = self._call(tenant, call_id)
-        record.turns += 1
-        if tier_rank > record.max_rank:
-            record.max_rank, record.max_tier, record.escalated_at_turn = tier_rank, tier, record.turns
-        record.risks_seen.update(risks)
+        record.add_turn(tier, tier_rank, risks)
         record.updated_at = time.time()
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:

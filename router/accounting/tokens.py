@@ -54,6 +54,23 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def completion_text(choices: Any, part: str) -> str:
+    """The text a model produced in ``choices``: each choice's ``part`` (``"message"`` of an answer, ``"delta"`` of
+    a stream chunk), its content and its tool calls' names and arguments. Streamed chunks joined give the text of
+    the same answer not streamed, so both are estimated alike when the upstream reports no usage."""
+    texts: list[str] = []
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get(part) if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        texts.append(content_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                texts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
+    return "".join(texts)
+
+
 # Characters of one request that are tokenised exactly (about 15 ms of tiktoken on the event loop). Past them a
 # text counts as many tokens as its UTF-8 bytes: an upper bound (every token is at least one byte), so budgets
 # and rate limits never undercount, and admission of a multi-megabyte body costs milliseconds, not seconds.

@@ -66,7 +66,7 @@ class BatchClassifier(Protocol):
 class CallMemory:
     """Call state and caller memory of one policy, advanced turn by turn in log order.
 
-    Calls are ``router.state.CallRecord``\\ s updated as ``InProcessState.record_turn`` updates them; complaints
+    Calls are ``router.state.CallRecord``\\ s advanced by ``CallRecord.add_turn``, as live; complaints
     are timed by the log, so a complaint a week before a call is as old in the replay as it was live.
     """
 
@@ -88,11 +88,7 @@ class CallMemory:
         tier = decision.tier or self.ladder.tier_of(decision.deployment or "")
         if record.call_id and tier is not None:
             call = self.calls.setdefault((record.tenant, record.call_id), CallRecord())
-            call.turns += 1
-            rank = self.ladder.rank(tier)
-            if rank > call.max_rank:
-                call.max_rank, call.max_tier, call.escalated_at_turn = rank, tier, call.turns
-            call.risks_seen.update(decision.call_labels)
+            call.add_turn(tier, self.ladder.rank(tier), decision.call_labels)
         if record.caller_id and intent == COMPLAINT_INTENT:
             self.complaints[(record.tenant, record.caller_id)] = record.ts
         if not record.call_id:
