@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,48 @@ from router.settings import Settings
 from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixtures that start a server: a test using one is in the e2e tier whether or not it says so.
+SERVER_FIXTURES = frozenset({"simulator", "gateway", "postgres_server", "postgres_url", "redis_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+@contextlib.contextmanager
+def _servers_refused(item: pytest.Item) -> Iterator[None]:
+    """Outside the e2e tier, starting a server fails the test: the fast tier (``-m "not e2e"``) stays fast."""
+    if item.get_closest_marker("e2e") is not None:
+        yield
+        return
+    from tests.gateway_process import GatewayProcess
+    from tests.postgres_server import PostgresServer
+    from tests.prometheus_server import PrometheusServer
+    from tests.redis_server import RedisServer
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        pytest.fail(f"{item.nodeid} starts a server: mark it @pytest.mark.e2e", pytrace=False)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for server in (BackgroundServer, GatewayProcess, PostgresServer, PrometheusServer, RedisServer):
+            patch.setattr(server, "start", refuse)
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _servers_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _servers_refused(item):
+        return (yield)
 
 
 def gateway_config(sim_url: str, tiers: dict[str, list[str]] | None = None, **extra: Any) -> dict[str, Any]:

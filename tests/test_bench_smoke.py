@@ -22,11 +22,13 @@ from bench.processes import process_exists, process_tree
 from bench.results import BenchResults
 from bench.targets import TargetName
 
+# The harness runs as a subprocess with the simulator and wrk.
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "bench" / "run.py"
 SERVER_READY = re.compile(r"^(\S+) ready on \S+ \(pid (\d+)\)$", re.MULTILINE)
 BOOKING = re.compile(r"booking (\d+)\.")
-
 
 
 @pytest.fixture(autouse=True)

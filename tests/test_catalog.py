@@ -158,6 +158,7 @@ def test_shipped_catalogs_are_valid_fitted_and_labelled(domain: str) -> None:
     assert not examples & {normalise_text(text) for text in turns.texts}, "labelled turns must not repeat examples"
 
 
+@pytest.mark.e2e
 def test_paraphrases_match_their_intent_and_unrelated_turns_do_not(clinic: CatalogIndex, encoder: TextEncoder) -> None:
     turns = {
         "is it alright to bring my beagle along to the visit?": "bring_pet",
@@ -180,6 +181,7 @@ def test_paraphrases_match_their_intent_and_unrelated_turns_do_not(clinic: Catal
     assert refill is not None and refill.risks == ("medical",) and refill.tier == "standard"
 
 
+@pytest.mark.e2e
 def test_a_turn_closer_to_a_negative_is_not_claimed_by_that_intent(clinic: CatalogIndex, encoder: TextEncoder) -> None:
     negative = clinic.catalog.intent_named("bring_pet").negatives[0]
     scores = clinic.scores(user_vectors(encoder, [negative]))
@@ -187,6 +189,7 @@ def test_a_turn_closer_to_a_negative_is_not_claimed_by_that_intent(clinic: Catal
     assert scores.candidate[0] == -1 or names[scores.candidate[0]] != "bring_pet"
 
 
+@pytest.mark.e2e
 def test_match_takes_a_batch_and_checks_its_shape(clinic: CatalogIndex, encoder: TextEncoder) -> None:
     vectors = user_vectors(encoder, ["can i bring my dog", "what's the capital of france"])
     assert clinic.match(np.zeros((0, EMBEDDING_DIM), dtype=np.float32)) == []
@@ -199,6 +202,7 @@ def test_match_takes_a_batch_and_checks_its_shape(clinic: CatalogIndex, encoder:
         clinic.match(np.zeros((2, 10), dtype=np.float32))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("text", "intent", "detector", "risk"),
     [
@@ -258,6 +262,7 @@ def test_merge_raises_catalog_risks_and_lowers_nothing() -> None:
     assert merge(quiet, match).high_stakes  # the catalog's medical risk crosses the default threshold
 
 
+@pytest.mark.e2e
 def test_second_load_reads_the_disk_cache_without_encoding(encoder: TextEncoder, tmp_path: Path) -> None:
     counting = CountingEncoder(encoder)
     cache = CatalogEmbeddingCache(tmp_path)
@@ -271,6 +276,7 @@ def test_second_load_reads_the_disk_cache_without_encoding(encoder: TextEncoder,
     assert len(list((tmp_path / "catalogs").glob("clinic-*.npy"))) == 1
 
 
+@pytest.mark.e2e
 def test_catalog_content_changes_the_cache_key_thresholds_do_not(encoder: TextEncoder, tmp_path: Path) -> None:
     counting = CountingEncoder(encoder)
     cache = CatalogEmbeddingCache(tmp_path / "cache")
@@ -335,6 +341,7 @@ def test_write_thresholds_keeps_comments_or_says_it_could_not(tmp_path: Path) ->
     assert load_catalog(flow).catalog.intent_named("bring_pet").negatives == ["My dog bit me."]
 
 
+@pytest.mark.e2e
 def test_labelled_csv_errors_name_the_line(clinic: CatalogIndex, tmp_path: Path) -> None:
     data = tmp_path / "bad.csv"
     data.write_text("text,intent\ncan i bring my dog,bring_pet\nhello,greeting\n")
@@ -342,6 +349,7 @@ def test_labelled_csv_errors_name_the_line(clinic: CatalogIndex, tmp_path: Path)
         load_labelled(data, clinic.catalog, CatalogVocabulary())
 
 
+@pytest.mark.e2e
 def test_fit_writes_thresholds_and_eval_prints_the_figures(encoder: TextEncoder, tmp_path: Path) -> None:
     shipped = {i.name: i.threshold for i in load_catalog(CATALOGS / "clinic.yaml").catalog.intents}
     path = tmp_path / "clinic.yaml"

@@ -20,6 +20,9 @@ from classifiers.features import SplitFeatures, embed_turns, turn_features, with
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
 from classifiers.train import TrainingSettings, fit_model
 
+# Trains heads, exports and loads the real encoder (ONNX and torch): the slow tier.
+pytestmark = pytest.mark.e2e
+
 DATA = Path(__file__).resolve().parents[1] / "classifiers" / "data" / "utterances.csv"
 PARITY_TEXTS = [
     "ok",

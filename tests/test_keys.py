@@ -215,7 +215,7 @@ def test_admin_key_is_compared_exactly(tmp_path: Path) -> None:
             auth.require_admin(headers)
 
 
-@pytest.fixture(params=["in-process", "redis"])
+@pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.e2e)])
 async def limiter_parts(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[KeyRing, RateLimiter, FakeClock]]:

@@ -223,6 +223,7 @@ def test_identical_conversations_are_classified_once() -> None:
     assert result.unique_conversations == 4 and len(result.turns) == 5
 
 
+@pytest.mark.e2e
 def test_parallel_classification_gives_the_same_replay() -> None:
     policies = {"P": _policy("default")}
     alone = replay(HAND_LOG, policies, CONFIG.config, FixedClassifier(), batch_size=1)
@@ -307,6 +308,7 @@ def hand_log(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_gate_exit_codes(tmp_path: Path, hand_log: Path) -> None:
     chatty = _variant(tmp_path, "chatty", *CHATTER_TO_STANDARD)
     same = _run(["--traffic", str(hand_log), "--policy", "default", "--compare", "default", "--gate"])
@@ -330,6 +332,7 @@ def test_an_empty_log_is_an_error_not_a_report(tmp_path: Path) -> None:
     assert run.exit_code == 1 and "holds no traffic records" in run.output
 
 
+@pytest.mark.e2e
 def test_cli_writes_tables_and_charts(tmp_path: Path, hand_log: Path) -> None:
     chatty = _variant(tmp_path, "chatty", *CHATTER_TO_STANDARD)
     out = tmp_path / "report"
@@ -345,6 +348,7 @@ def test_cli_writes_tables_and_charts(tmp_path: Path, hand_log: Path) -> None:
         assert (out / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), chart
 
 
+@pytest.mark.e2e
 def test_generated_traffic_replays_with_the_shipped_classifier(tmp_path: Path) -> None:
     log = tmp_path / "sample.jsonl"
     turns = write_sample_log(log, 6, seed=2, masker=Redactor())

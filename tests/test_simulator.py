@@ -23,6 +23,9 @@ from router.simulator.replies import ToolMode, ToolOffer, ToolSpec, content_stem
 from router.simulator.schema_example import example_for_schema
 from router.simulator.tokens import count_tokens, split_pieces
 
+# The simulator is served over real HTTP (and the CLI as a subprocess).
+pytestmark = pytest.mark.e2e
+
 USER_TURN = [{"role": "user", "content": "Summarise the routing policy in one line."}]
 WEATHER_TURN = [{"role": "user", "content": "What's the weather in Paris this week?"}]
 WEATHER_AND_TIME_TURN = [{"role": "user", "content": "What's the weather in Paris, and what time is it there?"}]

@@ -50,6 +50,7 @@ def _pii_left(text: str, context: str = "") -> list[str]:
     return [hit.name for hit in detect(text, context) if "pii" in hit.risks and hit.name != "date_of_birth"]
 
 
+@pytest.mark.e2e
 def test_same_seed_gives_byte_identical_logs_and_another_seed_does_not(tmp_path: Path, redactor: Redactor) -> None:
     first, second, other = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     assert write_sample_log(first, 30, 5, redactor) == write_sample_log(second, 30, 5, Redactor())
@@ -59,6 +60,7 @@ def test_same_seed_gives_byte_identical_logs_and_another_seed_does_not(tmp_path:
     assert len(list(read_traffic(first))) == len(first.read_bytes().splitlines())
 
 
+@pytest.mark.e2e
 def test_mix_is_mostly_routine_with_a_minority_of_risky_turns(turns: list) -> None:
     categories = Counter(turn.category for turn in turns)
     share = {category: count / len(turns) for category, count in categories.items()}
@@ -70,6 +72,7 @@ def test_mix_is_mostly_routine_with_a_minority_of_risky_turns(turns: list) -> No
     assert {turn.domain for turn in turns} == {"clinic", "saas-billing", "logistics", "bank"}
 
 
+@pytest.mark.e2e
 def test_calls_are_well_formed_voice_conversations(turns: list) -> None:
     calls: dict[str, list] = defaultdict(list)
     for turn in turns:
@@ -95,6 +98,7 @@ def test_calls_are_well_formed_voice_conversations(turns: list) -> None:
         assert last.tools and all(isinstance(name, str) for name in last.tools)
 
 
+@pytest.mark.e2e
 def test_caller_speech_carries_asr_noise(turns: list) -> None:
     said = [turn.record.messages[-1].content for turn in turns]
     assert sum(text == text.lower() for text in said) / len(said) > 0.6
@@ -104,6 +108,7 @@ def test_caller_speech_carries_asr_noise(turns: list) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_no_personal_data_survives_in_a_generated_log(turns: list) -> None:
     checked: set[tuple[str, str]] = set()
     for turn in turns:
