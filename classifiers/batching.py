@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Classification, Conversation
 
-CacheKey = tuple[str, str]
+CacheKey = tuple[str, ...]
 
 
 class BatchingClassifier:
@@ -104,6 +104,7 @@ class BatchingClassifier:
         if error is not None:
             future.set_exception(error)
         else:
+            assert result is not None, "settled with neither a result nor an error"
             future.set_result(result)
 
     async def aclose(self) -> None:

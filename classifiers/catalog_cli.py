@@ -145,7 +145,7 @@ def evaluate_catalog(
 
     risky = [row for row, risks in enumerate(truth) if risks]
     caught = [row for row in risky if truth[row] <= present[row]]
-    by_catalog = [row for row in risky if matches[row] is not None and truth[row] <= set(matches[row].risks)]
+    by_catalog = [row for row in risky if (match := matches[row]) is not None and truth[row] <= set(match.risks)]
     small_claims = [row for row, match in enumerate(matches) if match is not None and match.tier == small_tier]
     small_routed = [row for row in small_claims if not final[row].high_stakes]
     safe = [row for row in small_routed if not truth[row]]
@@ -193,7 +193,7 @@ def _final_classifications(
 
 def _confusions(turns: LabelledTurns, predicted: list[str]) -> list[Confusion]:
     pairs = Counter((t, p) for t, p in zip(turns.intents, predicted, strict=True) if t != p)
-    first = {}
+    first: dict[tuple[str, str], str] = {}
     for text, t, p in zip(turns.texts, turns.intents, predicted, strict=True):
         first.setdefault((t, p), text)
     return [
@@ -308,7 +308,9 @@ def fit_command(
     settings = {"min_precision": min_precision, "min_threshold": min_threshold}
     results = fit_thresholds(index.catalog, scores, turns.intents, **settings)
     click.echo(format_fit(results))
-    held_out = cross_validated_claims(index.catalog, scores, turns.intents, folds=folds, **settings)
+    held_out = cross_validated_claims(
+        index.catalog, scores, turns.intents, folds=folds, min_precision=min_precision, min_threshold=min_threshold
+    )
     click.echo(f"{folds}-fold held-out: {claim_summary(turns.intents, held_out)}")
     if dry_run:
         return

@@ -263,7 +263,7 @@ class Turn:
 
 def _call_rows(source: str, split: str, call_id: str, turns: list[Turn]) -> list[CorpusRow]:
     """User turns of one dialogue as rows, each with every earlier message as its history."""
-    rows = []
+    rows: list[CorpusRow] = []
     history: list[HistoryMessage] = []
     for turn in turns:
         if not turn.text:
@@ -367,7 +367,7 @@ def build_star(snapshot: Snapshot, mapping: dict[str, Any]) -> list[CorpusRow]:
     for path in snapshot.paths("dialogues/"):
         dialogue = json.loads(snapshot.read(path) or "{}")
         task = _star_task(dialogue)
-        if dialogue.get("CompletionLevel") == "Complete" and task in star["tasks"]:
+        if dialogue.get("CompletionLevel") == "Complete" and task is not None and task in star["tasks"]:
             by_task.setdefault(task, []).append(dialogue)
     rows = []
     sampler = random.Random(SEED)

@@ -290,6 +290,7 @@ def _smooth_linear_inputs(model: Any, tokenizer: Any) -> None:
             weight_peak = linear.weight.detach().abs().amax(dim=0).clamp(min=1e-5)
             scale = input_peak.clamp(min=1e-5) ** SMOOTHING_ALPHA / weight_peak ** (1 - SMOOTHING_ALPHA)
             scale = scale.clamp(min=1e-5)
+            self.inverse_scale: torch.Tensor
             self.register_buffer("inverse_scale", 1.0 / scale)
             self.linear = torch.nn.Linear(linear.in_features, linear.out_features)
             with torch.no_grad():

@@ -10,6 +10,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from classifiers.features import SplitFeatures
 from classifiers.linear import CalibratedLinear, KeepsLinearCopy
 
 MAX_CALIBRATION_FOLDS = 5
@@ -50,7 +51,7 @@ class IntentClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
     def _build_linear(self) -> CalibratedLinear:
         return CalibratedLinear.from_calibrated(self.model_)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray | SplitFeatures) -> np.ndarray:
         """Same numbers as ``self.model_.predict_proba(X) @ self.fine_to_coarse_``, without its overhead."""
         check_is_fitted(self, "linear_")
         scores = self.linear_.scores(X)

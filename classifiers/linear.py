@@ -71,7 +71,7 @@ class KeepsLinearCopy:
         raise NotImplementedError
 
     def __getstate__(self) -> dict[str, object]:
-        state = dict(super().__getstate__())  # type: ignore[misc]
+        state = dict(super().__getstate__())  # type: ignore[misc, call-overload]
         state.pop("linear_", None)
         return state
 

@@ -41,7 +41,7 @@ class ExampleIndex:
         count = min(k, len(self.texts))
         found = []
         for row in similarities:
-            top = np.argpartition(-row, count - 1)[:count] if count else []
+            top = np.argpartition(-row, count - 1)[:count] if count else np.empty(0, dtype=np.intp)
             ordered = sorted(top, key=lambda index: -row[index])
             found.append(
                 [Neighbour(text=self.texts[i], intent=self.intents[i], similarity=float(row[i])) for i in ordered]

@@ -16,7 +16,7 @@ character offsets agree, :class:`Pattern` calls RE2 directly and leaves the gene
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import re2
 
@@ -25,7 +25,11 @@ _NO_SPAN = (-1, -1)
 
 
 class Match(Protocol):
-    def group(self, group: int = 0, /) -> str | None: ...
+    # The whole match always matched; a group may not have (as typeshed types re.Match).
+    @overload
+    def group(self) -> str: ...
+    @overload
+    def group(self, group: int, /) -> str | None: ...
 
     def start(self, group: int = 0, /) -> int: ...
 
@@ -43,7 +47,11 @@ class _AsciiMatch:
         self._text = text
         self._spans = spans
 
-    def group(self, group: int = 0, /) -> str | None:
+    @overload
+    def group(self) -> str: ...
+    @overload
+    def group(self, group: int, /) -> str | None: ...
+    def group(self, group: int = 0) -> str | None:
         start, end = self._spans[group]
         return None if start < 0 else self._text[start:end]
 

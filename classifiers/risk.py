@@ -11,6 +11,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from classifiers.features import SplitFeatures
 from classifiers.linear import CalibratedLinear, KeepsLinearCopy
 
 MAX_CALIBRATION_FOLDS = 5
@@ -48,7 +49,7 @@ class RiskClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
         regression = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000)
         return CalibratedClassifierCV(regression, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray | SplitFeatures) -> np.ndarray:
         """Probability of each risk, shape (n_samples, n_risks); the heads' own numbers, computed in one go."""
         check_is_fitted(self, "linear_")
         return self.linear_.scores(X)

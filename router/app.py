@@ -35,12 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.aclose()
 
+    # Without docs, FastAPI serves no /docs, /redoc or /openapi.json.
+    docs: dict[str, Any] = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
         title="Switchboard",
         version="0.1.0",
         summary="OpenAI-compatible gateway that routes each turn to the cheapest safe model",
         lifespan=lifespan,
-        **({} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+        **docs,
     )
     install_error_handlers(app)
     # Added innermost first: the last resort wraps everything, the body deadline sits next to the routes.

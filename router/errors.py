@@ -6,6 +6,7 @@ HTTP errors) into ``{"error": {"message", "type", "param", "code"}}`` with the r
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -168,7 +169,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return dotted
 
 
-def validation_error(exc_errors: list[dict[str, Any]]) -> InvalidRequest:
+def validation_error(exc_errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
     """The first pydantic error, named by its field path as OpenAI does (``messages[0].role``)."""
     first = exc_errors[0]
     param = _location(tuple(first.get("loc", ())))

@@ -171,7 +171,9 @@ class RedisState:
         call_key, risks_key = self._keys(tenant, call_id)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                fields, risks = await pipe.hgetall(call_key).smembers(risks_key).execute()
+                pipe.hgetall(call_key)
+                pipe.smembers(risks_key)
+                fields, risks = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return await self._fallback.load_call(tenant, call_id)

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, Union, get_args, get_origin
+from typing import Any, Literal, Protocol, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from redis.asyncio import Redis
@@ -372,7 +372,8 @@ class PostgresLedgerSink:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LedgerRecord]:
-        clauses, params = ["tenant = $1"], [tenant]
+        clauses: list[str] = ["tenant = $1"]
+        params: list[object] = [tenant]
         for clause, value in (("call_id = ", call_id), ("ts >= ", since), ("ts < ", until)):
             if value is not None:
                 params.append(_utc(value) if isinstance(value, datetime) else value)
@@ -661,9 +662,12 @@ def _next_stream_id(entry_id: str) -> str:
     return f"{millis}-{int(seq) + 1}"
 
 
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]  # what XRANGE answers a client that does not decode
+
+
 async def _stream_batches(redis: Redis, stream: str, last_id: str, chunk: int) -> AsyncIterator[list[LedgerRecord]]:
     start = "-"
-    while entries := await redis.xrange(stream, start, last_id, count=chunk):
+    while entries := cast(StreamEntries, await redis.xrange(stream, start, last_id, count=chunk)):
         yield [LedgerRecord.model_validate_json(fields[b"r"]) for _, fields in entries]
         start = "(" + entries[-1][0].decode()
 
@@ -717,7 +721,7 @@ async def export_stream(
         raise FileExistsError(f"{out_path} exists; Parquet exports are never overwritten")
     redis = redis_client(redis_url, timeout_s=10.0)
     try:
-        newest = await redis.xrevrange(stream, "+", "-", count=1)
+        newest = cast(StreamEntries, await redis.xrevrange(stream, "+", "-", count=1))
         if not newest:
             return 0
         last_id = newest[0][0].decode()

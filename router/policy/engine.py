@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -247,6 +248,11 @@ class PolicyEngine:
         return tier
 
 
+def _voice_value(facts: Facts, field: str) -> float | None:
+    value: float | None = getattr(facts.voice, field)
+    return value
+
+
 def _in_range(bounds: Range, value_of: Callable[[Facts], float | None]) -> Predicate:
     def check(facts: Facts) -> bool:
         value = value_of(facts)
@@ -260,7 +266,7 @@ def _voice_predicates(condition: VoiceCondition) -> list[Predicate]:
     for name in ("asr_confidence", "interruptions", "call_seconds"):
         bounds = getattr(condition, name)
         if bounds is not None:
-            checks.append(_in_range(bounds, lambda f, field=name: getattr(f.voice, field)))
+            checks.append(_in_range(bounds, functools.partial(_voice_value, field=name)))
     if condition.ivr_state is not None:
         states = frozenset(condition.ivr_state)
         checks.append(lambda f: f.voice.ivr_state in states)

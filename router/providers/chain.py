@@ -37,7 +37,8 @@ class UpstreamClientError(GatewayError):
     error_type = "invalid_request_error"
 
     def __init__(self, error: ProviderError) -> None:
-        upstream = (error.body or {}).get("error") if isinstance((error.body or {}).get("error"), dict) else {}
+        detail = (error.body or {}).get("error")
+        upstream: dict[str, Any] = detail if isinstance(detail, dict) else {}
         super().__init__(
             upstream.get("message") or error.message, param=upstream.get("param"), code=upstream.get("code")
         )

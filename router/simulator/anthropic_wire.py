@@ -64,7 +64,7 @@ class MessagesRequest(GenerationRequest):
 
     def tool_offer(self) -> ToolOffer:
         choice = self.tool_choice or {}
-        choice_type = choice.get("type")
+        choice_type = str(choice.get("type") or "")
         forced = choice.get("name") if choice_type == "tool" else None
         return ToolOffer(
             # Server tools (web search...) run on Anthropic's side: the model never calls them here.

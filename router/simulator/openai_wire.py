@@ -236,10 +236,10 @@ def _reply_deltas(reply: PlannedReply) -> tuple[dict[str, Any], list[tuple[int, 
     then streams its arguments as fragments carrying only that ``index``: OpenAI streams parallel calls one after
     another this way.
     """
+    opening: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
     if not reply.tool_calls:
-        opening = {"role": "assistant", "content": "", "refusal": None}
         return opening, [(position, {"content": piece}) for position, piece in enumerate(reply.text_pieces)]
-    opening: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    opening["content"] = None
     deltas: list[tuple[int, dict[str, Any]]] = []
     position = 0
     for index, call in enumerate(reply.tool_calls):

@@ -98,7 +98,8 @@ def _array_example(schema: dict[str, Any], root: dict[str, Any], depth: int) -> 
     length = max(schema.get("minItems", 1), 1)
     if "maxItems" in schema:
         length = min(length, schema["maxItems"])
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    declared = schema.get("items")
+    items: dict[str, Any] = declared if isinstance(declared, dict) else {}
     if depth >= _MAX_DEPTH:
         return []
     return [_example(items, root, depth + 1) for _ in range(length)]

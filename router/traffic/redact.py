@@ -17,6 +17,7 @@ risks as the live one.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -420,7 +421,7 @@ def _mask_windows(text: str, context: str) -> str:
         (offset + start, offset + end, PLACEHOLDERS[name])
         for offset, stop in _text_windows(len(text))
         for name in _pii_detectors(text[offset:stop], context)
-        for start, end in _in_original(text[offset:stop], lambda folded, name=name: _spans(name, folded))
+        for start, end in _in_original(text[offset:stop], functools.partial(_spans, name))
     ]
     masked = _replace(text, spans)
     numbers = [
