@@ -226,7 +226,7 @@ class Gateway:
         classification: TurnClassification | None,
     ) -> None:
         ladder = self.policies.active.engine.ladder
-        tier = decision.tier or ladder.tier_of(decision.deployment or "")
+        tier = ladder.decided_tier(decision)
         if call_id and tier is not None:
             await self.state.record_turn(tenant, call_id, tier, ladder.rank(tier), decision.call_labels)
         if caller_id and classification is not None and classification.intent == COMPLAINT_INTENT:

@@ -54,6 +54,10 @@ class TierLadder:
     def tier_of(self, deployment: str) -> str | None:
         return self._tier_of_deployment.get(deployment)
 
+    def decided_tier(self, decision: Decision) -> str | None:
+        """The tier a decision uses (a call's state records it): its own, or that of the deployment it pins."""
+        return decision.tier or self.tier_of(decision.deployment or "")
+
 
 class PolicyEngine:
     def __init__(self, policy: Policy, ladder: TierLadder, deployments: Sequence[str]) -> None:

@@ -85,7 +85,7 @@ class CallMemory:
 
     def remember(self, record: TrafficRecord, decision: Decision, intent: str, deployment: str) -> bool:
         """Record the turn; returns whether the previous turn of the call was served by ``deployment`` too."""
-        tier = decision.tier or self.ladder.tier_of(decision.deployment or "")
+        tier = self.ladder.decided_tier(decision)
         if record.call_id and tier is not None:
             call = self.calls.setdefault((record.tenant, record.call_id), CallRecord())
             call.add_turn(tier, self.ladder.rank(tier), decision.call_labels)
