@@ -246,7 +246,10 @@ async def test_writer_queues_without_blocking_and_flushes_in_order_on_close(tmp_
     for index in range(20):
         writer.write(_record(index))
     assert writer.pending == 20 and not path.exists(), "write() only queues"
-    await asyncio.sleep(0.05)
+    # Well inside the 10 s flush interval, however busy the machine: only a full batch can have woken the task.
+    deadline = time.monotonic() + 5
+    while writer.written < 20 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert writer.written == 20, "a full batch wakes the background task, which writes everything queued"
     for index in range(20, 23):
         writer.write(_record(index))
