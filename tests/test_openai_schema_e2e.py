@@ -19,7 +19,8 @@ import pytest
 
 from router import headers as H
 from router.settings import Settings
-from tests.conftest import GatewayServer
+from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
+from tests.conftest import GatewayServer, gateway_config, make_gateway
 from tests.openai_spec import CHUNK, COMPLETION, ERROR, MODELS, Reading, violations
 
 pytestmark = pytest.mark.e2e
@@ -150,3 +151,25 @@ def test_errors_conform_to_openais_error_schema(client: httpx.Client, body: dict
     response = client.post("/chat/completions", json=body)
     assert response.status_code == status, response.text
     assert _nonconforming(ERROR, response.json()) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "api_base"),
+    [("openai/gpt-4o-mini", "{sim}/v1"), ("anthropic/claude-sonnet-4-5", "{sim}")],
+    ids=["openai-wire", "litellm-anthropic"],
+)
+def test_a_stream_broken_upstream_ends_in_openais_error_shape(tmp_path: Path, model: str, api_base: str) -> None:
+    # The upstream drops the connection after a few events: the gateway is committed to it by then, so the client
+    # gets the chunks so far, then an error event in OpenAI's error shape (and a non-streamed turn a 502 in it).
+    dropping = SimulatorSettings(models={"*": ModelBehaviour(rate_drop=1.0, drop_after_chunks=4)})
+    with SimulatorServer(dropping) as simulator:
+        deployment = {"name": "only", "model": model, "api_base": api_base.format(sim=simulator.base_url)}
+        tiers = {tier: ["only"] for tier in TIERS}  # the default policy names all three
+        config = {**gateway_config(simulator.base_url, tiers=tiers), "deployments": [deployment]}
+        with make_gateway(tmp_path, config) as gateway, httpx.Client(base_url=f"{gateway.base_url}/v1") as http:
+            streamed = http.post("/chat/completions", json={"model": "small", "messages": GREETING, "stream": True})
+            *chunks, error = _events(streamed)
+            assert chunks and [found for chunk in chunks for found in _nonconforming(CHUNK, chunk)] == []
+            assert error["error"]["code"] == "stream_interrupted" and _nonconforming(ERROR, error) == []
+            whole = http.post("/chat/completions", json={"model": "small", "messages": GREETING})
+            assert whole.status_code == 502 and _nonconforming(ERROR, whole.json()) == []

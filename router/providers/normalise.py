@@ -20,63 +20,82 @@ class Field(NamedTuple):
     shape of its value (an object's fields; ``items=True`` for an array of such objects)."""
 
     nullable: bool = False
-    shape: Mapping[str, Field] | None = None
+    shape: Shape | None = None
     items: bool = False
     required_default: Any = ...  # ``...``: not required (absent stays absent)
 
 
-Shape = Mapping[str, Field]
+class Shape:
+    """The documented fields of one object, with the required ones set apart (stream chunks run through here)."""
 
-_FUNCTION: Shape = {"name": Field(), "arguments": Field()}
-_TOOL_CALL: Shape = {
-    "id": Field(),
-    "type": Field(),
-    "function": Field(shape=_FUNCTION),
-    "custom": Field(shape={"name": Field(), "input": Field()}),
-}
-# A streamed fragment of a tool call says which call it continues.
-_TOOL_CALL_CHUNK: Shape = {"index": Field(required_default=0), **_TOOL_CALL}
-_LOGPROBS = Field(nullable=True, required_default=None)
-_MESSAGE: Shape = {
-    "role": Field(required_default="assistant"),
-    "content": Field(nullable=True, required_default=None),
-    "refusal": Field(nullable=True, required_default=None),
-    "tool_calls": Field(shape=_TOOL_CALL, items=True),
-    "annotations": Field(),
-    "function_call": Field(shape=_FUNCTION),
-    "audio": Field(nullable=True),
-}
-_DELTA: Shape = {
-    "role": Field(),
-    "content": Field(nullable=True),
-    "refusal": Field(nullable=True),
-    "tool_calls": Field(shape=_TOOL_CALL_CHUNK, items=True),
-    "function_call": Field(shape=_FUNCTION),
-}
-_USAGE: Shape = {
-    "prompt_tokens": Field(required_default=0),
-    "completion_tokens": Field(required_default=0),
-    "total_tokens": Field(required_default=0),
-    "prompt_tokens_details": Field(
-        shape={
-            "cached_tokens": Field(),
-            "cache_write_tokens": Field(),
-            "audio_tokens": Field(),
-            "text_tokens": Field(),
-            "image_tokens": Field(),
-        }
-    ),
-    "completion_tokens_details": Field(
-        shape={
-            "reasoning_tokens": Field(),
-            "accepted_prediction_tokens": Field(),
-            "rejected_prediction_tokens": Field(),
-            "audio_tokens": Field(),
-            "text_tokens": Field(),
-        }
-    ),
-}
-_TOP: Shape = {
+    __slots__ = ("fields", "required")
+
+    def __init__(self, fields: Mapping[str, Field]) -> None:
+        self.fields = dict(fields)
+        self.required = tuple((name, f) for name, f in self.fields.items() if f.required_default is not ...)
+
+
+_FUNCTION = Shape({"name": Field(), "arguments": Field()})
+_TOOL_CALL = Shape(
+    {
+        "id": Field(),
+        "type": Field(),
+        "function": Field(shape=_FUNCTION),
+        "custom": Field(shape=Shape({"name": Field(), "input": Field()})),
+    }
+)
+# A streamed fragment of a tool call says which call it continues (one that does not can only be a lone call: 0).
+_TOOL_CALL_CHUNK = Shape({"index": Field(required_default=0), **_TOOL_CALL.fields})
+_MESSAGE = Shape(
+    {
+        "role": Field(required_default="assistant"),
+        "content": Field(nullable=True, required_default=None),
+        "refusal": Field(nullable=True, required_default=None),
+        "tool_calls": Field(shape=_TOOL_CALL, items=True),
+        "annotations": Field(),
+        "function_call": Field(shape=_FUNCTION),
+        "audio": Field(nullable=True),
+    }
+)
+_DELTA = Shape(
+    {
+        "role": Field(),
+        "content": Field(nullable=True),
+        "refusal": Field(nullable=True),
+        "tool_calls": Field(shape=_TOOL_CALL_CHUNK, items=True),
+        "function_call": Field(shape=_FUNCTION),
+    }
+)
+_USAGE = Shape(
+    {
+        "prompt_tokens": Field(required_default=0),
+        "completion_tokens": Field(required_default=0),
+        "total_tokens": Field(required_default=0),
+        "prompt_tokens_details": Field(
+            shape=Shape(
+                {
+                    name: Field()
+                    for name in ("cached_tokens", "cache_write_tokens", "audio_tokens", "text_tokens", "image_tokens")
+                }
+            )
+        ),
+        "completion_tokens_details": Field(
+            shape=Shape(
+                {
+                    name: Field()
+                    for name in (
+                        "reasoning_tokens",
+                        "accepted_prediction_tokens",
+                        "rejected_prediction_tokens",
+                        "audio_tokens",
+                        "text_tokens",
+                    )
+                }
+            )
+        ),
+    }
+)
+_TOP = {
     "id": Field(),
     "object": Field(),
     "created": Field(),
@@ -86,48 +105,56 @@ _TOP: Shape = {
     "metadata": Field(nullable=True),
     "moderation": Field(nullable=True),
 }
-COMPLETION: Shape = {
-    **_TOP,
-    "choices": Field(
-        items=True,
-        shape={
-            "index": Field(),
-            "message": Field(shape=_MESSAGE, required_default={}),
-            "finish_reason": Field(),
-            "logprobs": _LOGPROBS,
-        },
-    ),
-    "usage": Field(shape=_USAGE),
-}
-CHUNK: Shape = {
-    **_TOP,
-    "obfuscation": Field(),
-    "choices": Field(
-        items=True,
-        shape={
-            "index": Field(),
-            "delta": Field(shape=_DELTA, required_default={}),
-            "finish_reason": Field(nullable=True, required_default=None),
-            "logprobs": Field(nullable=True),
-        },
-    ),
-    "usage": Field(nullable=True, shape=_USAGE),
-}
+COMPLETION = Shape(
+    {
+        **_TOP,
+        "choices": Field(
+            items=True,
+            shape=Shape(
+                {
+                    "index": Field(),
+                    "message": Field(shape=_MESSAGE, required_default={}),
+                    "finish_reason": Field(),
+                    "logprobs": Field(nullable=True, required_default=None),
+                }
+            ),
+        ),
+        "usage": Field(shape=_USAGE),
+    }
+)
+CHUNK = Shape(
+    {
+        **_TOP,
+        "obfuscation": Field(),
+        "choices": Field(
+            items=True,
+            shape=Shape(
+                {
+                    "index": Field(),
+                    "delta": Field(shape=_DELTA, required_default={}),
+                    "finish_reason": Field(nullable=True, required_default=None),
+                    "logprobs": Field(nullable=True),
+                }
+            ),
+        ),
+        "usage": Field(nullable=True, shape=_USAGE),
+    }
+)
 # Where providers report prompt tokens written to their cache, besides the spec's own name.
 _CACHE_WRITE_ALIASES = ("cache_write_tokens", "cache_creation_tokens")
 
 
 def conform(value: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
     """``value`` with only the fields of ``shape``, nulls only where allowed, required ones filled in."""
+    fields = shape.fields
     kept: dict[str, Any] = {}
-    for name, field in shape.items():
-        item = value.get(name)
+    for name, item in value.items():
+        field = fields.get(name)
+        if field is None:
+            continue
         if item is None:
-            if name in value and field.nullable:
+            if field.nullable:
                 kept[name] = None
-            elif field.required_default is not ...:
-                default = field.required_default
-                kept[name] = conform({}, field.shape) if field.shape is not None and default == {} else default
             continue
         if field.shape is not None:
             if field.items and isinstance(item, list):
@@ -135,6 +162,10 @@ def conform(value: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
             elif isinstance(item, Mapping):
                 item = conform(item, field.shape)
         kept[name] = item
+    for name, field in shape.required:
+        if name not in kept:
+            default = field.required_default
+            kept[name] = conform(default, field.shape) if field.shape is not None else default
     return kept
 
 

@@ -50,6 +50,21 @@ def openai_tool() -> dict[str, Any]:
     }
 
 
+def assistant_calling(calls: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The assistant message of tool calls ``(id, name, arguments)``, without a content key, as most clients send it."""
+    return {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in calls
+        ],
+    }
+
+
+def tool_results(call_ids: list[str]) -> list[dict[str, Any]]:
+    return [{"role": "tool", "tool_call_id": call_id, "content": json.dumps(TOOL_RESULT)} for call_id in call_ids]
+
+
 def report(scenario: str, **observed: Any) -> None:
     print(json.dumps({"scenario": scenario, **observed}, default=str), flush=True)
 

@@ -28,12 +28,13 @@ from common import (
     MODEL,
     SYSTEM,
     TIMEOUT,
-    TOOL_RESULT,
     TOOL_TURN,
+    assistant_calling,
     done,
     openai_tool,
     report,
     scenario,
+    tool_results,
 )
 
 litellm.suppress_debug_info = True
@@ -52,12 +53,6 @@ def streamed(messages: list[dict[str, Any]], **options: Any) -> tuple[Any, int]:
     chunks = list(litellm.completion(messages=messages, stream=True, **COMMON, **options))
     texts = sum(1 for chunk in chunks if chunk.choices and getattr(chunk.choices[0].delta, "content", None))
     return litellm.stream_chunk_builder(chunks, messages=messages), texts
-
-
-def sent_back(call: Any) -> dict[str, Any]:
-    """A tool call of LiteLLM's rebuilt message, as the assistant message of the next request carries it."""
-    function = {"name": call.function.name, "arguments": call.function.arguments}
-    return {"id": call.id, "type": "function", "function": function}
 
 
 async def main() -> None:
@@ -87,8 +82,8 @@ async def main() -> None:
             name=first.function.name if first else None,
             arguments=json.loads(first.function.arguments or "{}") if first else None,
         )
-        history.append({"role": "assistant", "tool_calls": [sent_back(call) for call in calls]})
-        history.extend({"role": "tool", "tool_call_id": c.id, "content": json.dumps(TOOL_RESULT)} for c in calls)
+        history.append(assistant_calling([(c.id, c.function.name, c.function.arguments) for c in calls]))
+        history.extend(tool_results([c.id for c in calls]))
         full, _ = await asyncio.to_thread(streamed, history, tools=tools, tool_choice="auto")
         message = full.choices[0].message
         report("tool_followup", text=message.content or "", tool_calls=len(message.tool_calls or []))

@@ -21,12 +21,13 @@ from common import (
     MODEL,
     SYSTEM,
     TIMEOUT,
-    TOOL_RESULT,
     TOOL_TURN,
+    assistant_calling,
     done,
     openai_tool,
     report,
     scenario,
+    tool_results,
 )
 
 
@@ -78,16 +79,8 @@ async def main() -> None:
         calls = answer["calls"]
         first = calls[0] if calls else {}
         report("tool_call", name=first.get("name"), arguments=json.loads(first.get("arguments") or "{}"))
-        history.append(
-            {
-                "role": "assistant",
-                "tool_calls": [
-                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                    for c in calls
-                ],
-            }
-        )
-        history.extend({"role": "tool", "tool_call_id": c["id"], "content": json.dumps(TOOL_RESULT)} for c in calls)
+        history.append(assistant_calling([(c["id"], c["name"], c["arguments"]) for c in calls]))
+        history.extend(tool_results([c["id"] for c in calls]))
         answer = await streamed(history, tools=[openai_tool()])
         report("tool_followup", text=answer["text"], tool_calls=len(answer["calls"]))
 
