@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 BASE_URL = os.environ["CLIENT_BASE_URL"].rstrip("/")
@@ -69,14 +68,12 @@ def report(scenario: str, **observed: Any) -> None:
     print(json.dumps({"scenario": scenario, **observed}, default=str), flush=True)
 
 
-async def scenario(name: str, play: Callable[[], Awaitable[None]]) -> None:
-    """Play one scenario; a client exception is reported as that scenario's error, and the next one still runs."""
-    try:
-        await play()
-    except Exception as exc:  # whatever the client raises is the observation
-        report(name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(limit=4))
-
-
-def done() -> None:
+async def play_in_order(scenarios: Sequence[tuple[str, Callable[[], Awaitable[None]]]]) -> None:
+    """Play each scenario in turn; a client exception is reported as that scenario's error and the next one still
+    runs. The closing ``done`` line tells the test the driver got through all of them."""
+    for name, play in scenarios:
+        try:
+            await play()
+        except Exception as exc:  # whatever the client raises is the observation
+            report(name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(limit=4))
     report("done")
-    sys.stdout.flush()

@@ -25,9 +25,8 @@ from common import (
     TIMEOUT,
     TOOL_RESULT,
     TOOL_TURN,
-    done,
+    play_in_order,
     report,
-    scenario,
 )
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
@@ -113,16 +112,16 @@ async def main() -> None:
         message, _ = await streamed(metered, [SystemMessage(SYSTEM), HumanMessage("Say hi.")])
         report("stream_usage", text=message.text, total_tokens=(message.usage_metadata or {}).get("total_tokens"))
 
-    for name, play in (
-        ("stream", stream),
-        ("multi_turn", multi_turn),
-        ("tool_call", tool_round_trip),
-        ("barge_in", barge_in),
-        ("non_stream", non_stream),
-        ("stream_usage", stream_usage),
-    ):
-        await scenario(name, play)
-    done()
+    await play_in_order(
+        [
+            ("stream", stream),
+            ("multi_turn", multi_turn),
+            ("tool_call", tool_round_trip),
+            ("barge_in", barge_in),
+            ("non_stream", non_stream),
+            ("stream_usage", stream_usage),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ from common import (
     TIMEOUT,
     TOOL_TURN,
     assistant_calling,
-    done,
     openai_tool,
+    play_in_order,
     report,
-    scenario,
     tool_results,
 )
 
@@ -110,15 +109,15 @@ async def main() -> None:
         )
         report("non_stream", text=answer.choices[0].message.content or "", total_tokens=answer.usage.total_tokens)
 
-    for name, play in (
-        ("stream", stream),
-        ("multi_turn", multi_turn),
-        ("tool_call", tool_round_trip),
-        ("barge_in", barge_in),
-        ("non_stream", non_stream),
-    ):
-        await scenario(name, play)
-    done()
+    await play_in_order(
+        [
+            ("stream", stream),
+            ("multi_turn", multi_turn),
+            ("tool_call", tool_round_trip),
+            ("barge_in", barge_in),
+            ("non_stream", non_stream),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ from common import (
     TIMEOUT,
     TOOL_RESULT,
     TOOL_TURN,
-    done,
+    play_in_order,
     report,
-    scenario,
 )
 from livekit.agents import APIConnectOptions
 from livekit.agents.llm import ChatContext, ToolContext, execute_function_call, function_tool
@@ -133,17 +132,17 @@ async def main() -> None:
             await tuned.aclose()
 
     try:
-        for name, play in (
-            ("stream", stream),
-            ("multi_turn", multi_turn),
-            ("tool_call", tool_round_trip),
-            ("barge_in", barge_in),
-            ("tuned_options", tuned_options),
-        ):
-            await scenario(name, play)
+        await play_in_order(
+            [
+                ("stream", stream),
+                ("multi_turn", multi_turn),
+                ("tool_call", tool_round_trip),
+                ("barge_in", barge_in),
+                ("tuned_options", tuned_options),
+            ]
+        )
     finally:
         await llm.aclose()
-    done()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ from common import (
     TIMEOUT,
     TOOL_TURN,
     assistant_calling,
-    done,
     openai_tool,
+    play_in_order,
     report,
-    scenario,
     tool_results,
 )
 
@@ -103,17 +102,17 @@ async def main() -> None:
         report("non_stream", text=answer.choices[0].message.content or "", total_tokens=total)
 
     try:
-        for name, play in (
-            ("stream", stream),
-            ("multi_turn", multi_turn),
-            ("tool_call", tool_round_trip),
-            ("barge_in", barge_in),
-            ("non_stream", non_stream),
-        ):
-            await scenario(name, play)
+        await play_in_order(
+            [
+                ("stream", stream),
+                ("multi_turn", multi_turn),
+                ("tool_call", tool_round_trip),
+                ("barge_in", barge_in),
+                ("non_stream", non_stream),
+            ]
+        )
     finally:
         await client.close()
-    done()
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ from common import (
     TOOL_PARAMETERS,
     TOOL_RESULT,
     TOOL_TURN,
-    done,
+    play_in_order,
     report,
-    scenario,
 )
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
@@ -177,20 +176,20 @@ async def main() -> None:
         )
 
     try:
-        for name, play in (
-            ("stream", stream),
-            ("multi_turn", multi_turn),
-            ("tool_call", tool_round_trip),
-            ("barge_in", barge_in),
-        ):
-            await scenario(name, play)
+        await play_in_order(
+            [
+                ("stream", stream),
+                ("multi_turn", multi_turn),
+                ("tool_call", tool_round_trip),
+                ("barge_in", barge_in),
+            ]
+        )
     finally:
         await worker.queue_frame(EndFrame())
         try:
             await asyncio.wait_for(running, 20)
         except Exception:  # shutting down: cancel whatever is left
             await runner.cancel()
-    done()
 
 
 if __name__ == "__main__":
