@@ -36,7 +36,8 @@ class Usage(BaseModel):
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cached_prompt_tokens=int(prompt_details.get("cached_tokens") or 0),
-            cache_creation_tokens=int(prompt_details.get("cache_creation_tokens") or 0),
+            # The spec's name; router/providers/normalise.py maps every provider's own name onto it.
+            cache_creation_tokens=int(prompt_details.get("cache_write_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
         )
 

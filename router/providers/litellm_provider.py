@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from router.config import Deployment, Timeouts
+from router.providers import normalise
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
 from router.providers.params import forwarded_params
 
@@ -69,7 +70,7 @@ class LiteLLMProvider:
             raise ProviderError("timeout", f"{deployment.name}: no answer within {timeouts.total:g}s") from exc
         except Exception as exc:
             raise _translate(deployment, exc) from exc
-        return _as_openai(response.model_dump(exclude_none=False))
+        return normalise.completion(response.model_dump(exclude_none=False))
 
     async def stream(
         self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
@@ -80,7 +81,7 @@ class LiteLLMProvider:
         try:
             stream = await self._module.acompletion(**kwargs)
             async for chunk in stream:
-                yield _as_openai(chunk.model_dump(exclude_none=False))
+                yield normalise.chunk(chunk.model_dump(exclude_none=False))
         except ProviderError:
             raise
         except Exception as exc:
@@ -91,45 +92,6 @@ class LiteLLMProvider:
             close = getattr(self._module, "close_litellm_async_clients", None)
             if close is not None:
                 await close()
-
-
-_LITELLM_EXTRAS = ("_hidden_params", "_response_ms", "provider_specific_fields", "citations")
-# What OpenAI puts in a stream delta; litellm adds nulls for everything else.
-_DELTA_FIELDS = ("role", "content", "refusal", "tool_calls")
-
-
-def _as_openai(payload: dict[str, Any]) -> dict[str, Any]:
-    """litellm's objects carry private extras; keep OpenAI's fields (and usage's cache details)."""
-    for key in _LITELLM_EXTRAS:
-        payload.pop(key, None)
-    for choice in payload.get("choices") or ():
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            choice["delta"] = {k: delta[k] for k in _DELTA_FIELDS if delta.get(k) is not None}
-        message = choice.get("message")
-        if isinstance(message, dict):
-            for key in (
-                "provider_specific_fields",
-                "function_call",
-                "audio",
-                "reasoning_content",
-                "thinking_blocks",
-            ):
-                if message.get(key) is None:
-                    message.pop(key, None)
-            message.setdefault("refusal", None)
-        choice.setdefault("logprobs", None)
-    usage = payload.get("usage")
-    if isinstance(usage, dict):
-        details = usage.get("prompt_tokens_details") or {}
-        cache_write = usage.get("cache_creation_input_tokens")
-        if cache_write:
-            details = {**details, "cache_creation_tokens": cache_write}
-        usage["prompt_tokens_details"] = details or None
-        payload["usage"] = {k: v for k, v in usage.items() if not k.startswith("cache_") and v is not None}
-    elif "usage" in payload:
-        payload.pop("usage")
-    return payload
 
 
 def _translate(deployment: Deployment, exc: Exception) -> ProviderError:

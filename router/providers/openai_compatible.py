@@ -2,7 +2,7 @@
 
 OpenAI's request parameters (router/providers/params.py) travel to the upstream as the client sent them; any other
 field is dropped. Only ``model`` is rewritten (and ``stream_options.include_usage`` forced on streams, so every
-streamed turn can be priced).
+streamed turn can be priced). Answers come back through router/providers/normalise.py, like every provider's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from router.config import Deployment, Timeouts
+from router.providers import normalise
 from router.providers.base import ProviderError, failure_kind_of_status, parse_retry_after
 from router.providers.params import forwarded_params
 from router.providers.sse import EventTooLarge, decode_events
@@ -95,7 +96,7 @@ class OpenAICompatibleProvider:
             raise ProviderError("server", f"{deployment.name}: answer is not JSON") from exc
         if not isinstance(answer, dict) or "choices" not in answer:
             raise ProviderError("server", f"{deployment.name}: answer is not a chat completion")
-        return answer
+        return normalise.completion(answer)
 
     async def stream(
         self, deployment: Deployment, body: dict[str, Any], timeouts: Timeouts
@@ -136,8 +137,14 @@ async def _sse_events(content: aiohttp.StreamReader, deployment: Deployment) -> 
                 raise ProviderError("server", f"{deployment.name}: malformed stream event") from exc
             if isinstance(event, dict) and "error" in event:
                 error = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
-                raise ProviderError("server", f"{deployment.name}: {error.get('message', 'stream error')}", body=event)
-            yield event
+                raise ProviderError(
+                    "server",
+                    f"{deployment.name}: {error.get('message', 'stream error')}",
+                    body=normalise.error_body(event),
+                )
+            if not isinstance(event, dict):
+                raise ProviderError("server", f"{deployment.name}: stream event is not a JSON object")
+            yield normalise.chunk(event)
     except EventTooLarge as exc:
         # Failing over like a dropped stream: another deployment may well answer sanely.
         raise ProviderError("dropped", f"{deployment.name}: {exc}") from exc
@@ -158,5 +165,5 @@ async def _raise_for_status(deployment: Deployment, response: aiohttp.ClientResp
         f"{deployment.name}: upstream answered {response.status}: {detail or raw[:200].decode(errors='replace')}",
         status=response.status,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
-        body=body if isinstance(body, dict) else None,
+        body=normalise.error_body(body),
     )
