@@ -16,11 +16,12 @@ COPY pyproject.toml README.md ./
 COPY router ./router
 COPY classifiers ./classifiers
 COPY policies ./policies
-# Where pip finds packages, e.g. a CPU-only torch index (PyPI's default Linux torch wheel carries CUDA), or a local
-# mirror mounted into the build; unset = PyPI only.
+# Where pip finds packages, e.g. a CPU-only torch index (PyPI's default Linux torch wheel carries CUDA) or a local
+# mirror mounted into the build, and the CA bundle behind a TLS-inspecting proxy; unset = PyPI only.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
+ARG PIP_CERT
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
     && /opt/venv/bin/pip install /tmp/dist/switchboard-*.whl \
     && /opt/venv/bin/pip uninstall -y pip setuptools \

@@ -64,10 +64,15 @@ if ! podman image exists "$BASE"; then
 fi
 
 # 2. The image. pip inside the build uses the same package sources as this host's pip (its find-links and
-# extra indexes, e.g. a local CPU-only torch wheel), mounted read-only into the build.
+# extra indexes, e.g. a local CPU-only torch wheel) and the same CA bundle, mounted read-only into the build.
+pip_config() { python3 -m pip config get "global.$1" 2>/dev/null || true; }
 build_args=()
-find_links="$(python3 -m pip config get global.find-links 2>/dev/null || true)"
-extra_index="$(python3 -m pip config get global.extra-index-url 2>/dev/null || true)"
+find_links="${PIP_FIND_LINKS:-$(pip_config find-links)}"
+extra_index="${PIP_EXTRA_INDEX_URL:-$(pip_config extra-index-url)}"
+cert="${PIP_CERT:-$(pip_config cert)}"
+if [ -f "$cert" ]; then
+    build_args+=(--volume "$cert:/run/host-ca-certificates.crt:ro" --build-arg PIP_CERT=/run/host-ca-certificates.crt)
+fi
 for source in $find_links $extra_index; do
     path="${source#file://}"
     path="${path%/simple}"
@@ -80,7 +85,7 @@ done
 
 log "building $IMAGE"
 started=$(date +%s)
-timeout 2400 podman build --isolation chroot --format docker --layers=false "${build_args[@]}" -t "$IMAGE" . >&2
+timeout 2400 podman build --isolation chroot --build-arg PIP_INDEX_URL=https://pypi.org/simple --format docker --layers=false "${build_args[@]}" -t "$IMAGE" . >&2
 build_seconds=$(($(date +%s) - started))
 
 # 3. What the image says about itself.
