@@ -22,10 +22,10 @@ ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_CERT
+# pip compiles the bytecode here (COPY --from keeps the timestamps it checks): a start never recompiles.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
     && /opt/venv/bin/pip install /tmp/dist/switchboard-*.whl \
-    && /opt/venv/bin/pip uninstall -y pip setuptools \
-    && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
+    && /opt/venv/bin/pip uninstall -y pip setuptools
 
 # Runtime: Debian's python3.11 and the venv; no compiler, no pip, no sources.
 FROM debian:bookworm-slim

@@ -8,6 +8,8 @@ variables the settings read, and the configs and policies they ship.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -280,3 +282,45 @@ def test_k8s_configmap_holds_a_valid_config_and_the_shipped_default_policy(
     assert configmap["data"][policy_path.name] == (REPO / "policies" / "default.yaml").read_text(), (
         "deploy/k8s/configmap.yaml's policy is policies/default.yaml verbatim: copy it over"
     )
+
+
+# --- the compose stack's own files, run against the real programs -----------------------------------------------
+
+
+def psql(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-X", "-q", *arguments], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.e2e
+def test_grafana_reader_role_reads_the_ledger_and_nothing_else(postgres_url: str) -> None:
+    """deploy/postgres/grafana-reader.sql on a real PostgreSQL that the gateway's migrations set up."""
+    from router.db import migrate
+
+    migrate(postgres_url)
+    script = str(DEPLOY / "postgres" / "grafana-reader.sql")
+    for _ in range(2):  # idempotent: the one-shot compose service may run again
+        result = psql(postgres_url, "-v", "password=s3cret'quote", "-f", script)
+        assert result.returncode == 0, result.stderr
+    reader = urlsplit(postgres_url)._replace(netloc=f"grafana_reader@{urlsplit(postgres_url).netloc.split('@')[1]}")
+    assert psql(reader.geturl(), "-c", "SELECT count(*) FROM ledger").returncode == 0
+    for table in ("api_keys", "policy_versions"):
+        denied = psql(reader.geturl(), "-c", f"SELECT count(*) FROM {table}")
+        assert denied.returncode != 0 and "permission denied" in denied.stderr
+    assert psql(reader.geturl(), "-c", "DELETE FROM ledger").returncode != 0
+
+
+@pytest.mark.e2e
+def test_promtool_accepts_the_compose_prometheus_config(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Prometheus' own checker on deploy/prometheus/prometheus.yml, with the mounts laid out as compose does."""
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool missing: apt-get install prometheus (.ci/run does)")
+    mounts = bind_mounts(compose["services"]["prometheus"])
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    config["rule_files"] = [str(mounts[path]) for path in config["rule_files"]]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
