@@ -33,7 +33,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/switchboard --create-home \
+    && useradd --uid 10001 --user-group --home-dir /var/lib/switchboard --create-home \
         --shell /usr/sbin/nologin switchboard
 COPY --from=builder /opt/venv /opt/venv
 

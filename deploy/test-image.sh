@@ -94,10 +94,11 @@ field() { python3 -c 'import json, sys; c = json.load(sys.stdin)[0]; print(eval(
 user="$(field 'c["Config"]["User"]')"
 workdir="$(field 'c["Config"].get("WorkingDir") or "/"')"
 size_mb=$(($(field 'c["Size"]') / 1000000))
-healthcheck="$(field '" ".join(c["Config"]["Healthcheck"]["Test"][1:]) if c["Config"].get("Healthcheck") else ""')"
+# Podman reports a Docker-format image's HEALTHCHECK beside Config, Docker inside it: ["CMD", argv...].
+healthcheck_test='(c.get("Healthcheck") or c["Config"].get("Healthcheck") or {}).get("Test", [])[1:]'
+mapfile -t healthcheck < <(field "\"\\n\".join($healthcheck_test)")
 mapfile -t entrypoint < <(field '"\n".join(c["Config"]["Entrypoint"])')
 mapfile -t environment < <(field '"\n".join(c["Config"]["Env"])')
-mapfile -t healthcheck_argv < <(field '"\n".join(c["Config"]["Healthcheck"]["Test"][1:])')
 log "built in ${build_seconds}s; user '$user', entrypoint '${entrypoint[*]}', workdir $workdir, ${size_mb} MB"
 
 fail() {
@@ -105,7 +106,7 @@ fail() {
     exit 1
 }
 case "$user" in "" | 0 | 0:* | root | root:*) fail "the image runs as root ('$user')" ;; esac
-[ -n "$healthcheck" ] || fail "the image has no HEALTHCHECK"
+[ "${#healthcheck[@]}" -gt 0 ] && [ -n "${healthcheck[0]}" ] || fail "the image has no HEALTHCHECK"
 printf '%s\n' "${environment[@]}" | grep -qx 'SWITCHBOARD_HOST=0.0.0.0' || fail "the image does not bind 0.0.0.0"
 
 # 4. Its filesystem, as a container would get it (writable), with /proc and /dev as a runtime provides them.
@@ -141,7 +142,7 @@ ready_seconds=$(($(date +%s) - started))
 [ "$(ps -o uid= -p "$server_pid" | tr -d ' ')" = "$uid" ] || fail "the gateway does not run as uid $uid"
 
 chroot --userspec="$uid:$gid" "$mounted" /usr/bin/env -i "${environment[@]}" SWITCHBOARD_PORT="$port" \
-    timeout 10 "${healthcheck_argv[@]}" || fail "the HEALTHCHECK command failed"
+    timeout 10 "${healthcheck[@]}" || fail "the HEALTHCHECK command failed"
 
 response="$(mktemp)"
 status="$(curl -sS -o "$response" -D "$response.headers" -w '%{http_code}' --max-time 60 \
