@@ -5,9 +5,9 @@
 # containers in this sandbox). That proves the image's contents, not a container runtime's isolation.
 #
 # Run as root from anywhere: deploy/test-image.sh. Knobs (environment):
-#   SWITCHBOARD_BASE_CACHE        where the debootstrapped base is cached as a tarball (/var/cache/switchboard)
-#   SWITCHBOARD_IMAGE_MAX_MB      size target in MB (600); printed always, a failure only with ...
-#   SWITCHBOARD_IMAGE_ENFORCE_SIZE=1
+#   SWITCHBOARD_BASE_CACHE          where the debootstrapped base is cached as a tarball (/var/cache/switchboard)
+#   SWITCHBOARD_IMAGE_MAX_MB        size target in MB (600), printed always
+#   SWITCHBOARD_IMAGE_ENFORCE_SIZE  1: over the target fails; 0: it warns; unset: fails unless the image holds torch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,7 +85,8 @@ done
 
 log "building $IMAGE"
 started=$(date +%s)
-timeout 2400 podman build --isolation chroot --build-arg PIP_INDEX_URL=https://pypi.org/simple --format docker --layers=false "${build_args[@]}" -t "$IMAGE" . >&2
+index="${PIP_INDEX_URL:-$(pip_config index-url)}"
+timeout 2400 podman build --isolation chroot --build-arg "PIP_INDEX_URL=${index:-https://pypi.org/simple}" --format docker --layers=false "${build_args[@]}" -t "$IMAGE" . >&2
 build_seconds=$(($(date +%s) - started))
 
 # 3. What the image says about itself.
@@ -157,10 +158,14 @@ answer="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["choi
 }
 log "served: HTTP $status, tier $tier, ready after ${ready_seconds}s, answer: $answer"
 
+# The target holds once serving no longer installs torch (the training stack); until then it is reported only.
+enforce_size="${SWITCHBOARD_IMAGE_ENFORCE_SIZE:-}"
+if [ -z "$enforce_size" ]; then
+    enforce_size=1
+    compgen -G "$mounted/opt/venv/lib/python3*/site-packages/torch" >/dev/null && enforce_size=0
+fi
 if [ "$size_mb" -gt "$MAX_MB" ]; then
-    if [ "${SWITCHBOARD_IMAGE_ENFORCE_SIZE:-0}" = 1 ]; then
-        fail "image ${size_mb} MB > ${MAX_MB} MB"
-    fi
-    log "WARNING: image ${size_mb} MB is over the ${MAX_MB} MB target (not enforced)"
+    [ "$enforce_size" = 1 ] && fail "image ${size_mb} MB > ${MAX_MB} MB"
+    log "WARNING: image ${size_mb} MB is over the ${MAX_MB} MB target (not enforced while the image holds torch)"
 fi
 log "OK: image ${size_mb} MB, built in ${build_seconds}s"
