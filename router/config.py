@@ -20,7 +20,8 @@ SIMULATOR_API_BASE = "simulator"
 # litellm provider prefixes whose wire format is OpenAI's: these take the pooled-HTTP fast path.
 OPENAI_COMPATIBLE_PREFIXES = frozenset({"openai", "hosted_vllm", "openai_compatible", "text-completion-openai"})
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
-SHIPPED_POLICIES_DIR = Path(__file__).parent.parent / "policies"
+# A symlink to the checkout's policies/ (the one source), copied into the wheel as package data.
+SHIPPED_POLICIES_DIR = Path(__file__).parent / "policies"
 
 
 class StrictModel(BaseModel):
