@@ -33,6 +33,7 @@ from router.policy.engine import Decision
 from router.policy.facts import CallFacts, Facts
 from router.policy.store import Catalog, PolicyStore
 from router.providers.chain import Attempts, FallbackChain, OpenStream
+from router.providers.hedge import price_waste
 from router.schemas import ChatCompletionRequest
 from router.state import CallRecord, StateStore
 
@@ -383,6 +384,8 @@ class Gateway:
             result[H.CAPPED] = f"{turn.capped_from}->{decision.tier}"
         if deployment.is_simulated:
             result[H.SIMULATED] = "true"
+        if attempts.hedge is not None:
+            result.update(attempts.hedge.headers())
         return result
 
     async def complete(self, turn: Turn) -> tuple[dict[str, Any], dict[str, str]]:
@@ -435,9 +438,11 @@ class Gateway:
         returns once the record is durable, so before the answer is released (``LedgerUnavailable`` if not)."""
         if outcome.deployment is not None:
             outcome.tier = self.chain.served_tier(turn.decision.tier, outcome.deployment.name)
+        # A hedge's loser was billed too: priced here, charged to the budgets, ledgered beside the turn.
+        wasted_usd = price_waste(outcome.attempts.hedge, turn.facts.prompt_tokens, self.accountant.price, text_tokens)
         if turn.reservation is not None and self.budgets is not None:
             try:
-                await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd)
+                await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd + wasted_usd)
             except Exception:
                 logger.exception("could not settle the budget of %s", turn.request_id)
         await self.accountant.record(turn, outcome)

@@ -141,6 +141,19 @@ class Metrics:
             ("tier", "deployment", "kind"),
             registry=r,
         )
+        self.hedges = Counter(
+            "switchboard_hedges",
+            "Turns where a hedge ran beside a slow attempt, by the tier and deployment that won and which won "
+            "(winner: first or hedge).",
+            ("tier", "deployment", "winner"),
+            registry=r,
+        )
+        self.hedge_wasted_cost = Counter(
+            "switchboard_hedge_wasted_cost_usd",
+            "Spend on hedge losers (cancelled attempts), by their tier and deployment; also in switchboard_cost_usd.",
+            ("tier", "deployment"),
+            registry=r,
+        )
         self.decisions = Counter(
             "switchboard_routing_decisions",
             "Routing decisions by rule and tier.",

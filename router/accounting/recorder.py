@@ -7,6 +7,7 @@ client; a stream also gets a provisional record before its first byte (see ``rou
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 from decimal import Decimal
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from router.accounting.calls import CallCostTracker
+from router.accounting.hedged import hedge_records, observe_hedge
 from router.accounting.ledger import (
     STREAM_UNFINISHED,
     Ledger,
@@ -50,6 +52,9 @@ class Recorder:
         self.traffic: TrafficLogWriter | None = None
         self._baseline = config.baseline.name
 
+    def _tier_of(self, deployment: str) -> str | None:
+        return next((t for t in self._config.tier_order if deployment in self._config.tiers[t]), None)
+
     def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
         cost = self.prices.cost(deployment.name, usage).cost_usd
         baseline = self.prices.baseline_cost(usage, self._baseline, deployment.name).cost_usd
@@ -75,14 +80,16 @@ class Recorder:
         """Account for a finished turn; returns once its record is durable (else ``LedgerUnavailable``)."""
         try:
             record, overhead_ms = self._ledger_record(turn, outcome)
-            durable = self.ledger.commit(record)
+            wasted = hedge_records(record, outcome.attempts.hedge, self._tier_of)
+            durable = asyncio.gather(self.ledger.commit(record), *(self.ledger.commit(w) for w in wasted))
         except Exception:  # a bug in accounting must never fail a turn that was served
             logger.exception("could not account for %s", turn.request_id)
             return
         try:
             tenant_label, agent_label = self._caller_labels(turn.caller)
             self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
-            self._follow(turn, record, outcome, tenant_label, agent_label)
+            observe_hedge(self.metrics, record, wasted, outcome.attempts.hedge, tenant_label, agent_label)
+            self._follow(turn, record, outcome, tenant_label, agent_label, sum(w.cost_usd for w in wasted))
         except Exception:
             logger.exception("could not account for %s", turn.request_id)
         await durable
@@ -108,7 +115,15 @@ class Recorder:
             return
         await durable
 
-    def _follow(self, turn: Turn, record: LedgerRecord, outcome: Outcome, tenant_label: str, agent_label: str) -> None:
+    def _follow(
+        self,
+        turn: Turn,
+        record: LedgerRecord,
+        outcome: Outcome,
+        tenant_label: str,
+        agent_label: str,
+        wasted_usd: float = 0.0,
+    ) -> None:
         """The traffic log and the call's running cost (its metrics carry the bounded caller labels)."""
         if self.traffic is not None:
             self.traffic.write(self._traffic_record(turn, record, outcome.usage))
@@ -117,7 +132,7 @@ class Recorder:
                 tenant_label,
                 agent_label,
                 turn.call_id,
-                record.cost_usd,
+                record.cost_usd + wasted_usd,
                 record.voice_call_seconds,
                 ended=turn.facts.voice.call_ended,
             )

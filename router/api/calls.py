@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from router.accounting.hedged import HEDGE_WASTED
 from router.accounting.ledger import LedgerRecord
 from router.api.deps import ServicesDep, get_caller
 from router.errors import NotFound, error_responses
@@ -44,7 +45,8 @@ class CallTotals(BaseModel):
     turns: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float = Field(description="Everything the call cost: its turns and the hedge losers beside them.")
+    hedge_wasted_usd: float = Field(0.0, description="Spend on hedge losers (cancelled slow attempts).")
     baseline_cost_usd: float
     savings_usd: float
     savings_pct: float | None
@@ -63,6 +65,8 @@ def summarize(
     call_id: str, tenant: str, records: list[LedgerRecord], present_risks: Callable[[dict[str, float]], tuple[str, ...]]
 ) -> CallCost:
     records = sorted(records, key=lambda r: r.ts)
+    wasted = sum(r.cost_usd for r in records if r.error_type == HEDGE_WASTED)
+    records = [r for r in records if r.error_type != HEDGE_WASTED]
     turns = [
         CallTurn(
             request_id=r.request_id,
@@ -86,7 +90,7 @@ def summarize(
         )
         for r in records
     ]
-    cost = sum(t.cost_usd for t in turns)
+    cost = sum(t.cost_usd for t in turns) + wasted
     baseline = sum(t.baseline_cost_usd for t in turns)
     by_model: dict[str, float] = {}
     for t in turns:
@@ -101,6 +105,7 @@ def summarize(
             prompt_tokens=sum(t.prompt_tokens for t in turns),
             completion_tokens=sum(t.completion_tokens for t in turns),
             cost_usd=cost,
+            hedge_wasted_usd=wasted,
             baseline_cost_usd=baseline,
             savings_usd=baseline - cost,
             savings_pct=round(100 * (baseline - cost) / baseline, 4) if baseline else None,
