@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from router.accounting.budgets import BudgetConfig
 from router.accounting.pricing import PriceOverride
+from router.accounting.speech import SpeechPrices
 from router.yamlsource import YamlDocument
 
 RESERVED_MODEL_NAMES = frozenset({"auto"})
@@ -168,6 +169,7 @@ class GatewayConfig(StrictModel):
     breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetConfig | None = None
     latency: LatencyConfig = LatencyConfig()
+    speech_prices: SpeechPrices = SpeechPrices()
 
     @field_validator("tiers")
     @classmethod

@@ -22,6 +22,7 @@ import orjson
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
 from router.accounting.ledger import LedgerUnavailable
+from router.accounting.speech import turn_speech
 from router.accounting.tokens import MediaParts, content_text, media_parts, quick_to_count, text_tokens
 from router.accounting.usage import Usage
 from router.allowance import Allowance
@@ -185,6 +186,7 @@ class Gateway:
             raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
         self.allowance.check_requested(caller, requested)
         metadata = request.metadata or {}
+        turn_speech(metadata, self.config.speech_prices)  # a bad metadata.voice is a 400 before any work
         call_id, caller_id = call_identity(headers, metadata, request.user)
         messages = body["messages"]
         has_tools = bool(request.tools)

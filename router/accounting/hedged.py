@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from router.accounting.ledger import LedgerRecord, usage_fields
+from router.accounting.speech import NO_SPEECH
 from router.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def hedge_records(
                     "shadow_deployment": None,
                     "shadow_cost_usd": None,
                     **usage_fields(wasted.usage),
+                    **NO_SPEECH,  # the turn's speech is on the turn's own record
                 }
             )
         )

@@ -27,6 +27,7 @@ from router.accounting.ledger import (
     usage_fields,
 )
 from router.accounting.pricing import PriceBook
+from router.accounting.speech import observe_speech, speech_cost_of, turn_speech
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
 from router.gateway import Caller, Outcome, Rejection, Turn
@@ -89,6 +90,7 @@ class Recorder:
             tenant_label, agent_label = self._caller_labels(turn.caller)
             self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
             observe_hedge(self.metrics, record, wasted, outcome.attempts.hedge, tenant_label, agent_label)
+            observe_speech(self.metrics, record, tenant_label, agent_label)
             self._follow(turn, record, outcome, tenant_label, agent_label, sum(w.cost_usd for w in wasted))
         except Exception:
             logger.exception("could not account for %s", turn.request_id)
@@ -132,9 +134,10 @@ class Recorder:
                 tenant_label,
                 agent_label,
                 turn.call_id,
-                record.cost_usd + wasted_usd,
+                record.cost_usd + wasted_usd + speech_cost_of(record),
                 record.voice_call_seconds,
                 ended=turn.facts.voice.call_ended,
+                outcome=record.call_outcome,
             )
 
     def _ledger_record(self, turn: Turn, outcome: Outcome) -> tuple[LedgerRecord, float | None]:
@@ -148,6 +151,7 @@ class Recorder:
         overhead_ms = max(0.0, reference_ms - upstream_seconds * 1000) if outcome.attempts.items else None
         interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
         classification = turn.classification
+        speech = turn_speech(turn.body.get("metadata"), self._config.speech_prices)  # validated by the gateway
         record = LedgerRecord(
             record_id=turn.request_id,
             request_id=turn.request_id,
@@ -180,6 +184,7 @@ class Recorder:
             ttft_ms=outcome.ttft_ms,
             total_ms=outcome.total_ms,
             voice_call_seconds=turn.facts.voice.call_seconds,
+            **(speech.ledger_fields() if speech is not None else {}),
             **(usage_fields(usage) if usage is not None else {}),
             **self._shadow(turn, usage, deployment.name if deployment else None),
         )
