@@ -15,6 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router.accounting.report import build_report
 from router.simulator import SimulatorServer
 from tests.conftest import GatewayServer, gateway_config, make_gateway
 
@@ -132,6 +133,15 @@ def test_speech_per_turn_and_at_call_end_is_priced_everywhere(gateway: GatewaySe
     assert httpx.get(f"{gateway.base_url}/v1/calls/call-7", headers=other).status_code == 404
     assert usage(gateway, "call-7", {**report, "telephony_seconds": 5}, headers=other).status_code == 200
     assert httpx.get(f"{gateway.base_url}/v1/calls/call-7", headers=TENANT).json()["totals"] == totals
+
+    # The finance report reads the same ledger: the whole cost, per resolved call, by tenant.
+    report = build_report(Path(gateway.settings.data_dir) / "ledger.sqlite3", by=["tenant"])
+    north = report[report["tenant"] == "clinic-north"].iloc[0]
+    # Two turns and the refused (409) report; the accepted usage report is the call's, not a request.
+    assert (north["requests"], north["errors"]) == (3, 1)
+    assert north["total_cost_usd"] == pytest.approx(totals["total_cost_usd"], rel=1e-12)
+    assert (north["calls"], north["resolved_calls"], north["transferred_share"]) == (1, 1, 0.0)
+    assert north["cost_per_resolved_call_usd"] == pytest.approx(totals["total_cost_usd"], rel=1e-12)
 
 
 @pytest.mark.parametrize(

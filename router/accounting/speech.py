@@ -26,6 +26,7 @@ SPEECH_KINDS: tuple[SpeechKind, ...] = ("stt", "tts", "telephony")
 DEFAULT_VENDOR = "default"
 MAX_SECONDS = 86_400.0  # a day: no single call or turn lasts longer
 MAX_CHARACTERS = 10_000_000
+CALL_USAGE_PREFIX = "call-usage:"  # the record id of a call's usage report: ``call-usage:<tenant>:<call id>``
 
 
 def _json_number(value: Any) -> Any:

@@ -17,7 +17,14 @@ from pydantic import BaseModel, Field, ValidationError
 from router import headers as H
 from router.accounting.hedged import HEDGE_WASTED
 from router.accounting.ledger import LedgerRecord
-from router.accounting.speech import SPEECH_KINDS, CallUsageReport, observe_speech, price_speech, speech_cost_of
+from router.accounting.speech import (
+    CALL_USAGE_PREFIX,
+    SPEECH_KINDS,
+    CallUsageReport,
+    observe_speech,
+    price_speech,
+    speech_cost_of,
+)
 from router.api.deps import ServicesDep, get_caller
 from router.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge, error_response, error_responses
 from router.errors import validation_error as invalid_field
@@ -31,7 +38,6 @@ router = APIRouter()
 FLUSH_WAIT_SECONDS = 0.5
 # A usage report is a handful of numbers and names.
 MAX_USAGE_BODY_BYTES = 4096
-CALL_USAGE_PREFIX = "call-usage:"
 
 
 class UsageConflict(GatewayError):
@@ -232,7 +238,14 @@ async def report_call_usage(call_id: str, request: Request, services: ServicesDe
             )
             observe_speech(services.recorder.metrics, record, tenant_label, agent_label)
             services.recorder.calls.add_turn(
-                tenant_label, agent_label, call_id, speech_cost_of(record), report.call_seconds, True, report.outcome
+                tenant_label,
+                agent_label,
+                call_id,
+                speech_cost_of(record),
+                report.call_seconds,
+                ended=True,
+                outcome=report.outcome,
+                report=True,
             )
         records = await _call_records(services, caller, call_id)
         return summarize(call_id, caller.tenant, records, services.policies.active.engine.present_risks)
