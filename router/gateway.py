@@ -388,6 +388,8 @@ class Gateway:
             result[H.SIMULATED] = "true"
         if attempts.hedge is not None:
             result.update(attempts.hedge.headers())
+        if decision.handoff_reason is not None:
+            result[H.HANDOFF], result[H.HANDOFF_REASON] = "recommended", decision.handoff_reason
         return result
 
     async def complete(self, turn: Turn) -> tuple[dict[str, Any], dict[str, str]]:

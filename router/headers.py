@@ -18,6 +18,9 @@ CAPPED = "x-switchboard-capped"
 # A hedge ran beside a slow attempt (router/providers/hedge.py): "first" or "hedge" won; the cancelled deployments.
 HEDGE_WINNER = "x-switchboard-hedge-winner"
 HEDGE_CANCELLED = "x-switchboard-hedge-cancelled"
+# The policy recommends handing the call to a human ("recommended"), and why (router/voice/circles.py).
+HANDOFF = "x-switchboard-handoff"
+HANDOFF_REASON = "x-switchboard-handoff-reason"
 
 # Set by agents.
 CALL_ID = "x-call-id"

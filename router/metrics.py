@@ -154,6 +154,12 @@ class Metrics:
             ("tier", "deployment"),
             registry=r,
         )
+        self.handoffs = Counter(
+            "switchboard_handoffs",
+            "Turns whose answer recommended a human handoff (x-switchboard-handoff), by the policy's handoff name.",
+            ("tenant", "agent", "handoff"),
+            registry=r,
+        )
         self.decisions = Counter(
             "switchboard_routing_decisions",
             "Routing decisions by rule and tier.",

@@ -141,6 +141,7 @@ class LedgerRecord(BaseModel):
     telephony_cost_usd: float = 0.0
     speech_vendors: dict[str, str] = Field(default_factory=dict)
     call_outcome: str | None = None  # resolved | transferred | abandoned, on a call's usage report
+    handoff: str | None = None  # "<policy handoff>: <reason>" when a human handoff was recommended
 
     @field_validator("ts")
     @classmethod

@@ -184,6 +184,7 @@ class Recorder:
             ttft_ms=outcome.ttft_ms,
             total_ms=outcome.total_ms,
             voice_call_seconds=turn.facts.voice.call_seconds,
+            handoff=f"{decision.handoff}: {decision.handoff_reason}" if decision.handoff else None,
             **(speech.ledger_fields() if speech is not None else {}),
             **(usage_fields(usage) if usage is not None else {}),
             **self._shadow(turn, usage, deployment.name if deployment else None),
@@ -215,6 +216,8 @@ class Recorder:
         )
         m.requests.labels(*labels, str(record.status)).inc()
         m.decisions.labels(tenant_label, record.rule or "", record.tier or "").inc()
+        if turn.decision.handoff is not None:
+            m.handoffs.labels(tenant_label, agent_label, turn.decision.handoff).inc()
         if record.deployment is not None:
             for kind in TOKEN_KINDS:
                 count = getattr(record, kind)

@@ -1,4 +1,5 @@
-"""The whole cost of a voice call: speech quantities, their prices and vendors, and the call's outcome.
+"""The whole cost of a voice call: speech quantities, their prices and vendors, the call's outcome, and the
+human handoff a policy recommended.
 
 Revision ID: 0002
 Revises: 0001
@@ -32,10 +33,12 @@ def upgrade() -> None:
         sa.Column("speech_vendors", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     )
     op.add_column("ledger", sa.Column("call_outcome", sa.Text, nullable=True))
+    op.add_column("ledger", sa.Column("handoff", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
     for name in (
+        "handoff",
         "call_outcome",
         "speech_vendors",
         *reversed(SPEECH_COST_COLUMNS),
