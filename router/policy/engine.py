@@ -171,7 +171,7 @@ class PolicyEngine:
         for name in ("repeats", "apologies", "tool_failures", "frustration"):
             bounds = getattr(condition, name)
             if bounds is not None:
-                checks.append(_in_range(bounds, lambda f, name=name: getattr(f.call, name) if f.call else 0))
+                checks.append(_in_range(bounds, _circle_count(name)))
         return checks
 
     # -- decision ---------------------------------------------------------------------------------------------
@@ -268,6 +268,15 @@ def _in_range(bounds: Range, value_of: Callable[[Facts], float | None]) -> Predi
         return value is not None and bounds.contains(value)
 
     return check
+
+
+def _circle_count(name: str) -> Callable[[Facts], float | None]:
+    """A going-in-circles count of the call (0 without one: the signals are read from any conversation)."""
+
+    def value(facts: Facts) -> float | None:
+        return float(getattr(facts.call, name)) if facts.call is not None else 0.0
+
+    return value
 
 
 def _voice_predicates(condition: VoiceCondition) -> list[Predicate]:

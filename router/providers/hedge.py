@@ -250,6 +250,7 @@ async def stall_guarded(
             except StopAsyncIteration:
                 return
             except TimeoutError:
+                assert stall_s is not None  # only a stall guard times out here
                 raise ProviderError(
                     "timeout", f"{name}: the stream stalled for more than {stall_s * 1000:g} ms mid-answer"
                 ) from None
