@@ -63,6 +63,7 @@ def test_a_caller_repeating_a_request_is_escalated_then_handed_off(tmp_path: Pat
             turns.append(raw.headers)
         handoffs = metric(gateway, "switchboard_handoffs_total", handoff="circles-after-escalation")
         rows = ledger(gateway, "SELECT rule, tier, handoff FROM ledger WHERE call_id = 'call-circles' ORDER BY ts")
+        call = httpx.get(f"{gateway.base_url}/v1/calls/call-circles").json()
 
     rules = [h["x-switchboard-rule"] for h in turns]
     assert rules[:2] == ["default", "default"]  # one repetition is no circle yet
@@ -73,6 +74,7 @@ def test_a_caller_repeating_a_request_is_escalated_then_handed_off(tmp_path: Pat
     assert [r[2] is not None for r in rows] == [False, False, False, True]
     assert rows[3][2].startswith("circles-after-escalation: ")
     assert handoffs == 1
+    assert [t["handoff"] for t in call["turns"]] == [None, None, None, rows[3][2]]
 
 
 def test_generated_calls_without_repetition_are_never_handed_off(tmp_path: Path, simulator: SimulatorServer) -> None:

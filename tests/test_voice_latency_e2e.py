@@ -115,6 +115,7 @@ def test_a_silent_first_deployment_is_hedged_and_the_caller_hears_the_second(
         hedges = metric(gateway, "switchboard_hedges_total", deployment="small-b", winner="hedge")
         wasted_metric = metric(gateway, "switchboard_hedge_wasted_cost_usd_total", deployment="small-a")
         cost_metric = metric(gateway, "switchboard_cost_usd_total", tier="small")
+        fallbacks = metric(gateway, "switchboard_fallbacks_total")
         expected_waste = prompt_price(gateway, "small-a", rows[0]["prompt_tokens"])
 
     assert "".join(text)
@@ -135,6 +136,9 @@ def test_a_silent_first_deployment_is_hedged_and_the_caller_hears_the_second(
     assert wasted["baseline_cost_usd"] == 0.0
     assert stats["streams_cancelled"] == 1  # the slow stream was cancelled, not left running
     assert hedges == 1
+    assert fallbacks == 0  # the cancelled attempt did not fail
+    # The wait for the deadline was upstream time, not the gateway's: overhead excludes it.
+    assert served["overhead_ms"] < DEADLINE_MS
     assert wasted_metric == pytest.approx(wasted["cost_usd"], rel=1e-9)
     assert cost_metric == pytest.approx(served["cost_usd"] + wasted["cost_usd"], rel=1e-9)
     assert call["totals"]["turns"] == 1

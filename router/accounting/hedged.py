@@ -54,6 +54,7 @@ def hedge_records(
                     "shadow_cost_usd": None,
                     **usage_fields(wasted.usage),
                     **NO_SPEECH,  # the turn's speech is on the turn's own record
+                    "handoff": None,
                 }
             )
         )

@@ -32,6 +32,7 @@ from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
 from router.gateway import Caller, Outcome, Rejection, Turn
 from router.metrics import Metrics
+from router.providers.hedge import HEDGE_LOST
 from router.settings import Settings
 from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
 
@@ -146,7 +147,11 @@ class Recorder:
         decision = turn.decision
         tier = outcome.tier if deployment is not None else decision.tier
         usage = outcome.usage
-        upstream_seconds = sum(a.seconds for a in outcome.attempts.items)
+        upstream_seconds = sum(a.seconds for a in outcome.attempts.items if a.outcome != HEDGE_LOST)
+        # A hedge's loser ran beside the winner, from about the start until the winner's first token.
+        upstream_seconds = max(
+            [upstream_seconds, *(a.seconds for a in outcome.attempts.items if a.outcome == HEDGE_LOST)]
+        )
         reference_ms = outcome.ttft_ms if outcome.ttft_ms is not None else outcome.total_ms
         overhead_ms = max(0.0, reference_ms - upstream_seconds * 1000) if outcome.attempts.items else None
         interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
@@ -236,7 +241,7 @@ class Recorder:
         if turn.classification_ms:
             m.classification_latency.observe(turn.classification_ms / 1000)
         for attempt in outcome.attempts.items:
-            if attempt.outcome not in ("ok", "parked"):
+            if attempt.outcome not in ("ok", "parked", HEDGE_LOST):  # a hedge's loser did not fail
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
             # Policies are compared on what they decided, not on where a fallback or a key's allowance took the turn.

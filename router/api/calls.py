@@ -65,6 +65,7 @@ class CallTurn(BaseModel):
     interrupted: bool
     cost_usd: float
     baseline_cost_usd: float
+    handoff: str | None = Field(None, description="The human handoff this turn's answer recommended, and why.")
 
 
 class CallTotals(BaseModel):
@@ -131,6 +132,7 @@ def summarize(
             interrupted=r.interrupted,
             cost_usd=r.cost_usd,
             baseline_cost_usd=r.baseline_cost_usd,
+            handoff=r.handoff,
         )
         for r in records
     ]
