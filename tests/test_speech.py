@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.accounting.ledger import LEDGER_COLUMNS, LedgerRecord, SQLiteLedgerSink, record_to_row
-from router.accounting.speech import SpeechPrices, SpeechUsage, price_speech, turn_speech
+from router.accounting.speech import SpeechPrices, SpeechUsage, price_speech, turn_speech, usage_report_schema
 from router.errors import InvalidRequest
 
 PRICES = SpeechPrices(
@@ -68,3 +68,12 @@ def test_a_ledger_file_from_before_gains_the_new_columns(tmp_path: Path) -> None
     assert (old_record.cost_usd, old_record.stt_cost_usd, old_record.speech_vendors) == (0.5, 0.0, {})
     assert (old_record.stt_seconds, old_record.call_outcome) == (None, None)
     assert (new_record.stt_seconds, new_record.call_outcome) == (3.0, "resolved")
+
+
+def test_the_documented_usage_report_names_the_priced_vendors() -> None:
+    schema = usage_report_schema(PRICES)
+    assert schema["properties"]["stt_vendor"] == {"anyOf": [{"enum": ["deepgram"]}, {"type": "null"}]}
+    assert "tts_vendor" not in schema["properties"]  # only a default TTS price: name no vendor
+    assert schema["dependentRequired"] == {"stt_seconds": ["stt_vendor"], "telephony_seconds": ["telephony_vendor"]}
+    bare = usage_report_schema(SpeechPrices())["properties"]
+    assert "stt_seconds" not in bare and "call_seconds" in bare and "outcome" in bare

@@ -174,7 +174,7 @@ def test_hostile_speech_metadata_is_refused_naming_the_field_and_ledgered(
         ({"telephony_seconds": "90", "telephony_vendor": "twilio"}, 400, "telephony_seconds"),
         ({"telephony_seconds": 90, "telephony_vendor": "twilio", "extra": 1}, 400, "extra"),
         ({"call_seconds": float("nan")}, 400, None),
-        ({}, 400, None),
+        ({"call_seconds": -1}, 400, "call_seconds"),
         ({"outcome": "resolved", "stt_seconds": 1, "stt_vendor": "nobody"}, 400, "stt_vendor"),
         ([1, 2], 400, None),
         ({"stt_seconds": 1, "stt_vendor": "deepgram", "stt_model": "a" * 5000}, 413, None),

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from router.errors import InvalidRequest, validation_error
@@ -82,19 +82,12 @@ class SpeechUsage(BaseModel):
 
 
 class CallUsageReport(SpeechUsage):
-    """``POST /v1/calls/{call_id}/usage``: the call's speech totals, its length and how it ended."""
+    """``POST /v1/calls/{call_id}/usage``: the call's speech totals, its length and how it ended (``{}`` just
+    ends the call)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     call_seconds: Seconds | None = None
-
-    @model_validator(mode="after")
-    def _says_something(self) -> CallUsageReport:
-        if self.empty and self.call_seconds is None:
-            raise ValueError(
-                "report at least one of stt_seconds, tts_characters, telephony_seconds, call_seconds, outcome"
-            )
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +157,31 @@ def turn_speech(metadata: Mapping[str, Any] | None, prices: SpeechPrices) -> Spe
             [{**error, "loc": ("metadata", "voice", *error["loc"])} for error in exc.errors()]
         ) from exc
     return None if usage.empty else price_speech(usage, prices, "metadata.voice.")
+
+
+def usage_report_schema(prices: SpeechPrices) -> dict[str, Any]:
+    """The JSON schema of ``CallUsageReport`` as this gateway accepts it: a vendor is one its price table prices by
+    name; a quantity without one needs a ``default`` price; a kind without any price takes no quantity."""
+    schema = CallUsageReport.model_json_schema()
+    properties = schema["properties"]
+    dependent: dict[str, list[str]] = {}
+    quantities = {"stt": "stt_seconds", "tts": "tts_characters", "telephony": "telephony_seconds"}
+    for kind, quantity in quantities.items():
+        table = prices.table(kind)
+        vendors = sorted(key for key in table if "/" not in key and key != DEFAULT_VENDOR)
+        if not table:
+            for name in (quantity, f"{kind}_vendor", f"{kind}_model"):
+                properties.pop(name, None)
+            continue
+        if vendors:
+            properties[f"{kind}_vendor"] = {"anyOf": [{"enum": vendors}, {"type": "null"}]}
+        else:
+            properties.pop(f"{kind}_vendor")
+        if DEFAULT_VENDOR not in table:
+            dependent[quantity] = [f"{kind}_vendor"]
+    if dependent:
+        schema["dependentRequired"] = dependent
+    return schema
 
 
 def speech_cost_of(record: Any) -> float:

@@ -8,10 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, ValidationError
 
 from router import headers as H
@@ -29,7 +30,7 @@ from router.api.deps import ServicesDep, get_caller
 from router.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge, error_response, error_responses
 from router.errors import validation_error as invalid_field
 from router.gateway import Caller, Rejection
-from router.identifiers import checked_id
+from router.identifiers import ID_MAX_CHARS, checked_id
 from router.services import Services
 
 router = APIRouter()
@@ -38,6 +39,10 @@ router = APIRouter()
 FLUSH_WAIT_SECONDS = 0.5
 # A usage report is a handful of numbers and names.
 MAX_USAGE_BODY_BYTES = 4096
+
+
+# Documented for clients and fuzzers; checked by the handler itself, so a refusal is ledgered like any other.
+CallIdParam = Annotated[str, PathParam(json_schema_extra={"pattern": f"^[A-Za-z0-9._:@-]{{1,{ID_MAX_CHARS}}}$"})]
 
 
 class UsageConflict(GatewayError):
@@ -200,11 +205,11 @@ async def _call_records(services: Services, caller: Caller, call_id: str) -> lis
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": CallUsageReport.model_json_schema()}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallUsageReport"}}},
         }
     },
 )
-async def report_call_usage(call_id: str, request: Request, services: ServicesDep) -> Any:
+async def report_call_usage(call_id: CallIdParam, request: Request, services: ServicesDep) -> Any:
     """The first report of a call is kept: the same report again answers as the first did (a retry is safe), a
     different one is a 409. Every refusal is in the ledger like a refused chat request."""
     started = time.perf_counter()
