@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from router.config import load_config
@@ -81,3 +82,15 @@ def test_the_default_policy_escalates_then_recommends_a_handoff() -> None:
     assert decide(chat, "standard").handoff is None  # never escalated yet: escalate first
     handed = decide(chat, "frontier")
     assert handed.handoff == "circles-after-escalation" and handed.handoff_reason
+
+
+def test_work_on_a_hostile_conversation_is_bounded() -> None:
+    hostile = "help " * 80_000  # 400 kB a turn
+    chat = [message for _ in range(500) for message in (user(hostile), assistant(hostile))]
+    chat += [{"role": "tool", "tool_call_id": "x", "content": "{" * 100_000}] * 100
+    started = time.perf_counter()
+    signals = circle_signals(chat)
+    elapsed = time.perf_counter() - started
+    # 24 turns of each role, 2,048 characters each, whatever the body (0.12 s on the busy 2-core machine).
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert signals.repeats == 0  # one content word ("help") is no request
