@@ -13,11 +13,11 @@ from router.config import Deployment, GatewayConfig, LatencyGuard
 from router.providers.base import ProviderError
 from router.providers.hedge import (
     HedgedRound,
+    StallGuarded,
     Wasted,
     hedge_trigger,
     latency_guards,
     read_to_first_content,
-    stall_guarded,
 )
 
 A, B, C = (Deployment(name=n, model=f"openai/{n}") for n in ("a", "b", "c"))
@@ -130,8 +130,27 @@ def test_the_first_content_token_is_not_the_opening_role_chunk() -> None:
 def test_a_stall_mid_answer_raises_a_provider_error() -> None:
     async def run(pause: float) -> list[dict[str, Any]]:
         stream = _chunks(_delta(content="a"), _delta(content="b"), _delta(content="c"), pause=pause)
-        return [c async for c in stall_guarded([], stream, 0.05, "a")]
+        return [c async for c in StallGuarded([], stream, 0.05, "a")]
 
     assert len(asyncio.run(run(0.0))) == 3
     with pytest.raises(ProviderError, match="stalled"):
         asyncio.run(run(0.5))
+
+
+def test_closing_a_guarded_stream_before_its_first_chunk_closes_the_upstream() -> None:
+    closed = []
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield _delta(content="a")
+            yield _delta(content="b")
+        finally:
+            closed.append(True)
+
+    async def run() -> None:
+        stream = upstream()
+        await anext(stream)  # opened: the gateway read up to the first content token
+        await StallGuarded([], stream, 1.0, "a").aclose()  # the caller hung up before any relay
+
+    asyncio.run(run())
+    assert closed == [True]

@@ -19,12 +19,12 @@ from router.providers.hedge import (
     HEDGE_LOST,
     HedgedRound,
     HedgeReport,
+    StallGuarded,
     Wasted,
     chunks_text,
     hedge_trigger,
     latency_guards,
     read_to_first_content,
-    stall_guarded,
 )
 
 T = TypeVar("T")
@@ -270,7 +270,7 @@ class FallbackChain:
         deadline = min(request_deadline, time.monotonic() + self._config.timeouts_for(deployment).total)
         stall_ms = self._guards[deployment.name].stall_ms
         if stall_ms is not None or len(chunks) > 1:
-            rest = stall_guarded(chunks[1:], rest, stall_ms / 1000 if stall_ms else None, deployment.name)
+            rest = StallGuarded(chunks[1:], rest, stall_ms / 1000 if stall_ms else None, deployment.name)
         return OpenStream(deployment, chunks[0], rest, attempts, deadline)
 
     def _failed(self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float) -> None:

@@ -235,28 +235,38 @@ async def read_to_first_content(stream: AsyncIterator[dict[str, Any]]) -> list[d
     return chunks
 
 
-async def stall_guarded(
-    buffered: list[dict[str, Any]], stream: AsyncIterator[dict[str, Any]], stall_s: float | None, name: str
-) -> AsyncIterator[dict[str, Any]]:
+class StallGuarded:
     """``buffered`` then the rest of ``stream``; a gap longer than ``stall_s`` between chunks raises a
-    ``ProviderError`` (the relay ends the stream with an error event, as for a dropped one)."""
-    try:
-        for chunk in buffered:
-            yield chunk
-        while True:
-            try:
-                async with asyncio.timeout(stall_s):
-                    chunk = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                assert stall_s is not None  # only a stall guard times out here
-                raise ProviderError(
-                    "timeout", f"{name}: the stream stalled for more than {stall_s * 1000:g} ms mid-answer"
-                ) from None
-            yield chunk
-    finally:
-        aclose = getattr(stream, "aclose", None)
+    ``ProviderError`` (the relay ends the stream with an error event, as for a dropped one).
+
+    A class rather than an async generator: ``aclose()`` must close the upstream stream even when iteration never
+    started (a caller who hung up before the first chunk was relayed)."""
+
+    def __init__(
+        self, buffered: list[dict[str, Any]], stream: AsyncIterator[dict[str, Any]], stall_s: float | None, name: str
+    ) -> None:
+        self._buffered = deque(buffered)
+        self._stream = stream
+        self._stall_s = stall_s
+        self._name = name
+
+    def __aiter__(self) -> StallGuarded:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._buffered:
+            return self._buffered.popleft()
+        try:
+            async with asyncio.timeout(self._stall_s):
+                return await anext(self._stream)
+        except TimeoutError:
+            raise ProviderError(
+                "timeout",
+                f"{self._name}: the stream stalled for more than {(self._stall_s or 0) * 1000:g} ms mid-answer",
+            ) from None
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
         if aclose is not None:
             await aclose()
 
