@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from router.accounting.speech import SpeechPrices, usage_report_schema
 from router.api import admin, budgets, calls, chat, health, keys, models
 from router.api.guards import BodyDeadline, InternalEndpoints, LastResortErrors
 from router.config import Limits
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             limits = app.state.services.loaded.config.limits if hasattr(app.state, "services") else Limits()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(chat.request_schemas(limits))
+            prices = app.state.services.loaded.config.speech_prices if hasattr(app.state, "services") else None
+            schema["components"]["schemas"]["CallUsageReport"] = usage_report_schema(prices or SpeechPrices())
             app.openapi_schema = schema
         return app.openapi_schema
 

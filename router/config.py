@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from router.accounting.budgets import BudgetConfig
 from router.accounting.pricing import PriceOverride
+from router.accounting.speech import SpeechPrices
 from router.yamlsource import YamlDocument
 
 RESERVED_MODEL_NAMES = frozenset({"auto"})
@@ -120,6 +121,34 @@ class PermissionsConfig(StrictModel):
     )
 
 
+class LatencyGuard(StrictModel):
+    """Voice deadlines of one tier or deployment (router/providers/hedge.py): no dead air on the phone."""
+
+    first_token_deadline_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=600_000,
+        description="A stream with no first content token by then starts the next deployment (a hedge) "
+        "without cancelling this one; whichever yields content first is streamed.",
+    )
+    hedge_after_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=600_000,
+        description="Start the hedge this early instead (streams; for non-streamed answers, the only trigger).",
+    )
+    stall_ms: float | None = Field(
+        default=None, gt=0, le=600_000, description="A stream silent this long mid-answer ends with an error event."
+    )
+
+
+class LatencyConfig(StrictModel):
+    """Latency guards by tier and by deployment; a deployment's own fields win over its tier's."""
+
+    tiers: dict[str, LatencyGuard] = Field(default_factory=dict)
+    deployments: dict[str, LatencyGuard] = Field(default_factory=dict)
+
+
 class SimulatorSection(StrictModel):
     embedded: bool = Field(default=False, description="Start the provider simulator inside the gateway.")
     config: Path | None = Field(default=None, description="SimulatorSettings YAML; unset = its default.")
@@ -140,6 +169,8 @@ class GatewayConfig(StrictModel):
     simulator: SimulatorSection = SimulatorSection()
     breaker: BreakerConfig = BreakerConfig()
     budgets: BudgetConfig | None = None
+    latency: LatencyConfig = LatencyConfig()
+    speech_prices: SpeechPrices = SpeechPrices()
 
     @field_validator("tiers")
     @classmethod
@@ -164,6 +195,9 @@ class GatewayConfig(StrictModel):
             raise ValueError(f"names used twice (tier, deployment or 'auto'): {', '.join(sorted(clashes))}")
         if self.baseline_deployment is not None and self.baseline_deployment not in names:
             raise ValueError(f"baseline_deployment '{self.baseline_deployment}' is not a deployment")
+        unknown = (set(self.latency.tiers) - set(self.tiers)) | (set(self.latency.deployments) - set(names))
+        if unknown:
+            raise ValueError(f"latency names unknown tiers or deployments: {', '.join(sorted(unknown))}")
         return self
 
     @property

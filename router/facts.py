@@ -5,6 +5,7 @@ The gateway and the offline replay both build facts here, so a replayed turn is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from classifiers.catalog import CatalogMatch
 from classifiers.schemas import Classification
 from router.accounting.tokens import prompt_tokens
 from router.policy.facts import CallFacts, Facts, VoiceFacts
+from router.voice.circles import CircleSignals, circle_signals
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,15 @@ def voice_facts(voice: Any) -> VoiceFacts:
     )
 
 
+def with_circles(call: CallFacts | None, messages: Sequence[dict[str, Any]]) -> CallFacts | None:
+    """The call's facts with its going-in-circles signals; a turn without a call id gets them too when any is
+    non-zero (the conversation it carries is its call)."""
+    signals = circle_signals(messages)
+    if call is None and signals == CircleSignals():
+        return None
+    return dataclasses.replace(call or CallFacts(), **dataclasses.asdict(signals))
+
+
 def turn_facts(
     *,
     tenant: str,
@@ -95,6 +106,6 @@ def turn_facts(
         catalog_tier=classification.catalog_tier if classification else None,
         classifier_failed=classifier_failed,
         voice=voice_facts((metadata or {}).get("voice")),
-        call=call,
+        call=with_circles(call, messages),
         budget_soft_exceeded=budget_soft_exceeded,
     )

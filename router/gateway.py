@@ -20,6 +20,7 @@ from typing import Any
 from router import headers as H
 from router.accounting.budgets import BudgetEnforcer, BudgetExceeded, BudgetPolicy, Reservation
 from router.accounting.ledger import LedgerUnavailable
+from router.accounting.speech import turn_speech
 from router.accounting.tokens import (
     MediaParts,
     completion_text,
@@ -38,6 +39,7 @@ from router.policy.engine import Decision
 from router.policy.facts import COMPLAINT_INTENT, CallFacts, Facts
 from router.policy.store import PolicyStore
 from router.providers.chain import FallbackChain, OpenStream
+from router.providers.hedge import price_waste
 from router.schemas import ChatCompletionRequest
 from router.state import CallRecord, StateStore
 from router.types import Accountant, Attempts, Caller, Outcome, RateLimit, Rejection, Turn, TurnClassifier
@@ -94,6 +96,7 @@ class Gateway:
             raise ModelNotFound(f"The model '{requested}' does not exist", param="model")
         self.allowance.check_requested(caller, requested)
         metadata = request.metadata or {}
+        turn_speech(metadata, self.config.speech_prices)  # a bad metadata.voice is a 400 before any work
         call_id, caller_id = call_identity(headers, metadata, request.user)
         messages = body["messages"]
         has_tools = bool(request.tools)
@@ -293,6 +296,10 @@ class Gateway:
             result[H.CAPPED] = f"{turn.capped_from}->{decision.tier}"
         if deployment.is_simulated:
             result[H.SIMULATED] = "true"
+        if attempts.hedge is not None:
+            result.update(attempts.hedge.headers())
+        if decision.handoff_reason is not None:
+            result[H.HANDOFF], result[H.HANDOFF_REASON] = "recommended", decision.handoff_reason
         return result
 
     async def complete(self, turn: Turn) -> tuple[dict[str, Any], dict[str, str]]:
@@ -345,9 +352,11 @@ class Gateway:
         returns once the record is durable, so before the answer is released (``LedgerUnavailable`` if not)."""
         if outcome.deployment is not None:
             outcome.tier = self.chain.served_tier(turn.decision.tier, outcome.deployment.name)
+        # A hedge's loser was billed too: priced here, charged to the budgets, ledgered beside the turn.
+        wasted_usd = price_waste(outcome.attempts.hedge, turn.facts.prompt_tokens, self.accountant.price, text_tokens)
         if turn.reservation is not None and self.budgets is not None:
             try:
-                await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd)
+                await self.budgets.enforcer.settle(turn.reservation, outcome.cost_usd + wasted_usd)
             except Exception:
                 logger.exception("could not settle the budget of %s", turn.request_id)
         await self.accountant.record(turn, outcome)

@@ -15,6 +15,12 @@ REASONS = "x-switchboard-reasons"
 SIMULATED = "x-switchboard-simulated"
 # "frontier->small": the policy's tier, and the best one the caller's key may use, which served instead.
 CAPPED = "x-switchboard-capped"
+# A hedge ran beside a slow attempt (router/providers/hedge.py): "first" or "hedge" won; the cancelled deployments.
+HEDGE_WINNER = "x-switchboard-hedge-winner"
+HEDGE_CANCELLED = "x-switchboard-hedge-cancelled"
+# The policy recommends handing the call to a human ("recommended"), and why (router/voice/circles.py).
+HANDOFF = "x-switchboard-handoff"
+HANDOFF_REASON = "x-switchboard-handoff-reason"
 
 # Set by agents.
 CALL_ID = "x-call-id"

@@ -141,6 +141,25 @@ class Metrics:
             ("tier", "deployment", "kind"),
             registry=r,
         )
+        self.hedges = Counter(
+            "switchboard_hedges",
+            "Turns where a hedge ran beside a slow attempt, by the tier and deployment that won and which won "
+            "(winner: first or hedge).",
+            ("tier", "deployment", "winner"),
+            registry=r,
+        )
+        self.hedge_wasted_cost = Counter(
+            "switchboard_hedge_wasted_cost_usd",
+            "Spend on hedge losers (cancelled attempts), by their tier and deployment; also in switchboard_cost_usd.",
+            ("tier", "deployment"),
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "switchboard_handoffs",
+            "Turns whose answer recommended a human handoff (x-switchboard-handoff), by the policy's handoff name.",
+            ("tenant", "agent", "handoff"),
+            registry=r,
+        )
         self.decisions = Counter(
             "switchboard_routing_decisions",
             "Routing decisions by rule and tier.",
@@ -190,9 +209,34 @@ class Metrics:
         self.calls = Counter(
             "switchboard_calls", "Voice calls (distinct call ids) finished.", ("tenant", "agent"), registry=r
         )
+        self.call_outcomes = Counter(
+            "switchboard_call_outcomes",
+            "Finished calls by outcome: resolved, transferred (to a human) or abandoned (also: idle expiry).",
+            ("tenant", "agent", "outcome"),
+            registry=r,
+        )
+        self.call_outcome_cost = Counter(
+            "switchboard_call_outcome_cost_usd",
+            "Whole cost (LLM, hedges, speech) of finished calls by outcome: cost per resolved call is the sum over "
+            "every outcome divided by the resolved calls.",
+            ("tenant", "agent", "outcome"),
+            registry=r,
+        )
+        self.call_seconds = Counter(
+            "switchboard_call_seconds",
+            "Length of finished calls (metadata.voice.call_seconds or the call's usage report), for cost per minute.",
+            ("tenant", "agent"),
+            registry=r,
+        )
+        self.speech_cost = Counter(
+            "switchboard_speech_cost_usd",
+            "Speech spend besides the LLM: kind stt, tts or telephony, by the price table's vendor key.",
+            ("tenant", "agent", "kind", "vendor"),
+            registry=r,
+        )
         self.call_cost = Histogram(
             "switchboard_call_cost_usd",
-            "Cost of one finished call.",
+            "Cost of one finished call (LLM, hedges and speech).",
             ("tenant",),
             buckets=CALL_COST_BUCKETS,
             registry=r,

@@ -7,6 +7,7 @@ client; a stream also gets a provisional record before its first byte (see ``rou
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 from decimal import Decimal
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from router.accounting.calls import CallCostTracker
+from router.accounting.hedged import hedge_records, observe_hedge
 from router.accounting.ledger import (
     STREAM_UNFINISHED,
     Ledger,
@@ -25,12 +27,13 @@ from router.accounting.ledger import (
     usage_fields,
 )
 from router.accounting.pricing import PriceBook
+from router.accounting.speech import observe_speech, speech_cost_of, turn_speech
 from router.accounting.usage import Usage
 from router.config import Deployment, GatewayConfig
 from router.metrics import Metrics
 from router.settings import Settings
 from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
-from router.types import Caller, Outcome, Rejection, Turn
+from router.types import HEDGE_LOST, Caller, Outcome, Rejection, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class Recorder:
         self.spool_lock: IO[bytes] | None = None
         self.traffic: TrafficLogWriter | None = None
         self._baseline = config.baseline.name
+
+    def _tier_of(self, deployment: str) -> str | None:
+        return next((t for t in self._config.tier_order if deployment in self._config.tiers[t]), None)
 
     def price(self, deployment: Deployment, usage: Usage) -> tuple[float, float]:
         cost = self.prices.cost(deployment.name, usage).cost_usd
@@ -75,14 +81,17 @@ class Recorder:
         """Account for a finished turn; returns once its record is durable (else ``LedgerUnavailable``)."""
         try:
             record, overhead_ms = self._ledger_record(turn, outcome)
-            durable = self.ledger.commit(record)
+            wasted = hedge_records(record, outcome.attempts.hedge, self._tier_of)
+            durable = asyncio.gather(self.ledger.commit(record), *(self.ledger.commit(w) for w in wasted))
         except Exception:  # a bug in accounting must never fail a turn that was served
             logger.exception("could not account for %s", turn.request_id)
             return
         try:
             tenant_label, agent_label = self._caller_labels(turn.caller)
             self._observe(record, turn, outcome, overhead_ms, tenant_label, agent_label)
-            self._follow(turn, record, outcome, tenant_label, agent_label)
+            observe_hedge(self.metrics, record, wasted, outcome.attempts.hedge, tenant_label, agent_label)
+            observe_speech(self.metrics, record, tenant_label, agent_label)
+            self._follow(turn, record, outcome, tenant_label, agent_label, sum(w.cost_usd for w in wasted))
         except Exception:
             logger.exception("could not account for %s", turn.request_id)
         await durable
@@ -108,7 +117,15 @@ class Recorder:
             return
         await durable
 
-    def _follow(self, turn: Turn, record: LedgerRecord, outcome: Outcome, tenant_label: str, agent_label: str) -> None:
+    def _follow(
+        self,
+        turn: Turn,
+        record: LedgerRecord,
+        outcome: Outcome,
+        tenant_label: str,
+        agent_label: str,
+        wasted_usd: float = 0.0,
+    ) -> None:
         """The traffic log and the call's running cost (its metrics carry the bounded caller labels)."""
         if self.traffic is not None:
             self.traffic.write(self._traffic_record(turn, record, outcome.usage))
@@ -117,9 +134,10 @@ class Recorder:
                 tenant_label,
                 agent_label,
                 turn.call_id,
-                record.cost_usd,
+                record.cost_usd + wasted_usd + speech_cost_of(record),
                 record.voice_call_seconds,
                 ended=turn.facts.voice.call_ended,
+                outcome=record.call_outcome,
             )
 
     def _ledger_record(self, turn: Turn, outcome: Outcome) -> tuple[LedgerRecord, float | None]:
@@ -128,11 +146,16 @@ class Recorder:
         decision = turn.decision
         tier = outcome.tier if deployment is not None else decision.tier
         usage = outcome.usage
-        upstream_seconds = sum(a.seconds for a in outcome.attempts.items)
+        upstream_seconds = sum(a.seconds for a in outcome.attempts.items if a.outcome != HEDGE_LOST)
+        # A hedge's loser ran beside the winner, from about the start until the winner's first token.
+        upstream_seconds = max(
+            [upstream_seconds, *(a.seconds for a in outcome.attempts.items if a.outcome == HEDGE_LOST)]
+        )
         reference_ms = outcome.ttft_ms if outcome.ttft_ms is not None else outcome.total_ms
         overhead_ms = max(0.0, reference_ms - upstream_seconds * 1000) if outcome.attempts.items else None
         interrupted_cost = outcome.cost_usd if outcome.interrupted else 0.0
         classification = turn.classification
+        speech = turn_speech(turn.body.get("metadata"), self._config.speech_prices)  # validated by the gateway
         record = LedgerRecord(
             record_id=turn.request_id,
             request_id=turn.request_id,
@@ -165,6 +188,8 @@ class Recorder:
             ttft_ms=outcome.ttft_ms,
             total_ms=outcome.total_ms,
             voice_call_seconds=turn.facts.voice.call_seconds,
+            handoff=f"{decision.handoff}: {decision.handoff_reason}" if decision.handoff else None,
+            **(speech.ledger_fields() if speech is not None else {}),
             **(usage_fields(usage) if usage is not None else {}),
             **self._shadow(turn, usage, deployment.name if deployment else None),
         )
@@ -195,6 +220,8 @@ class Recorder:
         )
         m.requests.labels(*labels, str(record.status)).inc()
         m.decisions.labels(tenant_label, record.rule or "", record.tier or "").inc()
+        if turn.decision.handoff is not None:
+            m.handoffs.labels(tenant_label, agent_label, turn.decision.handoff).inc()
         if record.deployment is not None:
             for kind in TOKEN_KINDS:
                 count = getattr(record, kind)
@@ -213,7 +240,7 @@ class Recorder:
         if turn.classification_ms:
             m.classification_latency.observe(turn.classification_ms / 1000)
         for attempt in outcome.attempts.items:
-            if attempt.outcome not in ("ok", "parked"):
+            if attempt.outcome not in ("ok", "parked", HEDGE_LOST):  # a hedge's loser did not fail
                 m.fallbacks.labels(record.tier or "", attempt.deployment, attempt.outcome).inc()
         if record.shadow_tier is not None:
             # Policies are compared on what they decided, not on where a fallback or a key's allowance took the turn.

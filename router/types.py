@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from router.policy.engine import Decision
     from router.policy.facts import Facts
     from router.policy.store import Catalog
+    from router.providers.hedge import HedgeReport
+
+# An ``Attempt`` outcome: cancelled because another deployment answered first (router/providers/hedge.py).
+HEDGE_LOST = "hedge_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +49,13 @@ class Attempt:
 @dataclass(slots=True)
 class Attempts:
     items: list[Attempt] = field(default_factory=list)
+    hedge: HedgeReport | None = None  # set when a hedge ran beside a slow attempt (router/providers/hedge.py)
 
     @property
     def fallbacks(self) -> int:
-        """Deployments tried before the one that answered (parked ones were not tried)."""
-        tried = [a for a in self.items if a.outcome != "parked"]
+        """Deployments tried before the one that answered (parked ones, and hedge losers, were not fallen over
+        from)."""
+        tried = [a for a in self.items if a.outcome not in ("parked", HEDGE_LOST)]
         return max(0, len(tried) - 1) if tried and tried[-1].outcome == "ok" else len(tried)
 
 

@@ -67,6 +67,15 @@ FAILING_MODEL = "gpt-4o-mini"
 # Barge-ins go to the frontier tier, slowed down so the caller can hang up mid-answer.
 SLOW_MODEL = "gpt-4.1"
 BREAKER = {"consecutive_failures": 2, "open_seconds": 0.5}
+# Speech besides the LLM: every turn reports STT and TTS, every call its telephony minutes at its end.
+SPEECH_PRICES = {
+    "stt_per_minute": {"deepgram": 0.0058},
+    "tts_per_million_characters": {"elevenlabs": 180.0},
+    "telephony_per_minute": {"twilio": 0.0085},
+}
+# In even rounds the standard tier sits silent before answering: a hedge on the frontier tier answers instead.
+HEDGED_MODEL = "gpt-4o"
+LATENCY = {"deployments": {"standard-a": {"hedge_after_ms": 50, "first_token_deadline_ms": 50}}}
 
 
 def budget_limit_series(target: str, at: str, second: int) -> list[str]:
@@ -139,16 +148,20 @@ class Traffic:
 
     gateway: GatewayServer
     client: httpx.Client
-    sent: int = 0
+    sent: int = 0  # ledger records: requests, hedge losers and call usage reports
 
     def turn(
         self, tenant: str, agent: str, call_id: str, model: str, stream: bool, call_seconds: int, ended: bool
     ) -> None:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": MESSAGES,
-            "metadata": {"voice": {"call_seconds": call_seconds, "call_ended": ended}},
+        voice = {
+            "call_seconds": call_seconds,
+            "call_ended": ended,
+            "stt_seconds": 4.5,
+            "stt_vendor": "deepgram",
+            "tts_characters": 180,
+            "tts_vendor": "elevenlabs",
         }
+        body: dict[str, Any] = {"model": model, "messages": MESSAGES, "metadata": {"voice": voice}}
         if stream:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         headers = {"X-Tenant": tenant, "X-Agent": agent, "X-Call-Id": call_id}
@@ -156,14 +169,24 @@ class Traffic:
             assert response.status_code == 200, response.read()
             for _ in response.iter_bytes():
                 pass
-        self.sent += 1
+        cancelled = response.headers.get("x-switchboard-hedge-cancelled")
+        self.sent += 1 + (len(cancelled.split(",")) if cancelled else 0)
 
     def call(self, tenant: str, agent: str, call_id: str, models: tuple[str, ...], stream_first: bool) -> None:
-        """One voice call: a turn per model, alternately streamed, the last one ending the call."""
+        """One voice call: a turn per model, alternately streamed, the last one ending the call, then its
+        telephony minutes and outcome (resolved, or transferred to a human every other call)."""
         for index, model in enumerate(models):
             elapsed = CALL_SECONDS * (index + 1) // len(models)
             last = index == len(models) - 1
             self.turn(tenant, agent, call_id, model, (index % 2 == 0) == stream_first, elapsed, ended=last)
+        report = {
+            "telephony_seconds": CALL_SECONDS,
+            "telephony_vendor": "twilio",
+            "outcome": "resolved" if stream_first else "transferred",
+        }
+        headers = {"X-Tenant": tenant, "X-Agent": agent}
+        self.client.post(f"/v1/calls/{call_id}/usage", json=report, headers=headers).raise_for_status()
+        self.sent += 1
 
     def hang_up_mid_stream(self, tenant: str, agent: str) -> None:
         """A caller barging in: read a few chunks of a streamed answer, then drop the connection."""
@@ -205,6 +228,7 @@ def drive_traffic(simulator: SimulatorServer, traffic: Traffic, prometheus: Prom
     for round_index in range(ROUNDS):
         faulty = round_index % 2 == 0
         set_behaviour(simulator, FAILING_MODEL, rate_500=1.0 if faulty else 0.0)
+        set_behaviour(simulator, HEDGED_MODEL, ttft_ms=300 if faulty else 0)
         for tenant, agents in TENANTS.items():
             for agent in agents:
                 models = ("auto", "small", TIERS[round_index % len(TIERS)])
@@ -222,7 +246,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tmp_path = tmp_path_factory.mktemp("prometheus-e2e")
     shadow = write_yaml(tmp_path / "candidate.yaml", {"name": "candidate", "default": "small"})
     with SimulatorServer(SimulatorSettings(models={"*": ModelBehaviour()}, seed=7)) as simulator:
-        config = gateway_config(simulator.base_url, shadow_policy=str(shadow), budgets=BUDGETS, breaker=BREAKER)
+        config = gateway_config(
+            simulator.base_url,
+            shadow_policy=str(shadow),
+            budgets=BUDGETS,
+            breaker=BREAKER,
+            speech_prices=SPEECH_PRICES,
+            latency=LATENCY,
+        )
         with make_gateway(tmp_path, config) as gateway:
             instance = f"127.0.0.1:{gateway.port}"
             prometheus = PrometheusServer([ScrapeTarget(job=JOB, address=instance)], rule_files=[RULES])

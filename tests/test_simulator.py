@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -651,7 +652,15 @@ def test_seeded_faults_repeat_after_a_reset(client: httpx.Client) -> None:
 
 
 def test_fault_injectors_with_the_same_seed_agree() -> None:
-    behaviour = ModelBehaviour(rate_429=0.25, rate_500=0.25, rate_timeout=0.2, rate_drop=0.15, rate_401=0.1)
+    behaviour = ModelBehaviour(
+        rate_429=0.2,
+        rate_500=0.2,
+        rate_timeout=0.15,
+        rate_drop=0.1,
+        rate_401=0.1,
+        rate_slow_first_token=0.1,
+        rate_stall=0.1,
+    )
     left, right = FaultInjector(seed=3), FaultInjector(seed=3)
     draws = [left.draw(behaviour) for _ in range(200)]
     assert draws == [right.draw(behaviour) for _ in range(200)]
@@ -688,6 +697,25 @@ def test_streams_are_paced_by_ttft_and_tokens_per_second(client: httpx.Client) -
     # A non-stream answer waits for the whole generation, like a real upstream.
     assert time.perf_counter() - started >= 0.2 + 10 / 50
     assert answer.json()["usage"]["completion_tokens"] == 10
+
+
+def test_slow_first_tokens_and_mid_stream_stalls_are_injected(client: httpx.Client) -> None:
+    set_behaviour(client, "slow-start", rate_slow_first_token=1.0, slow_first_token_ms=300)
+    started = time.perf_counter()
+    assert chat(client, model="slow-start").status_code == 200
+    assert time.perf_counter() - started >= 0.3
+    set_behaviour(client, "stalling", rate_stall=1.0, stall_after_chunks=3, stall_ms=300, output_tokens=10)
+    body = {"model": "stalling", "messages": USER_TURN, "stream": True}
+    arrivals = []
+    started = time.perf_counter()
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append(time.perf_counter() - started)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # An instant answer but for one silence of the stall's length after the third event, then the rest of it.
+    assert arrivals[-1] >= 0.3 and gaps.index(max(gaps)) == 2
+    assert stats(client)["faults"]["stall"] == 1 and stats(client)["faults"]["slow_first_token"] == 1
 
 
 def test_cancelled_stream_is_counted_within_a_second(client: httpx.Client) -> None:

@@ -132,6 +132,16 @@ class LedgerRecord(BaseModel):
     ttft_ms: float | None = None
     total_ms: float | None = None
     voice_call_seconds: float | None = None
+    # Speech besides the LLM (router/accounting/speech.py): a turn's metadata.voice or a call's usage report.
+    stt_seconds: float | None = None
+    tts_characters: int | None = None
+    telephony_seconds: float | None = None
+    stt_cost_usd: float = 0.0
+    tts_cost_usd: float = 0.0
+    telephony_cost_usd: float = 0.0
+    speech_vendors: dict[str, str] = Field(default_factory=dict)
+    call_outcome: str | None = None  # resolved | transferred | abandoned, on a call's usage report
+    handoff: str | None = None  # "<policy handoff>: <reason>" when a human handoff was recommended
 
     @field_validator("ts")
     @classmethod
@@ -266,10 +276,23 @@ class SQLiteLedgerSink:
             for name, kind in LEDGER_COLUMNS.items()
         )
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} ({columns})")
+        self._add_new_columns()
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS ledger_tenant_call ON {LEDGER_TABLE} (tenant, call_id)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS ledger_ts ON {LEDGER_TABLE} (ts)")
         placeholders = ", ".join(f":{name}" for name in LEDGER_COLUMNS)
         self._insert_sql = upsert_sql(list(LEDGER_COLUMNS), f"VALUES ({placeholders})")
+
+    def _add_new_columns(self) -> None:
+        """A ledger file written by an earlier version gets the columns added since (as Alembic does for
+        PostgreSQL), at the end and empty: JSON columns hold ``{}``, numbers their record default."""
+        present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({LEDGER_TABLE})")}
+        for name, kind in LEDGER_COLUMNS.items():
+            if name in present:
+                continue
+            default = LedgerRecord.model_fields[name].get_default(call_default_factory=True)
+            value = json.dumps(default) if kind is ColumnKind.JSON else default
+            literal = "NULL" if value is None else f"'{value}'" if isinstance(value, str) else repr(value)
+            self._conn.execute(f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {name} {_SQLITE_TYPES[kind]} DEFAULT {literal}")
 
     def write_batch_sync(self, records: Sequence[LedgerRecord]) -> None:
         rows = [record_to_row(r) for r in records]

@@ -17,7 +17,9 @@ from typing import Literal
 
 import pandas as pd
 
-from router.accounting.ledger import LEDGER_COLUMNS, LEDGER_TABLE, TS_FORMAT, ColumnKind, format_ts
+from router.accounting.hedged import HEDGE_WASTED
+from router.accounting.ledger import LEDGER_COLUMNS, LEDGER_TABLE, TS_FORMAT, ColumnKind, LedgerRecord, format_ts
+from router.accounting.speech import CALL_USAGE_PREFIX, SPEECH_KINDS
 
 ReportFormat = Literal["csv", "parquet", "markdown"]
 TIME_GROUPS = {"day": "%Y-%m-%d", "month": "%Y-%m"}
@@ -115,14 +117,53 @@ def _group_keys(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return keys
 
 
+def _with_every_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """A ledger (or export) written before a column existed reads as if that column held its default."""
+    missing = [name for name in LEDGER_COLUMNS if name not in frame.columns]
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for name in missing:
+        default = LedgerRecord.model_fields[name].get_default(call_default_factory=True)
+        frame[name] = None if isinstance(default, dict) else default
+    return frame
+
+
+def _call_figures(frame: pd.DataFrame, cost: float) -> dict[str, float | int]:
+    """Speech spend, hedge waste and outcomes: the whole cost of the calls and cost per resolved call.
+
+    A call's outcome is the last one reported for it (a turn's ``metadata.voice.outcome`` or its usage report)."""
+    speech = {f"{kind}_cost_usd": float(frame[f"{kind}_cost_usd"].sum()) for kind in SPEECH_KINDS}
+    total = cost + sum(speech.values())
+    with_call = frame[frame["call_id"].notna()]
+    outcomes = with_call[with_call["call_outcome"].notna()].sort_values("ts").groupby("call_id")["call_outcome"].last()
+    calls = int(with_call["call_id"].nunique())
+    resolved = int((outcomes == "resolved").sum())
+    return {
+        "hedge_wasted_usd": float(frame.loc[frame["error_type"] == HEDGE_WASTED, "cost_usd"].sum()),
+        **speech,
+        "total_cost_usd": total,
+        "calls": calls,
+        "resolved_calls": resolved,
+        "cost_per_resolved_call_usd": total / resolved if resolved else math.nan,
+        "transferred_share": float((outcomes == "transferred").sum()) / calls if calls else math.nan,
+    }
+
+
+def _is_turn(frame: pd.DataFrame) -> pd.Series:
+    """Rows that are requests: not a hedge loser's record, nor a call's usage report."""
+    return (frame["error_type"] != HEDGE_WASTED) & ~frame["record_id"].astype(str).str.startswith(CALL_USAGE_PREFIX)
+
+
 def _summarise(frame: pd.DataFrame) -> dict[str, float | int]:
     tokens = {name: int(frame[name].sum()) for name in TOKEN_COLUMNS}
     cost = float(frame["cost_usd"].sum())
     baseline = float(frame["baseline_cost_usd"].sum())
     savings = baseline - cost
+    turns = frame[_is_turn(frame)]
     return {
-        "requests": len(frame),
-        "errors": int((frame["status"] >= 400).sum()),
+        "requests": len(turns),
+        "errors": int((turns["status"] >= 400).sum()),
         **tokens,
         "total_tokens": tokens["prompt_tokens"] + tokens["completion_tokens"],
         "cost_usd": cost,
@@ -130,6 +171,7 @@ def _summarise(frame: pd.DataFrame) -> dict[str, float | int]:
         "savings_usd": savings,
         "savings_pct": 100 * savings / baseline if baseline else math.nan,
         "interrupted_cost_usd": float(frame["interrupted_cost_usd"].sum()),
+        **_call_figures(frame, cost),
     }
 
 
@@ -142,6 +184,7 @@ def summarise(frame: pd.DataFrame, by: Sequence[str] = DEFAULT_GROUPS) -> pd.Dat
     unknown = [name for name in by if name not in GROUPABLE]
     if unknown:
         raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUPABLE)}")
+    frame = _with_every_column(frame)
     by = list(by)
     rows = []
     if by and not frame.empty:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class Decision:
     high_stakes: bool
     risks_present: tuple[str, ...]
     reasons: tuple[str, ...]
+    handoff: str | None = None  # the policy's handoff that holds: recommend a human to the voice platform
+    handoff_reason: str | None = None
 
     @property
     def call_labels(self) -> tuple[str, ...]:
@@ -65,6 +68,7 @@ class PolicyEngine:
         self.ladder = ladder
         self._deployments = frozenset(deployments)
         self._rules = [(rule.name, self._compile(rule.when), rule.route) for rule in policy.rules]
+        self._handoffs = [(h.name, self._compile(h.when), h.reason) for h in policy.handoff]
         self._risk_floors = sorted(policy.floor.risks.items(), key=lambda item: ladder.rank(item[1]))
 
     # -- conditions -------------------------------------------------------------------------------------------
@@ -169,11 +173,22 @@ class PolicyEngine:
         if condition.caller_open_complaint is not None:
             wanted = condition.caller_open_complaint
             checks.append(lambda f: (f.call is not None and f.call.caller_open_complaint) == wanted)
+        for name in ("repeats", "apologies", "tool_failures", "frustration"):
+            bounds = getattr(condition, name)
+            if bounds is not None:
+                checks.append(_in_range(bounds, _circle_count(name)))
         return checks
 
     # -- decision ---------------------------------------------------------------------------------------------
 
     def decide(self, facts: Facts) -> Decision:
+        decision = self._route(facts)
+        for name, predicate, reason in self._handoffs:
+            if predicate(facts):
+                return dataclasses.replace(decision, handoff=name, handoff_reason=reason)
+        return decision
+
+    def _route(self, facts: Facts) -> Decision:
         present = self.present_risks(facts.risks)
         high = self.is_high_stakes(facts)
         if facts.requested_model in self._deployments:
@@ -263,6 +278,15 @@ def _in_range(bounds: Range, value_of: Callable[[Facts], float | None]) -> Predi
         return value is not None and bounds.contains(value)
 
     return check
+
+
+def _circle_count(name: str) -> Callable[[Facts], float | None]:
+    """A going-in-circles count of the call (0 without one: the signals are read from any conversation)."""
+
+    def value(facts: Facts) -> float | None:
+        return float(getattr(facts.call, name)) if facts.call is not None else 0.0
+
+    return value
 
 
 def _voice_predicates(condition: VoiceCondition) -> list[Predicate]:

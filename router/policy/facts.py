@@ -33,6 +33,11 @@ class CallFacts:
     risks_seen: frozenset[str] = frozenset()
     caller_open_complaint: bool = False
     high_stakes_seen: bool = False
+    # Going in circles, read from the conversation this turn carries (router/voice/circles.py).
+    repeats: int = 0
+    apologies: int = 0
+    tool_failures: int = 0
+    frustration: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,12 @@ class CallCondition(StrictModel):
     caller_open_complaint: bool | None = Field(
         default=None, description="The caller complained in a call within the policy's caller memory window."
     )
+    repeats: Range | None = Field(default=None, description="Earlier user turns that repeat the latest one.")
+    apologies: Range | None = Field(default=None, description="Assistant turns that apologise or fail to understand.")
+    tool_failures: Range | None = Field(
+        default=None, description="Tool results with errors, and tool calls repeated with the same arguments."
+    )
+    frustration: Range | None = Field(default=None, description="User turns with frustration markers.")
 
     _lists = field_validator("risks_seen", mode="before")(_as_list)
 
@@ -151,6 +157,14 @@ class Rule(StrictModel):
     route: Route
 
 
+class Handoff(StrictModel):
+    """Recommend a human handoff to the voice platform (``x-switchboard-handoff: recommended``) when it holds."""
+
+    name: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=200, description="Sent in x-switchboard-handoff-reason.")
+    when: Condition
+
+
 class Floors(StrictModel):
     """Invariants no rule can break: a high-stakes turn never goes below these tiers."""
 
@@ -202,6 +216,9 @@ class Policy(StrictModel):
     budget_downgrade: BudgetDowngrade | None = None
     catalogs: CatalogRefs | None = None
     rules: list[Rule] = Field(default_factory=list)
+    handoff: list[Handoff] = Field(
+        default_factory=list, description="Checked on every turn after routing; the first that holds is sent."
+    )
 
     @field_validator("thresholds")
     @classmethod

@@ -119,6 +119,8 @@ def check_policy(document: YamlDocument, policy: Policy, config: GatewayConfig, 
         check_route((*loc, "route"), rule.route)
         if rule.when.is_unconditional:
             unconditional = rule.name
+    for index, handoff in enumerate(policy.handoff):
+        check_condition(("handoff", index, "when"), handoff.when)
 
 
 def load_policy(

@@ -10,13 +10,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from router.config import Deployment, GatewayConfig
+from router.accounting.usage import Usage
+from router.config import Deployment, GatewayConfig, LatencyGuard
 from router.errors import GatewayError, UpstreamError
 from router.providers.base import Provider, ProviderError
 from router.providers.health import DeploymentHealth
-from router.types import Attempt, Attempts
+from router.providers.hedge import (
+    HedgedRound,
+    StallGuarded,
+    Wasted,
+    chunks_text,
+    hedge_trigger,
+    latency_guards,
+    read_to_first_content,
+)
+from router.types import HEDGE_LOST, Attempt, Attempts
 
 T = TypeVar("T")
+_NO_GUARD = LatencyGuard()
 logger = logging.getLogger(__name__)
 
 
@@ -50,6 +61,7 @@ class FallbackChain:
         self._config = config
         self._providers = providers
         self.health = health
+        self._guards = latency_guards(config)
 
     def candidates(
         self, tier: str | None, deployment: str | None, permitted: Callable[[str], bool] = lambda _: True
@@ -80,19 +92,34 @@ class FallbackChain:
         return order[order.index(tier) :] if self._config.fallback.next_tier_up else [tier]
 
     async def _first_success(
-        self, candidates: list[Deployment], attempt: Callable[[Deployment], Awaitable[T]]
+        self,
+        candidates: list[Deployment],
+        attempt: Callable[[Deployment], Awaitable[T]],
+        *,
+        stream: bool = False,
+        waste: Callable[[Deployment, float, T | None], Awaitable[Wasted]] | None = None,
     ) -> tuple[Deployment, T, Attempts]:
-        """Try the candidates in order, for ``1 + retries`` rounds with jittered backoff between rounds."""
+        """Try the candidates in order, for ``1 + retries`` rounds with jittered backoff between rounds; with
+        latency guards (``latency:``) a round hedges slow attempts (router/providers/hedge.py)."""
         attempts = Attempts()
         fallback = self._config.fallback
         # The whole request, every attempt and backoff included, stays within the global total timeout.
         deadline = asyncio.get_running_loop().time() + self._config.timeouts.total
+        hedging = waste is not None and any(
+            hedge_trigger(self._guards[d.name], stream=stream) is not None for d in candidates
+        )
         for round_number in range(1 + fallback.retries):
             if round_number:
                 pause = self._backoff(candidates, round_number)
                 if asyncio.get_running_loop().time() + pause >= deadline:
                     break
                 await asyncio.sleep(pause)
+            if hedging:
+                assert waste is not None
+                won = await self._hedged_round(candidates, attempt, attempts, deadline, stream, waste)
+                if won is not None:
+                    return won
+                continue
             for deployment in candidates:
                 if not self.health.available(deployment.name):
                     attempts.items.append(Attempt(deployment.name, "parked"))
@@ -116,6 +143,60 @@ class FallbackChain:
                 return deployment, result, attempts
         raise self._exhausted(attempts)
 
+    async def _hedged_round(
+        self,
+        candidates: list[Deployment],
+        attempt: Callable[[Deployment], Awaitable[T]],
+        attempts: Attempts,
+        deadline: float,
+        stream: bool,
+        waste: Callable[[Deployment, float, T | None], Awaitable[Wasted]],
+    ) -> tuple[Deployment, T, Attempts] | None:
+        def available(deployment: Deployment) -> bool:
+            if self.health.available(deployment.name):
+                return True
+            attempts.items.append(Attempt(deployment.name, "parked"))
+            return False
+
+        def lost(deployment: Deployment, started: float, late: bool) -> None:
+            attempts.items.append(Attempt(deployment.name, HEDGE_LOST, None, time.perf_counter() - started))
+            if late:  # silent past its first-token deadline: for a voice caller that is a failure
+                error = ProviderError("timeout", f"{deployment.name}: no first token by its deadline")
+                self.health.record_failure(deployment.name, error, retry_after_cap=0)
+            else:
+                self.health.release_probe(deployment.name)
+
+        def first_token_deadline(deployment: Deployment) -> float | None:
+            guard = self._guards[deployment.name]
+            ms = guard.first_token_deadline_ms if stream else guard.hedge_after_ms
+            return ms / 1000 if ms is not None else None
+
+        hedged = HedgedRound(
+            attempt,
+            available=available,
+            trigger=lambda d: hedge_trigger(self._guards[d.name], stream=stream),
+            deadline=first_token_deadline,
+            failed=lambda d, error, started: self._failed(d, error, attempts, started),
+            lost=lost,
+            waste=waste,
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                won = await hedged.run(candidates)
+        except TimeoutError:
+            # The request's total timeout stopped every attempt still running: they timed out, not lost.
+            attempts.items = [
+                Attempt(a.deployment, "timeout", None, a.seconds) if a.outcome == HEDGE_LOST else a
+                for a in attempts.items
+            ]
+            raise self._exhausted(attempts) from None
+        if won is None:
+            return None
+        self.health.record_success(won.deployment.name)
+        attempts.items.append(Attempt(won.deployment.name, "ok", 200, won.seconds))
+        attempts.hedge = won.hedge
+        return won.deployment, won.result, attempts
+
     def _backoff(self, candidates: list[Deployment], round_number: int) -> float:
         """Exponential backoff with full jitter, or the shortest Retry-After when that is sooner to honour."""
         fallback = self._config.fallback
@@ -132,15 +213,22 @@ class FallbackChain:
             provider = self._providers[deployment.name]
             return await provider.complete(deployment, body, self._config.timeouts_for(deployment))
 
-        return await self._first_success(candidates, attempt)
+        async def waste(deployment: Deployment, seconds: float, answer: dict[str, Any] | None) -> Wasted:
+            return Wasted(deployment, seconds, usage=Usage.from_openai((answer or {}).get("usage")))
+
+        return await self._first_success(candidates, attempt, stream=False, waste=waste)
 
     async def open_stream(self, candidates: list[Deployment], body: dict[str, Any]) -> OpenStream:
-        async def attempt(deployment: Deployment) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+        Opened = tuple[list[dict[str, Any]], AsyncIterator[dict[str, Any]]]
+
+        async def attempt(deployment: Deployment) -> Opened:
             timeouts = self._config.timeouts_for(deployment)
             stream = self._providers[deployment.name].stream(deployment, body, timeouts)
+            guarded = self._guards[deployment.name] != _NO_GUARD
             try:
                 async with asyncio.timeout(timeouts.first_token):
-                    return await anext(stream), stream
+                    # A guarded deployment is judged on its first content token, not on an opening role chunk.
+                    return (await read_to_first_content(stream) if guarded else [await anext(stream)]), stream
             except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
                 await _close(stream)
                 raise exc if isinstance(exc, ProviderError) else _first_token_failure(deployment, exc) from exc
@@ -148,10 +236,21 @@ class FallbackChain:
                 await _close(stream)
                 raise
 
+        async def waste(deployment: Deployment, seconds: float, opened: Opened | None) -> Wasted:
+            if opened is None:
+                return Wasted(deployment, seconds)
+            chunks, stream = opened
+            await _close(stream)
+            usage = next((Usage.from_openai(c.get("usage")) for c in chunks if c.get("usage")), None)
+            return Wasted(deployment, seconds, produced_text=chunks_text(chunks), usage=usage)
+
         request_deadline = time.monotonic() + self._config.timeouts.total
-        deployment, (first, rest), attempts = await self._first_success(candidates, attempt)
+        deployment, (chunks, rest), attempts = await self._first_success(candidates, attempt, stream=True, waste=waste)
         deadline = min(request_deadline, time.monotonic() + self._config.timeouts_for(deployment).total)
-        return OpenStream(deployment, first, rest, attempts, deadline)
+        stall_ms = self._guards[deployment.name].stall_ms
+        if stall_ms is not None or len(chunks) > 1:
+            rest = StallGuarded(chunks[1:], rest, stall_ms / 1000 if stall_ms else None, deployment.name)
+        return OpenStream(deployment, chunks[0], rest, attempts, deadline)
 
     def _failed(self, deployment: Deployment, error: ProviderError, attempts: Attempts, started: float) -> None:
         attempts.items.append(Attempt(deployment.name, error.kind, error.status, time.perf_counter() - started))

@@ -18,7 +18,9 @@ Fault model
     Each request draws at most one fault from its model's rates (seeded when ``seed`` is set):
     ``429`` with ``Retry-After``, ``500``, ``timeout`` (hang, then answer unless the client leaves)
     and ``drop`` (a stream cut after a few events, or a connection closed with no response; served
-    in-process without uvicorn, the app raises ``SimulatedConnectionDrop`` instead).
+    in-process without uvicorn, the app raises ``SimulatedConnectionDrop`` instead), ``slow_first_token``
+    (accepted, then silent for ``slow_first_token_ms`` before the answer) and ``stall`` (a stream silent
+    for ``stall_ms`` after ``stall_after_chunks`` events, then resumed).
 
 Control API
     ``GET /_sim/stats`` (counters, cancellations, last request and headers), ``POST /_sim/reset``

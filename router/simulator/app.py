@@ -127,9 +127,20 @@ class SimulatorApp:
             await _respond_auth_failure(connection, wire, headers)
             return
         hang_seconds = behaviour.timeout_hang_seconds if fault is FaultKind.TIMEOUT else 0.0
-        first_byte_delay = hang_seconds + behaviour.ttft_ms / 1000
-        respond = self._stream if request.stream else self._answer
-        await respond(wire, request, behaviour, connection, first_byte_delay, drop=fault is FaultKind.DROP)
+        ttft_ms = behaviour.slow_first_token_ms if fault is FaultKind.SLOW_FIRST_TOKEN else behaviour.ttft_ms
+        first_byte_delay = hang_seconds + ttft_ms / 1000
+        if request.stream:
+            await self._stream(
+                wire,
+                request,
+                behaviour,
+                connection,
+                first_byte_delay,
+                drop=fault is FaultKind.DROP,
+                stall=fault is FaultKind.STALL,
+            )
+        else:
+            await self._answer(wire, request, behaviour, connection, first_byte_delay, drop=fault is FaultKind.DROP)
 
     async def _answer(
         self,
@@ -162,6 +173,7 @@ class SimulatorApp:
         first_byte_delay: float,
         *,
         drop: bool,
+        stall: bool = False,
     ) -> None:
         if await connection.pause(first_byte_delay):
             self._record_cancelled(connection, stream=True)
@@ -171,7 +183,9 @@ class SimulatorApp:
             frames = _with_oversized_event(frames, behaviour)
         # A dropped stream always stops before its last event, so it can never look complete.
         drop_at = min(behaviour.drop_after_chunks, len(frames) - 1) if drop else None
-        outcome = await _send_stream(connection, frames, behaviour.tokens_per_second, drop_at)
+        # A stall happens mid-answer: after the first events, before the last.
+        stall_at = (min(behaviour.stall_after_chunks, len(frames) - 1), behaviour.stall_ms / 1000) if stall else None
+        outcome = await _send_stream(connection, frames, behaviour.tokens_per_second, drop_at, stall_at)
         if outcome is _StreamOutcome.COMPLETED:
             self.stats.record_stream_completed()
         elif outcome is _StreamOutcome.CANCELLED:
@@ -213,9 +227,14 @@ def _with_oversized_event(frames: list[SseFrame], behaviour: ModelBehaviour) -> 
 
 
 async def _send_stream(
-    connection: ClientConnection, frames: list[SseFrame], tokens_per_second: float | None, drop_at: int | None
+    connection: ClientConnection,
+    frames: list[SseFrame],
+    tokens_per_second: float | None,
+    drop_at: int | None,
+    stall_at: tuple[int, float] | None = None,
 ) -> _StreamOutcome:
-    """Send ``frames`` on the token clock, coalescing every event that is already due into one write."""
+    """Send ``frames`` on the token clock, coalescing every event that is already due into one write; a stall
+    (position, seconds) holds the stream silent there and then resumes the clock where it stopped."""
     await connection.start_stream()
     interval = 1 / tokens_per_second if tokens_per_second else 0.0
     loop = asyncio.get_running_loop()
@@ -226,6 +245,12 @@ async def _send_stream(
             await connection.send_chunk(b"".join(pending))
             await connection.abort()
             return _StreamOutcome.DROPPED
+        if stall_at is not None and position == stall_at[0]:
+            await connection.send_chunk(b"".join(pending))
+            pending = []
+            if await connection.pause(stall_at[1]):
+                return _StreamOutcome.CANCELLED
+            started += stall_at[1]
         delay = started + frame.token_index * interval - loop.time() if interval and frame.token_index else 0.0
         if delay > 0:
             await connection.send_chunk(b"".join(pending))

@@ -14,6 +14,8 @@ class FaultKind(StrEnum):
     TIMEOUT = "timeout"
     DROP = "drop"
     AUTH_FAILURE = "401"
+    SLOW_FIRST_TOKEN = "slow_first_token"
+    STALL = "stall"
 
 
 class FaultInjector:
@@ -39,6 +41,8 @@ class FaultInjector:
             (FaultKind.TIMEOUT, behaviour.rate_timeout),
             (FaultKind.DROP, behaviour.rate_drop),
             (FaultKind.AUTH_FAILURE, behaviour.rate_401),
+            (FaultKind.SLOW_FIRST_TOKEN, behaviour.rate_slow_first_token),
+            (FaultKind.STALL, behaviour.rate_stall),
         ):
             if roll < rate:
                 return kind

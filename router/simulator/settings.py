@@ -40,11 +40,28 @@ class ModelBehaviour(BaseModel):
         ge=0,
         description="If set, a stream's event after drop_after_chunks carries this many bytes of content on one line.",
     )
+    rate_slow_first_token: float = Field(
+        0, ge=0, le=1, description="Requests accepted and then silent for slow_first_token_ms before the answer."
+    )
+    slow_first_token_ms: float = Field(3000, ge=0, description="The first-token delay of a slow request.")
+    rate_stall: float = Field(
+        0, ge=0, le=1, description="Streams that go silent for stall_ms after stall_after_chunks events, then go on."
+    )
+    stall_after_chunks: int = Field(3, ge=1, description="SSE events a stalling stream sends before its silence.")
+    stall_ms: float = Field(10_000, ge=0, description="How long a stalling stream stays silent mid-answer.")
 
     @model_validator(mode="after")
     def _fault_rates_are_exclusive(self) -> ModelBehaviour:
         # One uniform draw per request picks at most one fault, so the rates share a single unit interval.
-        total = self.rate_429 + self.rate_500 + self.rate_timeout + self.rate_drop + self.rate_401
+        total = (
+            self.rate_429
+            + self.rate_500
+            + self.rate_timeout
+            + self.rate_drop
+            + self.rate_401
+            + self.rate_slow_first_token
+            + self.rate_stall
+        )
         if total > 1 + 1e-9:
             raise ValueError(f"fault rates add up to {total:g}; at most one fault applies per request")
         return self
