@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -29,11 +30,16 @@ def main() -> None:
 def serve(
     config_path: Path | None, policy: Path | None, host: str | None, port: int | None, workers: int | None
 ) -> None:
-    """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator."""
+    """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator.
+
+    A port already in use is reported before anything loads; one "Switchboard ready on ..." line (stdout and the
+    JSON log) says when /readyz answers, and how long the start took.
+    """
     import uvicorn
 
     from router.server import server_options
     from router.settings import Settings
+    from router.startup import PortUnavailable, ReadyAnnouncer, check_port_free
 
     for name, value in (
         ("CONFIG", config_path),
@@ -47,6 +53,11 @@ def serve(
     settings = Settings()
     log_config = configure_logging(settings.log_level)
     try:
+        check_port_free(settings.host, settings.port)
+    except PortUnavailable as exc:
+        logging.getLogger("switchboard").error(str(exc), extra={"event": "port_unavailable"})
+        sys.exit(1)
+    try:
         loaded = load_config(settings.config)
         load_policy(loaded.policy_path(settings.policy), loaded.config)
     except ConfigFileError as exc:
@@ -57,7 +68,10 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-    click.echo(f"Switchboard on http://{settings.host}:{settings.port}/v1 (config: {loaded.source})")
+    logging.getLogger("switchboard").info(
+        "starting on %s:%d (config: %s)", settings.host, settings.port, loaded.source, extra={"event": "starting"}
+    )
+    ReadyAnnouncer(settings.host, settings.port).start()
     uvicorn.run(
         "router.app:create_app",
         factory=True,
