@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -15,8 +16,37 @@ from router.logs import configure_logging
 from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
+# The other commands, imported only when named (or listed by --help): the classifier's and replay's imports take
+# seconds, and `serve` must check its port before spending them.
+LAZY_COMMANDS = {
+    "simulate": "router.simulator.cli:simulate",
+    "ledger": "router.accounting.cli:ledger",
+    "report": "router.accounting.cli:report",
+    "train": "classifiers.cli:train_command",
+    "eval": "classifiers.cli:eval_command",
+    "keys": "router.keys_cli:keys",
+    "catalog": "classifiers.catalog_cli:catalog",
+    "traffic": "router.traffic.cli:traffic",
+    "replay": "router.traffic.cli:replay_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose ``LAZY_COMMANDS`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Switchboard: an OpenAI-compatible gateway that routes each turn to the cheapest safe model."""
 
@@ -108,18 +138,3 @@ def validate_policy(policy_file: Path, config_path: Path | None, model_path: Pat
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
     click.echo(f"valid: {loaded.version} ({len(loaded.policy.rules)} rules)")
-
-
-def _register_commands() -> None:
-    from classifiers.catalog_cli import catalog
-    from classifiers.cli import eval_command, train_command
-    from router.accounting.cli import ledger, report
-    from router.keys_cli import keys
-    from router.simulator.cli import simulate
-    from router.traffic.cli import replay_command, traffic
-
-    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog, traffic, replay_command):
-        main.add_command(command)
-
-
-_register_commands()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from router import headers as H
 from router.logs import JsonFormatter
-from router.simulator import SimulatorServer
+from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 from tests.conftest import GatewayServer, gateway_config, make_gateway
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +80,24 @@ def test_the_access_log_can_be_turned_off(
     ):
         assert _chat(gateway).status_code == 200
     assert _lines(caplog) == []
+
+
+def test_a_caller_who_hangs_up_is_logged_as_499(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    slow = SimulatorSettings(models={"*": ModelBehaviour(ttft_ms=3000)})
+    with (
+        SimulatorServer(slow) as simulator,
+        make_gateway(tmp_path, gateway_config(simulator.base_url)) as gateway,
+        caplog.at_level(logging.INFO, logger="switchboard.access"),
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{gateway.base_url}/v1/chat/completions",
+                json={"model": "auto", "messages": [{"role": "user", "content": "hello"}]},
+                headers=CALLER,
+                timeout=httpx.Timeout(10, read=0.5),
+            )
+        deadline = time.monotonic() + 10
+        while not _lines(caplog) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (line,) = _lines(caplog)
+    assert vars(line)["status"] == 499 and vars(line)["call_id"] == "call-77" and vars(line)["tier"]

@@ -111,6 +111,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         text=True,
         timeout=WALKTHROUGH_TIMEOUT_S,
     )
+    (tmp_path / "walkthrough.out").write_text(run.stdout)  # kept for a failure's post-mortem
     gateway_log = (tmp_path / "gateway.log").read_text() if (tmp_path / "gateway.log").exists() else ""
     assert run.returncode == 0, f"{run.stdout[-6000:]}\n{run.stderr[-6000:]}\n--- gateway\n{gateway_log[-4000:]}"
     out = run.stdout
@@ -122,4 +123,5 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"x-switchboard-policy-version: my-candidate@\w+", out), "the reloaded candidate answers"
     assert '"tenant":"clinic-north"' in out and "sb-" in out  # the keys: a keyed turn, the admin API
     assert "clinic-north" in out.split("### README block")[-1]  # the report covers the ledger's own range
-    assert gateway_log.count("Switchboard ready on") == 2
+    ready_lines = [line for line in gateway_log.splitlines() if line.startswith("Switchboard ready on")]
+    assert len(ready_lines) == 2 and all("SIMULATOR MODE" in line for line in ready_lines)  # one per start

@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
+from router.cli import LAZY_COMMANDS, main
 from router.logs import BackgroundServerChatter
 from router.startup import PortUnavailable, Readiness, check_port_free, process_age_seconds
 from tests.processes import free_port, wait_or_kill
@@ -110,3 +112,11 @@ def test_one_ready_line_with_a_true_start_time(tmp_path: Path) -> None:
     assert any(m.startswith("SIMULATOR MODE") for m in messages)
     assert all(line["logger"] != "root" or line["level"] != "info" for line in lines)  # third parties quiet
     assert not any("Uvicorn running" in m and str(port) not in m for m in messages)  # not the simulator's
+
+
+def test_every_lazy_command_is_the_command_of_its_name() -> None:
+    context = click.Context(main)
+    for name in LAZY_COMMANDS:
+        command = main.get_command(context, name)
+        assert command is not None and command.name == name
+    assert {"serve", "policy", *LAZY_COMMANDS} == set(main.list_commands(context))
