@@ -65,6 +65,13 @@ class BackgroundServerChatter(logging.Filter):
         )
 
 
+class QuantiserNotices(logging.Filter):
+    """Drops onnxruntime's quantiser advice (it logs on the root logger) from the first start's encoder export."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or f"onnxruntime{os.sep}quantization" not in record.pathname
+
+
 def configure_logging(level: str) -> dict[str, Any]:
     """Route the gateway's and uvicorn's loggers to JSON on stderr; returns uvicorn's ``log_config``.
 
@@ -77,12 +84,12 @@ def configure_logging(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "filters": {"background": {"()": BackgroundServerChatter}},
+        "filters": {"background": {"()": BackgroundServerChatter}, "quantiser": {"()": QuantiserNotices}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["background"],
+                "filters": ["background", "quantiser"],
                 "stream": "ext://sys.stderr",
             }
         },

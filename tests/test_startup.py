@@ -16,7 +16,7 @@ import click
 import pytest
 
 from router.cli import LAZY_COMMANDS, main
-from router.logs import BackgroundServerChatter
+from router.logs import BackgroundServerChatter, QuantiserNotices
 from router.startup import PortUnavailable, Readiness, check_port_free, process_age_seconds
 from tests.processes import free_port, wait_or_kill
 
@@ -120,3 +120,15 @@ def test_every_lazy_command_is_the_command_of_its_name() -> None:
         command = main.get_command(context, name)
         assert command is not None and command.name == name
     assert {"serve", "policy", *LAZY_COMMANDS} == set(main.list_commands(context))
+
+
+def test_the_quantisers_advice_is_dropped_but_not_its_errors() -> None:
+    def record(level: int, path: str) -> logging.LogRecord:
+        return logging.makeLogRecord({"name": "root", "levelno": level, "pathname": path, "msg": "x"})
+
+    quantiser = "/venv/lib/python3.11/site-packages/onnxruntime/quantization/onnx_quantizer.py"
+    notices = QuantiserNotices()
+    assert not notices.filter(record(logging.INFO, quantiser))
+    assert not notices.filter(record(logging.WARNING, quantiser))
+    assert notices.filter(record(logging.ERROR, quantiser))
+    assert notices.filter(record(logging.WARNING, "/work/router/services.py"))
