@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -121,7 +122,10 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "Floor violations under P: 0" in out and "gate passed" in out
     assert "valid: my-candidate@" in out
     assert re.search(r"x-switchboard-policy-version: my-candidate@\w+", out), "the reloaded candidate answers"
-    assert '"tenant":"clinic-north"' in out and "sb-" in out  # the keys: a keyed turn, the admin API
+    assert '"key":"sb-' in out  # the admin API issued one
+    with sqlite3.connect(tmp_path / ".switchboard" / "ledger.sqlite3") as ledger:
+        keyed_turn = ledger.execute("SELECT tenant, agent, key_id FROM ledger ORDER BY ts DESC LIMIT 1").fetchone()
+    assert keyed_turn[:2] == ("clinic-north", "reception") and keyed_turn[2]  # the turn sent with the CLI's key
     assert "clinic-north" in out.split("### README block")[-1]  # the report covers the ledger's own range
     ready_lines = [line for line in gateway_log.splitlines() if line.startswith("Switchboard ready on")]
     assert len(ready_lines) == 2 and all("SIMULATOR MODE" in line for line in ready_lines)  # one per start
