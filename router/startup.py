@@ -91,7 +91,7 @@ class ReadyAnnouncer:
         self.readiness: Readiness | None = None
 
     def start(self) -> ReadyAnnouncer:
-        threading.Thread(target=self._watch, name="switchboard-ready", daemon=True).start()
+        threading.Thread(target=self._watch, name="ready-announcer", daemon=True).start()
         return self
 
     def _watch(self) -> None:
