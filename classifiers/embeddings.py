@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import os
 import re
 import tempfile
@@ -225,6 +226,8 @@ def quantised_onnx_path(directory: Path, sha256: str, cache_dir: Path) -> Path:
     )
     target = cache_dir / f"minilm-l6-{sha256[:16]}-r{EXPORT_RECIPE_VERSION}-{versions}-int8.onnx"
     if not target.exists():
+        # Minutes on a busy small machine, once: say so, or a first start looks hung.
+        logging.getLogger(__name__).info("exporting the int8 ONNX encoder once, into %s", target)
         cache_dir.mkdir(parents=True, exist_ok=True)
         _export_quantised(directory, target)
     return target

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from router.access_log import AccessLog
 from router.accounting.speech import SpeechPrices, usage_report_schema
 from router.api import admin, budgets, calls, chat, health, keys, models
 from router.api.guards import BodyDeadline, InternalEndpoints, LastResortErrors
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     internal_tokens = [t for t in (settings.metrics_token, settings.admin_key) if t] if settings.metrics_token else []
     app.add_middleware(InternalEndpoints, tokens=internal_tokens)
     app.add_middleware(LastResortErrors)
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # outermost: it sees the status the client got, the last resort's 500 too
     for module in (chat, models, calls, budgets, health, admin, keys):
         app.include_router(module.router)
 

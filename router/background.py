@@ -11,6 +11,8 @@ from typing import Any, Self, TypeVar
 
 import uvicorn
 
+from router.logs import BACKGROUND_THREAD_PREFIX
+
 _STARTUP_POLL_SECONDS = 0.005
 T = TypeVar("T")
 
@@ -38,7 +40,11 @@ class BackgroundServer:
             host=host,
             port=port,
             access_log=False,
-            log_level="warning",
+            # A server in a thread must leave the process's logging alone: uvicorn's defaults would replace the
+            # host's handlers on the shared "uvicorn" loggers and raise their level (the gateway's own uvicorn
+            # then never says "Application startup complete"). Its info chatter is filtered by thread name.
+            log_config=None,
+            log_level=None,
             lifespan="on",
             timeout_graceful_shutdown=int(max(1, graceful_shutdown)),
             **uvicorn_options,
@@ -59,7 +65,9 @@ class BackgroundServer:
         if self._thread is not None:
             raise RuntimeError(f"the {self.name} is already running")
         server = uvicorn.Server(self._config)
-        thread = threading.Thread(target=self._run, args=(server,), name=f"switchboard-{self.name}", daemon=True)
+        thread = threading.Thread(
+            target=self._run, args=(server,), name=f"{BACKGROUND_THREAD_PREFIX}{self.name}", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + self._startup_timeout
         while not server.started:

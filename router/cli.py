@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import shutil
 import sys
@@ -14,8 +16,37 @@ from router.logs import configure_logging
 from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
+# The other commands, imported only when named (or listed by --help): the classifier's and replay's imports take
+# seconds, and `serve` must check its port before spending them.
+LAZY_COMMANDS = {
+    "simulate": "router.simulator.cli:simulate",
+    "ledger": "router.accounting.cli:ledger",
+    "report": "router.accounting.cli:report",
+    "train": "classifiers.cli:train_command",
+    "eval": "classifiers.cli:eval_command",
+    "keys": "router.keys_cli:keys",
+    "catalog": "classifiers.catalog_cli:catalog",
+    "traffic": "router.traffic.cli:traffic",
+    "replay": "router.traffic.cli:replay_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose ``LAZY_COMMANDS`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Switchboard: an OpenAI-compatible gateway that routes each turn to the cheapest safe model."""
 
@@ -29,11 +60,16 @@ def main() -> None:
 def serve(
     config_path: Path | None, policy: Path | None, host: str | None, port: int | None, workers: int | None
 ) -> None:
-    """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator."""
+    """Run the gateway. Without a config it serves the embedded default on the built-in provider simulator.
+
+    A port already in use is reported before anything loads; one "Switchboard ready on ..." line (stdout and the
+    JSON log) says when /readyz answers, and how long the start took.
+    """
     import uvicorn
 
     from router.server import server_options
     from router.settings import Settings
+    from router.startup import PortUnavailable, ReadyAnnouncer, check_port_free
 
     for name, value in (
         ("CONFIG", config_path),
@@ -47,6 +83,11 @@ def serve(
     settings = Settings()
     log_config = configure_logging(settings.log_level)
     try:
+        check_port_free(settings.host, settings.port)
+    except PortUnavailable as exc:
+        logging.getLogger("switchboard").error(str(exc), extra={"event": "port_unavailable"})
+        sys.exit(1)
+    try:
         loaded = load_config(settings.config)
         load_policy(loaded.policy_path(settings.policy), loaded.config)
     except ConfigFileError as exc:
@@ -57,7 +98,10 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-    click.echo(f"Switchboard on http://{settings.host}:{settings.port}/v1 (config: {loaded.source})")
+    logging.getLogger("switchboard").info(
+        "starting on %s:%d (config: %s)", settings.host, settings.port, loaded.source, extra={"event": "starting"}
+    )
+    ReadyAnnouncer(settings.host, settings.port).start()
     uvicorn.run(
         "router.app:create_app",
         factory=True,
@@ -94,18 +138,3 @@ def validate_policy(policy_file: Path, config_path: Path | None, model_path: Pat
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
     click.echo(f"valid: {loaded.version} ({len(loaded.policy.rules)} rules)")
-
-
-def _register_commands() -> None:
-    from classifiers.catalog_cli import catalog
-    from classifiers.cli import eval_command, train_command
-    from router.accounting.cli import ledger, report
-    from router.keys_cli import keys
-    from router.simulator.cli import simulate
-    from router.traffic.cli import replay_command, traffic
-
-    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog, traffic, replay_command):
-        main.add_command(command)
-
-
-_register_commands()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -41,18 +42,62 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# The project's own loggers log at the configured level; every other library (onnxruntime's quantiser logs each
+# tensor on the root logger, httpx each request, litellm its calls) only from WARNING, so a start or a request
+# prints what an operator acts on.
+OWN_LOGGERS = ("switchboard", "router", "classifiers", "uvicorn")
+QUIET_LIBRARIES_LEVEL = logging.WARNING
+# Servers started in a thread of this process (the embedded provider simulator) are named "switchboard-<name>"
+# (router.background); their uvicorn start/stop chatter would read as the gateway's own.
+BACKGROUND_THREAD_PREFIX = "switchboard-"
+# Read by huggingface_hub, transformers and tqdm when first imported: no progress bars or notices in server logs.
+QUIET_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+
+
+class BackgroundServerChatter(logging.Filter):
+    """Drops uvicorn's info lines from servers running in background threads; their warnings and errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno < logging.WARNING
+            and record.name.startswith("uvicorn")
+            and (record.threadName or "").startswith(BACKGROUND_THREAD_PREFIX)
+        )
+
+
+class QuantiserNotices(logging.Filter):
+    """Drops onnxruntime's quantiser advice (it logs on the root logger) from the first start's encoder export."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or f"onnxruntime{os.sep}quantization" not in record.pathname
+
+
 def configure_logging(level: str) -> dict[str, Any]:
-    """Route the gateway's and uvicorn's loggers to JSON on stderr; returns uvicorn's ``log_config``."""
+    """Route the gateway's and uvicorn's loggers to JSON on stderr; returns uvicorn's ``log_config``.
+
+    Third-party libraries are held at WARNING unless ``level`` is debug."""
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    own_level = level.upper()
+    libraries_level = own_level if own_level == "DEBUG" else logging.getLevelName(QUIET_LIBRARIES_LEVEL)
     config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "filters": {"background": {"()": BackgroundServerChatter}, "quantiser": {"()": QuantiserNotices}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["background", "quantiser"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": libraries_level},
         "loggers": {
-            "uvicorn": {"handlers": [], "propagate": True},
-            "uvicorn.error": {"handlers": [], "propagate": True},
-            "uvicorn.access": {"handlers": [], "propagate": True},
+            **{name: {"level": own_level} for name in OWN_LOGGERS},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": own_level},
+            "uvicorn.access": {"handlers": [], "propagate": True, "level": own_level},
             # litellm logs request details at debug/info; keep it quiet.
             "LiteLLM": {"level": "WARNING"},
         },

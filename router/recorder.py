@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from router.access_log import note_ledger_record
 from router.accounting.calls import CallCostTracker
 from router.accounting.hedged import hedge_records, observe_hedge
 from router.accounting.ledger import (
@@ -83,6 +84,7 @@ class Recorder:
             record, overhead_ms = self._ledger_record(turn, outcome)
             wasted = hedge_records(record, outcome.attempts.hedge, self._tier_of)
             durable = asyncio.gather(self.ledger.commit(record), *(self.ledger.commit(w) for w in wasted))
+            note_ledger_record(record)
         except Exception:  # a bug in accounting must never fail a turn that was served
             logger.exception("could not account for %s", turn.request_id)
             return
@@ -112,6 +114,7 @@ class Recorder:
             )
             record, _ = self._ledger_record(turn, outcome)
             durable = self.ledger.commit(record)
+            note_ledger_record(record)
         except Exception:  # as in record(): a bug in accounting must never fail the turn
             logger.exception("could not account for the start of %s", turn.request_id)
             return
@@ -294,6 +297,7 @@ class Recorder:
         )
         try:
             self.ledger.record(record)
+            note_ledger_record(record)
             tenant_label, agent_label = self._caller_labels(caller)
             self.metrics.requests.labels(tenant_label, agent_label, "", "", "none", str(record.status)).inc()
         except Exception:

@@ -145,10 +145,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+# With several workers uvicorn's parent pings each one and kills it after this many seconds without an answer. Its
+# default, 5 s, is shorter than a worker's imports take on a busy 2-core machine (the answering thread waits for the
+# interpreter lock meanwhile): workers were killed and restarted in a loop for a minute before one came up.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn options for the gateway: the guarded protocol and the keep-alive bound."""
+    """uvicorn options for the gateway: the guarded protocol, the keep-alive bound, the worker health check."""
     limits = HeadLimits(max_bytes=settings.max_header_bytes, timeout_seconds=settings.header_timeout_seconds)
     return {
         "http": functools.partial(GuardedHttpToolsProtocol, head_limits=limits),
         "timeout_keep_alive": settings.keep_alive_seconds,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         default=None, description="Append a PII-masked JSONL log of every turn here (for replay); off when unset."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="One JSON line per request at info (no caller text).")
     classifier: Literal["on", "off"] = "on"
     classifier_model: Path | None = Field(default=None, description="joblib model; unset = the shipped one.")
     call_ttl_seconds: float = Field(

@@ -24,11 +24,12 @@ from router.policy.facts import Facts
 from router.policy.store import load_policy
 from router.traffic.classify import CachingEncoder, ShippedClassifier
 from router.traffic.cli import GATE_FAILED_EXIT, replay_command
+from router.traffic.gate import gate_failures, gate_violations, required_tiers
 from router.traffic.generate import write_sample_log
 from router.traffic.log import LoggedMessage, TrafficMetadata, TrafficRecord, VoiceMetadata
 from router.traffic.redact import Redactor
 from router.traffic.replay import CallMemory, replay
-from router.traffic.report import build_report, floor_violations, gate_failures
+from router.traffic.report import build_report, floor_violations
 
 CONFIG = load_config(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -293,8 +294,10 @@ def test_floor_violations_are_found_independently_of_the_engine(hand_replay) -> 
     found = floor_violations(broken, "P")
     assert list(found["request_id"]) == ["t2"]
     assert (found.iloc[0]["tier"], found.iloc[0]["floor"]) == ("standard", "frontier")
-    failures = gate_failures(build_report(broken), max_cost_increase_pct=5)
-    assert len(failures) == 1 and "below their floor" in failures[0]
+    gated = gate_violations(broken, "P", "P")
+    assert list(gated["request_id"]) == ["t2"]
+    failures = gate_failures(build_report(broken), gated, max_cost_increase_pct=5)
+    assert len(failures) == 1 and "P routes 1 turns (1 calls) below the tier P's floors" in failures[0]
 
 
 def _run(args: list[str]) -> object:
@@ -321,6 +324,50 @@ def test_gate_exit_codes(tmp_path: Path, hand_log: Path) -> None:
     assert tolerated.exit_code == 0
     ungated = _run(base)
     assert ungated.exit_code == 0
+
+
+LOWER_FLOOR = (
+    "  high_stakes: frontier       # the classifier's stakes, or a detector's hard evidence\n"
+    "  sticky_high_stakes: true ",
+    "  high_stakes: small\n  sticky_high_stakes: false",
+)
+
+
+def test_gate_requires_the_current_policys_floors_per_turn(hand_replay) -> None:
+    required = required_tiers(hand_replay, "P").set_index(hand_replay.turns["request_id"])
+    assert pd.isna(required.loc["t1", "required"])
+    assert required.loc["t2", "required"] == "frontier" and required.loc["t2", "required_by"] == "P floor.high_stakes"
+    assert required.loc["t3", "required_by"] == "P floor.high_stakes (earlier in call)"
+
+
+def test_the_contract_holds_even_where_the_current_policy_has_no_floor(tmp_path: Path) -> None:
+    floorless = load_policy(_variant(tmp_path, "floorless", *LOWER_FLOOR), CONFIG.config)
+    result = replay(HAND_LOG, {"P": floorless}, CONFIG.config, FixedClassifier())
+    required = required_tiers(result, "P").set_index(result.turns["request_id"])
+    assert required.loc["t2", "required"] == "standard"
+    assert required.loc["t2", "required_by"] == "contract: high-stakes, never small"
+    assert pd.isna(required.loc["t3", "required"])  # the contract's floor is the turn's own stakes
+
+
+def test_gate_fails_a_candidate_that_lowers_its_own_floors(tmp_path: Path, hand_log: Path) -> None:
+    """The candidate has no violation of its own floors, but moves stakes turns off the current policy's floor."""
+    lowered = tmp_path / "lowered.yaml"
+    lowered.write_text(
+        _variant(tmp_path, "lowered", *LOWER_FLOOR).read_text().replace("default: standard", "default: small")
+    )
+    out = tmp_path / "report"
+    run = _run(
+        ["--traffic", str(hand_log), "--policy", "default", "--compare", str(lowered), "--gate", "--out", str(out)]
+    )
+    assert run.exit_code == GATE_FAILED_EXIT, run.output
+    assert "Floor violations under Q: 0" in run.output  # what the old gate looked at
+    assert "gate failed: Q routes 2 turns (1 calls) below the tier P's floors and the routing contract require" in (
+        run.output
+    )
+    assert "t2 call call-1 turn 2 (transaction, stakes 1.00): small by rule default, requires frontier" in run.output
+    assert "t3 call call-1 turn 3" in run.output and "(P floor.high_stakes (earlier in call))" in run.output
+    gated = pd.read_csv(out / "gate_violations.csv")
+    assert list(gated["request_id"]) == ["t2", "t3"] and set(gated["tier"]) == {"small"}
 
 
 def test_an_empty_log_is_an_error_not_a_report(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ import click
 from router.config import load_config
 from router.policy.store import LoadedPolicy, load_policy
 from router.traffic.classify import ShippedClassifier
+from router.traffic.gate import gate_failures, gate_violations, violation_lines
 from router.traffic.generate import write_sample_log
 from router.traffic.log import read_traffic
 from router.traffic.redact import Redactor
 from router.traffic.replay import DEFAULT_BATCH_SIZE, replay
-from router.traffic.report import build_report, gate_failures, render_text, write_outputs
+from router.traffic.report import build_report, render_text, write_outputs
 from router.traffic.send import DEFAULT_CONCURRENCY, send_traffic
 from router.traffic.send_progress import SendProgress
 from router.yamlsource import ConfigFileError
@@ -113,7 +114,10 @@ def send(
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Gateway YAML (tiers, prices).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for CSVs and PNGs.")
 @click.option(
-    "--gate", is_flag=True, help=f"Exit {GATE_FAILED_EXIT} if the candidate breaks a floor or costs too much."
+    "--gate",
+    is_flag=True,
+    help=f"Exit {GATE_FAILED_EXIT} if the candidate (Q, else P) routes a turn below what P's floors and the routing "
+    "contract require, or costs too much; 0 if it may ship.",
 )
 @click.option(
     "--max-cost-increase-pct",
@@ -151,6 +155,9 @@ def replay_command(
 
     Policies are files or the names of shipped policies (``default``, ``clinic``...). A program embedding this
     command may pass its own classifier as ``ctx.obj["classifier"]``.
+
+    Exit status: 0 done (with --gate: the candidate may ship), 3 the gate failed (the offending turns on stderr),
+    1 the log or a policy could not be read, 2 a usage error.
     """
     try:
         loaded_config = load_config(config_path)
@@ -175,13 +182,22 @@ def replay_command(
         raise click.ClickException(f"{traffic_path} holds no traffic records")
     report = build_report(result)
     click.echo(render_text(report, str(traffic_path)))
+    violations = gate_violations(result, BASELINE_POLICY, report.candidate) if gate else None
     if out_dir is not None:
         written = write_outputs(report, out_dir)
+        if violations is not None:
+            violations.set_index("request_id").to_csv(out_dir / "gate_violations.csv")
+            written.append(out_dir / "gate_violations.csv")
         click.echo(f"\nwrote {len(written)} files to {out_dir}")
-    if gate:
-        failures = gate_failures(report, max_cost_increase_pct)
+    if violations is not None:
+        failures = gate_failures(report, violations, max_cost_increase_pct)
         if failures:
             for failure in failures:
                 click.echo(f"gate failed: {failure}", err=True)
+            for line in violation_lines(violations):
+                click.echo(line, err=True)
             ctx.exit(GATE_FAILED_EXIT)
-        click.echo(f"gate passed: {report.candidate} has no floor violations and stays within the cost limit")
+        click.echo(
+            f"gate passed: {report.candidate} routes no turn below {BASELINE_POLICY}'s floors or the routing contract "
+            "and stays within the cost limit"
+        )

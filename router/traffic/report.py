@@ -5,7 +5,8 @@ from the engine's decision path: a high-stakes turn (stakes ≥ the policy's ``s
 above ``floor.high_stakes``, and a turn whose risks are present (probability ≥ the policy's threshold) at or above
 ``floor.risks[risk]``. A sane policy has none; one that has some has a bug the
 engine's own bookkeeping would not reveal. Turns pinned to a deployment by the caller are not routed by the policy
-and are left out.
+and are left out. Whether a candidate may ship is judged against the current policy's floors, not its own
+(``router.traffic.gate``).
 """
 
 from __future__ import annotations
@@ -180,25 +181,6 @@ def _changes(result: ReplayResult, before: str, after: str) -> pd.DataFrame:
     out["direction"] = np.select([delta > 0, delta < 0], [UP, DOWN], SIDEWAYS)
     out["cost_delta_usd"] = changed[f"cost.{after}"] - changed[f"cost.{before}"]
     return out
-
-
-def gate_failures(report: ReplayReport, max_cost_increase_pct: float) -> list[str]:
-    """Why the candidate policy must not ship; empty when it may."""
-    candidate = report.candidate
-    failures = []
-    found = len(report.violations[candidate])
-    if found:
-        failures.append(f"{candidate} sends {found} high-risk turns below their floor (see floor_violations)")
-    if len(report.labels) == 2:
-        baseline, after = report.cost_per_call(report.labels[0]), report.cost_per_call(candidate)
-        limit = baseline * (1 + max_cost_increase_pct / 100)
-        if after > limit:
-            increase = (after / baseline - 1) * 100 if baseline else float("inf")
-            failures.append(
-                f"{candidate} costs ${after:.6f} per call, {increase:.1f}% more than {report.labels[0]} "
-                f"(${baseline:.6f}); the limit is +{max_cost_increase_pct:g}%"
-            )
-    return failures
 
 
 # -- output -----------------------------------------------------------------------------------------------------
