@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,8 +16,52 @@ from router.logs import configure_logging
 from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
+# Subcommands imported only when run: training, reports and replays need the ``train``/``reports`` extras, and
+# ``serve`` must start (fast) in a base install without importing them.
+LAZY_COMMANDS = {
+    "simulate": "router.simulator.cli:simulate",
+    "ledger": "router.accounting.cli:ledger",
+    "report": "router.accounting.cli:report",
+    "train": "classifiers.cli:train_command",
+    "eval": "classifiers.cli:eval_command",
+    "keys": "router.keys_cli:keys",
+    "catalog": "classifiers.catalog_cli:catalog",
+    "traffic": "router.traffic.cli:traffic",
+    "replay": "router.traffic.cli:replay_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        try:
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as missing:
+            return _needs_extra(cmd_name, str(missing.name))
+        return command
+
+
+def _needs_extra(name: str, module: str) -> click.Command:
+    message = f"`switchboard {name}` needs {module}: pip install 'switchboard[train,reports]'"
+
+    def refuse(**_: Any) -> None:
+        raise click.ClickException(message)
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=message,
+        short_help="(needs the train/reports extras)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Switchboard: an OpenAI-compatible gateway that routes each turn to the cheapest safe model."""
 
@@ -94,18 +140,3 @@ def validate_policy(policy_file: Path, config_path: Path | None, model_path: Pat
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
     click.echo(f"valid: {loaded.version} ({len(loaded.policy.rules)} rules)")
-
-
-def _register_commands() -> None:
-    from classifiers.catalog_cli import catalog
-    from classifiers.cli import eval_command, train_command
-    from router.accounting.cli import ledger, report
-    from router.keys_cli import keys
-    from router.simulator.cli import simulate
-    from router.traffic.cli import replay_command, traffic
-
-    for command in (simulate, ledger, report, train_command, eval_command, keys, catalog, traffic, replay_command):
-        main.add_command(command)
-
-
-_register_commands()
