@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classifier: Literal["on", "off"] = "on"
-    classifier_model: Path | None = Field(default=None, description="joblib model; unset = the shipped one.")
+    classifier_model: Path | None = Field(default=None, description="turn model (.npz); unset = the shipped one.")
     call_ttl_seconds: float = Field(
         default=4 * 3600, gt=0, description="How long a call's state outlives its last turn."
     )
