@@ -253,18 +253,12 @@ class CachingEncoder:
 
     def __init__(self, encoder: TextEncoder, max_texts: int = DEFAULT_CACHED_TEXTS) -> None:
         self._encoder = encoder
+        self.encoder_id = encoder.encoder_id
+        self.runtime = encoder.runtime
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._max_texts = max_texts
         self.encoded = 0
         self.reused = 0
-
-    @property
-    def encoder_id(self) -> str:
-        return self._encoder.encoder_id
-
-    @property
-    def runtime(self) -> EncoderRuntime:
-        return self._encoder.runtime
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))

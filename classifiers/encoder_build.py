@@ -189,6 +189,8 @@ def _smooth_linear_inputs(model: Any, tokenizer: Any) -> None:
     import torch
 
     class SmoothedLinear(torch.nn.Module):
+        inverse_scale: torch.Tensor
+
         def __init__(self, linear: torch.nn.Linear, input_peak: torch.Tensor) -> None:
             super().__init__()
             weight_peak = linear.weight.detach().abs().amax(dim=0).clamp(min=1e-5)

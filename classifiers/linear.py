@@ -9,7 +9,7 @@ scikit-learn's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ class CalibratedLinear:
     intercept: np.ndarray
     slope: np.ndarray
     offset: np.ndarray
+    _weights: np.ndarray = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_calibrated(cls, model: Any) -> CalibratedLinear:
@@ -88,8 +89,11 @@ _LINEAR_FIELDS = ("coef", "intercept", "slope", "offset")
 class Head(Protocol):
     """What the classifier needs of a head; the training estimators (``classifiers.intent``/``risk``) qualify."""
 
-    classes_: np.ndarray
-    linear_: CalibratedLinear
+    @property
+    def classes_(self) -> np.ndarray: ...
+
+    @property
+    def linear_(self) -> CalibratedLinear: ...
 
     def predict_proba(self, X: Any) -> np.ndarray: ...
 

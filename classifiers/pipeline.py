@@ -131,7 +131,7 @@ class TurnModel:
         intent = model.intent_head
         if not isinstance(intent, IntentHead):
             raise TypeError("the intent head must be an IntentHead after serving()")
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {
             **intent.linear_.arrays("intent"),
             "intent.fine_to_coarse": intent.fine_to_coarse_,
             **model.risk_head.linear_.arrays("risk"),
@@ -290,9 +290,8 @@ class TurnClassifier:
         """
         model = TurnModel.load(path or DEFAULT_MODEL_PATH)
         if encoder is None:
-            encoder = load_encoder(runtime)
-            if encoder.runtime is EncoderRuntime.ONNX:
-                encoder = CachingEncoder(encoder, EMBEDDING_CACHE_TEXTS)
+            loaded = load_encoder(runtime)
+            encoder = CachingEncoder(loaded, EMBEDDING_CACHE_TEXTS) if loaded.runtime is EncoderRuntime.ONNX else loaded
         return cls(model, encoder, thresholds=thresholds)
 
     @property

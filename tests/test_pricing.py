@@ -105,9 +105,7 @@ def test_provider_prefix_must_match_the_listed_provider() -> None:
 
 
 def test_unknown_model_costs_zero_and_says_so() -> None:
-    cost = book(v="hosted_vllm/meta-llama/Llama-3.1-8B").cost(
-        "v", Usage(prompt_tokens=1000, completion_tokens=50)
-    )
+    cost = book(v="hosted_vllm/meta-llama/Llama-3.1-8B").cost("v", Usage(prompt_tokens=1000, completion_tokens=50))
     assert cost.cost_usd == 0
     assert not cost.known
     assert not book(s="sample_spec").deployment_price("s").known
@@ -185,9 +183,7 @@ def test_unconfigured_deployment_is_an_error() -> None:
 
 
 def test_bundled_litellm_map_resolves_real_models_offline() -> None:
-    prices = PriceBook(
-        {"mini": "openai/gpt-4o-mini", "haiku": "anthropic/claude-haiku-4-5", "own": "hosted_vllm/x/y"}
-    )
+    prices = PriceBook({"mini": "openai/gpt-4o-mini", "haiku": "anthropic/claude-haiku-4-5", "own": "hosted_vllm/x/y"})
     mini = prices.deployment_price("mini")
     assert mini.known and mini.input > 0 and mini.cached_input < mini.input
     haiku = prices.deployment_price("haiku")
