@@ -8,7 +8,7 @@
     await batching.aclose()
 
 ``SWITCHBOARD_EMBEDDINGS=onnx|torch`` picks the encoder runtime, ``SWITCHBOARD_EMBEDDING_THREADS`` its
-threads (default 1), ``SWITCHBOARD_CACHE_DIR`` where the exported ONNX model is cached.
+threads (default 1), ``SWITCHBOARD_CACHE_DIR`` where tenant catalogs' example embeddings are cached.
 """
 
 from classifiers.batching import BatchingClassifier

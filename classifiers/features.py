@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from classifiers.embeddings import EMBEDDING_DIM, TextEncoder
 from classifiers.lexicon import RiskLexicon
 from classifiers.schemas import Conversation
+
+if TYPE_CHECKING:  # training only: serving reads n-grams with ``classifiers.ngrams``, without scikit-learn
+    import scipy.sparse as sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 # The end of the previous assistant turn is what the user answers ("... can I have your card number?");
 # keeping only its tail bounds the encoder's cost for long answers.
@@ -63,11 +66,15 @@ def _empty() -> np.ndarray:
 def lexical_vectorizer() -> TfidfVectorizer:
     """Character n-grams of the user turn: the English encoder reads other languages poorly, while words like
     "Karte", "tarjeta" or "Passwort" share n-grams with labelled turns."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=20000)
 
 
 def with_lexical(dense: np.ndarray, lexical: sparse.csr_matrix | None, weight: float) -> np.ndarray | sparse.csr_matrix:
     """Embedding features, followed by the weighted n-gram features when there are any and ``weight`` > 0."""
+    import scipy.sparse as sparse
+
     if lexical is None or weight <= 0:
         return dense
     return sparse.hstack([sparse.csr_matrix(dense), lexical * weight]).tocsr()
@@ -81,7 +88,7 @@ class SplitFeatures:
     """
 
     dense: np.ndarray
-    lexical: sparse.csr_matrix | None
+    lexical: Any  # a scipy CSR matrix in training, ``ngrams.SparseRows`` when serving; both support ``@``
     weight: float
 
     @property

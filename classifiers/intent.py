@@ -10,8 +10,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.features import SplitFeatures
-from classifiers.linear import CalibratedLinear, KeepsLinearCopy
+from classifiers.linear import CalibratedLinear, IntentHead, KeepsLinearCopy
 
 MAX_CALIBRATION_FOLDS = 5
 
@@ -51,14 +50,13 @@ class IntentClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
     def _build_linear(self) -> CalibratedLinear:
         return CalibratedLinear.from_calibrated(self.model_)
 
-    def predict_proba(self, X: np.ndarray | SplitFeatures) -> np.ndarray:
-        """Same numbers as ``self.model_.predict_proba(X) @ self.fine_to_coarse_``, without its overhead."""
+    def head(self) -> IntentHead:
+        """The fitted head as plain arrays: what a saved model stores and the gateway runs."""
         check_is_fitted(self, "linear_")
-        scores = self.linear_.scores(X)
-        totals = scores.sum(axis=1, keepdims=True)
-        uniform = np.full_like(scores, 1.0 / scores.shape[1])
-        fine = np.divide(scores, totals, out=uniform, where=totals != 0)
-        return fine @ self.fine_to_coarse_
+        return IntentHead(self.classes_, self.linear_, self.fine_to_coarse_)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.head().predict_proba(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

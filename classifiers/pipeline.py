@@ -1,30 +1,29 @@
 """The turn classifier: embeddings + deterministic detectors + learned intent and risk heads.
 
 A trained ``TurnModel`` (heads, training metadata and the labelled examples quoted as reasons) is shipped
-prebuilt in ``classifiers/models/default.joblib`` rather than trained when the gateway starts: routing is then
+prebuilt in ``classifiers/models/default.npz`` rather than trained when the gateway starts: routing is then
 deterministic across replicas and restarts, start-up costs no training time, and the model that was evaluated
-is the model that runs. The embedding runtime is never pickled; it is rebuilt at load and must report the
-encoder id the model was trained with.
+is the model that runs. The file holds only arrays and one JSON header (``numpy.load(allow_pickle=False)``):
+loading it executes no code and needs neither scikit-learn nor scipy, only numpy. The embedding runtime is
+not in it; it is loaded separately and must report the encoder id the model was trained with.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
-import sklearn
 from pydantic import BaseModel, Field
-from sklearn.feature_extraction.text import TfidfVectorizer
 from threadpoolctl import ThreadpoolController
 
 from classifiers import regex
 from classifiers.detectors import DetectorHit, detect
-from classifiers.embeddings import EncoderRuntime, TextEncoder, load_encoder
+from classifiers.embeddings import CachingEncoder, EncoderRuntime, TextEncoder, load_encoder
 from classifiers.features import (
     FeatureScheme,
     SplitFeatures,
@@ -33,14 +32,17 @@ from classifiers.features import (
     turn_features,
 )
 from classifiers.folding import fold_disguises
-from classifiers.intent import IntentClassifier
 from classifiers.language import guess_language
 from classifiers.lexicon import RiskLexicon
+from classifiers.linear import CalibratedLinear, Head, IntentHead, ScoreHead
 from classifiers.neighbours import ExampleIndex
-from classifiers.risk import RiskClassifier
+from classifiers.ngrams import CharNgramTfidf
 from classifiers.schemas import Classification, Conversation
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.joblib"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
+# The saved model's layout; ``TurnModel.load`` reads exactly this version.
+MODEL_FORMAT = "switchboard-turn-model"
+MODEL_FORMAT_VERSION = 1
 DEFAULT_RISK_THRESHOLD = 0.5
 DEFAULT_STAKES_THRESHOLD = 0.5
 # Detectors whose hit is itself the contract's evidence: a number that moves money or proves identity, a code
@@ -50,6 +52,8 @@ HARD_EVIDENCE_DETECTORS = frozenset(
 )
 # Remembered stakes of earlier turns and instructions, by text: a call resends its history every turn.
 SEGMENT_CACHE_SIZE = 20_000
+# Vectors remembered by text in the gateway (1.5 KB each).
+EMBEDDING_CACHE_TEXTS = 8192
 # At most this many sentences of each system/developer/tool message are judged.
 MAX_INSTRUCTION_SENTENCES = 8
 _SENTENCE = regex.compile(r"[^.!?\n;]+")
@@ -80,37 +84,146 @@ class ModelMetadata(BaseModel):
     trained_at: str
 
 
+class ModelFormatError(ValueError):
+    """The file is not a turn model this version of Switchboard reads."""
+
+
 @dataclass
 class TurnModel:
-    """Everything learned from the labelled turns; what ``train`` writes and ``TurnClassifier.load`` reads."""
+    """Everything learned from the labelled turns; what ``train`` writes and ``TurnClassifier.load`` reads.
+
+    Fresh from training the heads are scikit-learn estimators and ``lexical`` a fitted ``TfidfVectorizer``;
+    :meth:`serving` (applied by ``save`` and by ``TurnClassifier``) swaps them for their plain-array equivalents,
+    so the model that is evaluated after training computes exactly what the saved one will.
+    """
 
     metadata: ModelMetadata
-    intent_head: IntentClassifier
-    risk_head: RiskClassifier
+    intent_head: Head
+    risk_head: Head
     examples: ExampleIndex
     # Character n-grams of the user turn, appended to the embeddings with a per-head weight: they carry keywords
     # ("Karte", "factures", "Passwort") of languages the English encoder reads poorly.
-    lexical: TfidfVectorizer | None = None
+    lexical: Any = None  # CharNgramTfidf, or a fitted TfidfVectorizer before ``serving``
     intent_lexical_weight: float = 1.0
     risk_lexical_weight: float = 0.5
     # Multilingual risk-keyword indicators appended to the embedding features of both heads.
     keywords: RiskLexicon | None = None
     keyword_weight: float = 0.0
     # One calibrated binary head: is this turn high-stakes under the routing contract (``classifiers.contract``).
-    stakes_head: RiskClassifier | None = None
+    stakes_head: Head | None = None
     stakes_lexical_weight: float = 0.5
 
+    def serving(self) -> TurnModel:
+        """This model with plain-array heads and n-gram transform (itself when it already has them)."""
+        lexical = self.lexical
+        if lexical is not None and not isinstance(lexical, CharNgramTfidf):
+            lexical = CharNgramTfidf.from_vectorizer(lexical)
+        return replace(
+            self,
+            intent_head=_plain(self.intent_head),
+            risk_head=_plain(self.risk_head),
+            stakes_head=None if self.stakes_head is None else _plain(self.stakes_head),
+            lexical=lexical,
+        )
+
     def save(self, path: str | Path) -> None:
+        model = self.serving()
+        intent = model.intent_head
+        if not isinstance(intent, IntentHead):
+            raise TypeError("the intent head must be an IntentHead after serving()")
+        arrays: dict[str, Any] = {
+            **intent.linear_.arrays("intent"),
+            "intent.fine_to_coarse": intent.fine_to_coarse_,
+            **model.risk_head.linear_.arrays("risk"),
+            "examples.vectors": model.examples.vectors,
+        }
+        header: dict[str, Any] = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "metadata": model.metadata.model_dump(mode="json"),
+            "intent_classes": [str(label) for label in intent.classes_],
+            "risk_classes": [str(label) for label in model.risk_head.classes_],
+            "stakes_classes": None,
+            "weights": {
+                "intent_lexical": model.intent_lexical_weight,
+                "risk_lexical": model.risk_lexical_weight,
+                "stakes_lexical": model.stakes_lexical_weight,
+                "keyword": model.keyword_weight,
+            },
+            # The keyword patterns the model was trained with, as pattern texts (``RiskLexicon``'s own state).
+            "keywords": None if model.keywords is None else model.keywords.__getstate__(),
+            "lexical": None,
+            "examples": {"texts": model.examples.texts, "intents": model.examples.intents},
+        }
+        if model.stakes_head is not None:
+            arrays.update(model.stakes_head.linear_.arrays("stakes"))
+            header["stakes_classes"] = [str(label) for label in model.stakes_head.classes_]
+        if model.lexical is not None:
+            arrays["lexical.idf"] = model.lexical.idf
+            header["lexical"] = {"ngram_range": list(model.lexical.ngram_range), "ngrams": model.lexical.ngrams}
+        arrays["header"] = np.frombuffer(json.dumps(header, ensure_ascii=False).encode(), dtype=np.uint8)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, target, compress=3)
+        # Through a file object: ``savez`` given a name would append ".npz" to it.
+        with target.open("wb") as file:
+            np.savez_compressed(file, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> TurnModel:
-        model = joblib.load(Path(path))
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a TurnModel")
-        return model
+        try:
+            with np.load(Path(path), allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+        except (ValueError, OSError) as error:
+            raise ModelFormatError(f"{path} is not a {MODEL_FORMAT} file (.npz): {error}") from error
+        if "header" not in arrays:
+            raise ModelFormatError(f"{path} has no {MODEL_FORMAT} header")
+        header = json.loads(arrays["header"].tobytes().decode())
+        if header.get("format") != MODEL_FORMAT or header.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{path} is {header.get('format')} v{header.get('format_version')}; this version reads "
+                f"{MODEL_FORMAT} v{MODEL_FORMAT_VERSION} (re-export it with the version that wrote it)"
+            )
+        weights = header["weights"]
+        keywords = None
+        if header["keywords"] is not None:
+            keywords = RiskLexicon.__new__(RiskLexicon)
+            keywords.__setstate__(header["keywords"])
+        lexical = None
+        if header["lexical"] is not None:
+            lexical = CharNgramTfidf(
+                header["lexical"]["ngrams"], arrays["lexical.idf"], tuple(header["lexical"]["ngram_range"])
+            )
+        stakes_head = None
+        if header["stakes_classes"] is not None:
+            stakes_head = ScoreHead(_labels(header["stakes_classes"]), CalibratedLinear.from_arrays(arrays, "stakes"))
+        return cls(
+            metadata=ModelMetadata.model_validate(header["metadata"]),
+            intent_head=IntentHead(
+                _labels(header["intent_classes"]),
+                CalibratedLinear.from_arrays(arrays, "intent"),
+                np.asarray(arrays["intent.fine_to_coarse"], dtype=np.float64),
+            ),
+            risk_head=ScoreHead(_labels(header["risk_classes"]), CalibratedLinear.from_arrays(arrays, "risk")),
+            examples=ExampleIndex(
+                arrays["examples.vectors"], header["examples"]["texts"], header["examples"]["intents"]
+            ),
+            lexical=lexical,
+            intent_lexical_weight=weights["intent_lexical"],
+            risk_lexical_weight=weights["risk_lexical"],
+            keywords=keywords,
+            keyword_weight=weights["keyword"],
+            stakes_head=stakes_head,
+            stakes_lexical_weight=weights["stakes_lexical"],
+        )
+
+
+def _plain(head: Any) -> Head:
+    """A training estimator's plain-array head (``head()``), or the head itself when it already is one."""
+    return head.head() if hasattr(head, "head") else head
+
+
+def _labels(names: list[str]) -> np.ndarray:
+    return np.asarray(names, dtype=object)
 
 
 def is_hard_evidence(hit: DetectorHit) -> bool:
@@ -150,7 +263,7 @@ class TurnClassifier:
             raise EncoderMismatchError(
                 f"model was trained with {model.metadata.encoder_id}, the encoder is {encoder.encoder_id}"
             )
-        self.model = model
+        self.model = model.serving()
         self.encoder = encoder
         self.thresholds = dict(thresholds or {})
         self.default_threshold = default_threshold
@@ -170,9 +283,16 @@ class TurnClassifier:
         encoder: TextEncoder | None = None,
         thresholds: Mapping[str, float] | None = None,
     ) -> TurnClassifier:
-        """Load a trained model (``None``: the shipped default) and build its encoder."""
+        """Load a trained model (``None``: the shipped default) and build its encoder.
+
+        The ONNX encoder is wrapped in a cache of vectors by text (exact: a text's ONNX vector does not depend on
+        what else is encoded): the assistant's questions that form a turn's context, and short answers, repeat.
+        """
         model = TurnModel.load(path or DEFAULT_MODEL_PATH)
-        return cls(model, encoder or load_encoder(runtime), thresholds=thresholds)
+        if encoder is None:
+            loaded = load_encoder(runtime)
+            encoder = CachingEncoder(loaded, EMBEDDING_CACHE_TEXTS) if loaded.runtime is EncoderRuntime.ONNX else loaded
+        return cls(model, encoder, thresholds=thresholds)
 
     @property
     def intents(self) -> list[str]:
@@ -204,11 +324,7 @@ class TurnClassifier:
             return []
         # One BLAS thread: the heads' matrices are small, and on a busy 2-core box OpenBLAS worker threads
         # spinning for a core cost far more than they save (and would take the event loop's core).
-        # scikit-learn's input validation costs more than the TF-IDF transform it guards: our inputs are ours.
-        with (
-            single_blas_thread(self._thread_pools),
-            sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
-        ):
+        with single_blas_thread(self._thread_pools):
             return self._classify_batch(conversations)
 
     def _features(self, turns: Sequence[Conversation]) -> _Features:
@@ -233,12 +349,13 @@ class TurnClassifier:
             return np.zeros(features.user.shape[0])
         return self.model.stakes_head.predict_proba(features.stakes)[:, 0]
 
-    def _judge(self, probability: float, text: str, keywords: np.ndarray, hits: list[DetectorHit]) -> _Stakes:
+    def _judge(
+        self, probability: float, text: str, keywords: np.ndarray, hits: list[DetectorHit], language: str
+    ) -> _Stakes:
         """The head's stakes, raised by hard evidence and, where the model is weak, by the language rule."""
         hard = [hit for hit in hits if is_hard_evidence(hit)]
         if hard:
             return _Stakes(1.0, f"stakes:detector:{hard[0].name}")
-        language = guess_language(text)
         if language != "en" and keywords.any() and probability < self.stakes_threshold:
             # The heads learned stakes mostly from English; a risk word in another language is not left to them.
             return _Stakes(max(probability, self.stakes_threshold), f"stakes:non_english_risk_keyword({language})")
@@ -297,7 +414,8 @@ class TurnClassifier:
         for hit in hits:
             for risk in hit.risks:
                 risks[risk] = 1.0
-        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits)
+        language = guess_language(turn.latest_user_text)
+        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits, language)
         reasons = [hit.reason for hit in hits]
         if stakes.reason:
             reasons.append(stakes.reason)
@@ -317,7 +435,7 @@ class TurnClassifier:
             detectors=list(dict.fromkeys(hit.name for hit in hits)),
             stakes=float(np.clip(stakes.probability, 0.0, 1.0)),
             high_stakes=stakes.probability >= self.stakes_threshold,
-            language=guess_language(turn.latest_user_text),
+            language=language,
         )
 
     # -- the rest of the chat ---------------------------------------------------------------------------------
@@ -346,7 +464,7 @@ class TurnClassifier:
             texts, folded, self._head_stakes(features), features.keywords, strict=True
         ):
             hits = detect_both(text, plain.latest_user_text)
-            self._segment_stakes[text] = self._judge(float(probability), text, keywords, hits)
+            self._segment_stakes[text] = self._judge(float(probability), text, keywords, hits, guess_language(text))
         while len(self._segment_stakes) > SEGMENT_CACHE_SIZE:
             self._segment_stakes.popitem(last=False)
 

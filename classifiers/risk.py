@@ -11,8 +11,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.features import SplitFeatures
-from classifiers.linear import CalibratedLinear, KeepsLinearCopy
+from classifiers.linear import CalibratedLinear, KeepsLinearCopy, ScoreHead
 
 MAX_CALIBRATION_FOLDS = 5
 
@@ -49,10 +48,14 @@ class RiskClassifier(KeepsLinearCopy, ClassifierMixin, BaseEstimator):
         regression = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000)
         return CalibratedClassifierCV(regression, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
 
-    def predict_proba(self, X: np.ndarray | SplitFeatures) -> np.ndarray:
-        """Probability of each risk, shape (n_samples, n_risks); the heads' own numbers, computed in one go."""
+    def head(self) -> ScoreHead:
+        """The fitted heads as plain arrays: what a saved model stores and the gateway runs."""
         check_is_fitted(self, "linear_")
-        return self.linear_.scores(X)
+        return ScoreHead(self.classes_, self.linear_)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of each risk, shape (n_samples, n_risks); the heads' own numbers, computed in one go."""
+        return self.head().predict_proba(X)
 
     def predict(self, X: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
         return (self.predict_proba(X) >= thresholds).astype(np.int64)

@@ -426,7 +426,7 @@ def render_markdown(run: RoutingRun) -> str:
         "small_leak: high-stakes turns routed small (target ≤ 1%). small_capture: small-safe turns routed small"
         " (target ≥ 80%). Savings: against every turn on the frontier baseline deployment.",
     ]
-    shipped = "Shipped model (`classifiers/models/default.joblib`; trained on these sources too: not held out)"
+    shipped = "Shipped model (`classifiers/models/default.npz`; trained on these sources too: not held out)"
     sections = [(shipped, run.before)]
     if run.loso is not None:
         sections.append(("Leave-one-source-out: trained without the measured source", run.loso))

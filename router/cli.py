@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,8 +17,8 @@ from router.logs import configure_logging
 from router.policy.store import load_policy
 from router.yamlsource import ConfigFileError
 
-# The other commands, imported only when named (or listed by --help): the classifier's and replay's imports take
-# seconds, and `serve` must check its port before spending them.
+# Subcommands imported only when run: training, reports and replays need the ``train``/``reports`` extras, and
+# ``serve`` must start (fast) in a base install without importing them.
 LAZY_COMMANDS = {
     "simulate": "router.simulator.cli:simulate",
     "ledger": "router.accounting.cli:ledger",
@@ -32,18 +33,33 @@ LAZY_COMMANDS = {
 
 
 class LazyGroup(click.Group):
-    """A group whose ``LAZY_COMMANDS`` are imported on first use."""
-
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = LAZY_COMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
-        module, attribute = target.split(":")
-        command: click.Command = getattr(importlib.import_module(module), attribute)
+        module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        try:
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as missing:
+            return _needs_extra(cmd_name, str(missing.name))
         return command
+
+
+def _needs_extra(name: str, module: str) -> click.Command:
+    message = f"`switchboard {name}` needs {module}: pip install 'switchboard[train,reports]'"
+
+    def refuse(**_: Any) -> None:
+        raise click.ClickException(message)
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=message,
+        short_help="(needs the train/reports extras)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -180,7 +180,7 @@ async def build_services(settings: Settings) -> Services:
     fast_bases = {SIMULATOR_API_BASE: f"{simulator.base_url}/v1"} if simulator else {}
     litellm_bases = {SIMULATOR_API_BASE: simulator.base_url} if simulator else {}
     openai_compatible = OpenAICompatibleProvider(fast_bases)
-    litellm = LiteLLMProvider(litellm_bases)
+    litellm = LiteLLMProvider(litellm_bases, serves=[d.name for d in config.deployments if not d.uses_fast_path])
     providers: dict[str, Provider] = {
         d.name: openai_compatible if d.uses_fast_path else litellm for d in config.deployments
     }

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = Field(default=True, description="One JSON line per request at info (no caller text).")
     classifier: Literal["on", "off"] = "on"
-    classifier_model: Path | None = Field(default=None, description="joblib model; unset = the shipped one.")
+    classifier_model: Path | None = Field(default=None, description="turn model (.npz); unset = the shipped one.")
     call_ttl_seconds: float = Field(
         default=4 * 3600, gt=0, description="How long a call's state outlives its last turn."
     )

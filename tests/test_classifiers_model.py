@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -13,11 +16,24 @@ from click.testing import CliRunner
 
 from classifiers import BatchingClassifier, Classification, Conversation, EncoderMismatchError, TurnClassifier
 from classifiers.cli import eval_command, train_command
-from classifiers.dataset import load_turns
-from classifiers.embeddings import EMBEDDING_DIM, EncoderRuntime, TextEncoder, load_encoder
+from classifiers.dataset import conversations, load_turns
+from classifiers.embeddings import (
+    EMBEDDING_DIM,
+    ENCODER_MANIFEST,
+    MODELS_DIR,
+    EncoderIntegrityError,
+    EncoderRuntime,
+    TextEncoder,
+    encoder_id_for,
+    file_sha256,
+    load_encoder,
+    model_dir,
+    shipped_encoder,
+)
 from classifiers.evaluate import evaluate
 from classifiers.features import SplitFeatures, embed_turns, turn_features, with_keywords, with_lexical
-from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnModel
+from classifiers.ngrams import CharNgramTfidf
+from classifiers.pipeline import DEFAULT_MODEL_PATH, MODEL_FORMAT_VERSION, ModelFormatError, TurnModel
 from classifiers.train import TrainingSettings, fit_model
 
 # Trains heads, exports and loads the real encoder (ONNX and torch): the slow tier.
@@ -109,14 +125,94 @@ def test_numpy_heads_match_scikit_learn(small_model: TurnModel, onnx_encoder: Te
     )
 
 
-def test_joblib_round_trip(small_model: TurnModel, onnx_encoder: TextEncoder, tmp_path: Path) -> None:
-    path = tmp_path / "model.joblib"
+def test_saved_model_round_trip(small_model: TurnModel, onnx_encoder: TextEncoder, tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
     small_model.save(path)
     loaded = TurnClassifier.load(path, encoder=onnx_encoder)
     original = TurnClassifier(small_model, onnx_encoder)
     turns = [Conversation(latest_user_text=text) for text in PARITY_TEXTS]
     assert loaded.classify_batch(turns) == original.classify_batch(turns)
     assert loaded.model.metadata == small_model.metadata
+
+
+def test_saved_arrays_compute_what_scikit_learn_computes(
+    small_model: TurnModel, onnx_encoder: TextEncoder, frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The saved model (arrays, no scikit-learn) against the fitted estimators, on 300 turns of the written set."""
+    path = tmp_path / "model.npz"
+    small_model.save(path)
+    loaded = TurnModel.load(path)
+    assert isinstance(loaded.lexical, CharNgramTfidf)
+    texts = [turn.latest_user_text for turn in conversations(frame.sample(300, random_state=5))]
+    turns = [Conversation(latest_user_text=text).normalised() for text in texts]
+    user, context = embed_turns(onnx_encoder, turns)
+    dense = with_keywords(
+        turn_features(user, context, small_model.metadata.feature_scheme),
+        texts,
+        small_model.keywords,
+        small_model.keyword_weight,
+    )
+    np.testing.assert_allclose(
+        loaded.lexical.transform(texts).toarray(), small_model.lexical.transform(texts).toarray(), atol=1e-12
+    )
+    served = loaded.lexical.transform(texts)
+    fitted = small_model.lexical.transform(texts)
+    intent_weight = small_model.intent_lexical_weight
+    np.testing.assert_allclose(
+        loaded.intent_head.predict_proba(SplitFeatures(dense, served, intent_weight)),
+        small_model.intent_head.model_.predict_proba(with_lexical(dense, fitted, intent_weight))
+        @ small_model.intent_head.fine_to_coarse_,
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    for name in ("risk", "stakes"):
+        weight = getattr(small_model, f"{name}_lexical_weight")
+        fitted_heads = getattr(small_model, f"{name}_head").heads_
+        expected = np.column_stack(
+            [head.predict_proba(with_lexical(dense, fitted, weight))[:, 1] for head in fitted_heads]
+        )
+        np.testing.assert_allclose(
+            getattr(loaded, f"{name}_head").predict_proba(SplitFeatures(dense, served, weight)),
+            expected,
+            rtol=1e-9,
+            atol=1e-12,
+        )
+
+
+def test_load_refuses_pickles_and_other_format_versions(small_model: TurnModel, tmp_path: Path) -> None:
+    pickled = tmp_path / "model.joblib"
+    pickled.write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelFormatError):
+        TurnModel.load(pickled)
+    newer = tmp_path / "newer.npz"
+    small_model.save(newer)
+    with np.load(newer) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["format_version"] = MODEL_FORMAT_VERSION + 1
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with newer.open("wb") as file:
+        np.savez(file, **arrays)
+    with pytest.raises(ModelFormatError, match="v2"):
+        TurnModel.load(newer)
+
+
+def test_shipped_encoder_is_checked_against_its_manifest(tmp_path: Path) -> None:
+    manifest, onnx_path, tokenizer_path = shipped_encoder()
+    # The manifest names the weights it was built from (the torch runtime's id, without loading torch).
+    assert manifest.encoder_id == encoder_id_for(file_sha256(model_dir() / "model.safetensors"))
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in (onnx_path, tokenizer_path, MODELS_DIR / ENCODER_MANIFEST):
+        shutil.copyfile(path, copy / path.name)
+    assert shipped_encoder(copy)[0] == manifest
+    with (copy / onnx_path.name).open("r+b") as tampered:
+        tampered.seek(-1, 2)
+        last = tampered.read(1)
+        tampered.seek(-1, 2)
+        tampered.write(bytes([last[0] ^ 1]))
+    with pytest.raises(EncoderIntegrityError, match="sha256"):
+        shipped_encoder(copy)
 
 
 def test_load_refuses_a_model_of_another_encoder(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
@@ -220,7 +316,7 @@ def test_train_and_eval_commands(tmp_path: Path) -> None:
     tiny = frame.groupby("intent").sample(14, random_state=3)
     data = tmp_path / "tiny.csv"
     tiny.to_csv(data, index=False)
-    model = tmp_path / "tiny.joblib"
+    model = tmp_path / "tiny.npz"
     runner = CliRunner()
     trained = runner.invoke(train_command, ["--data", str(data), "--out", str(model), "--seed", "5"])
     assert trained.exit_code == 0, trained.output

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from router.accounting.pricing import DeploymentPricing, PriceBook, PriceOverride
+from router.accounting.price_table import derive, installed_cost_map, load_table
+from router.accounting.pricing import DeploymentPricing, PriceBook, PriceOverride, litellm_cost_map
 from router.accounting.usage import Usage
 
 # A cost map in litellm's shape with round prices, so every expected cost below is computed by hand.
@@ -189,3 +190,19 @@ def test_bundled_litellm_map_resolves_real_models_offline() -> None:
     haiku = prices.deployment_price("haiku")
     assert haiku.known and haiku.cache_creation > haiku.input > haiku.cached_input
     assert not prices.deployment_price("own").known
+
+
+def test_shipped_price_table_is_derived_from_the_pinned_litellm() -> None:
+    # The table replaces `import litellm` at start-up; after a pin change it must be regenerated
+    # (python -m router.accounting.price_table), which this catches.
+    version, cost_map = installed_cost_map()
+    assert load_table() == derive(cost_map, version)
+
+
+def test_shipped_prices_equal_litellms_own() -> None:
+    _, cost_map = installed_cost_map()
+    shipped = PriceBook({}, cost_map=litellm_cost_map())
+    original = PriceBook({}, cost_map=cost_map)
+    for model in ("gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-3-5-haiku-20241022", "hosted_vllm/gpt-4o-mini"):
+        assert shipped.price_of(model) == original.price_of(model)
+    assert shipped.price_of("gpt-4o-mini").known

@@ -1,5 +1,8 @@
 """Token prices per deployment, from litellm's bundled model cost map, and the cost of one answer.
 
+The cost map is read from ``litellm_prices.json``, a table derived from the pinned litellm's own file
+(``router.accounting.price_table``), so pricing never imports litellm.
+
 Arithmetic is exact: prices are held as ``Decimal`` built from the *decimal text* of litellm's floats
 (``1.5e-07`` becomes ``Decimal("1.5E-7")``, not the binary expansion of the float), and costs are
 sums of ``Decimal`` products. Convert with ``float(cost.cost_usd)`` only at the edge (ledger, metrics).
@@ -11,13 +14,13 @@ and priority prices are ignored, because the gateway serves interactive, standar
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from router.accounting.price_table import load_table
 from router.accounting.usage import Usage
 
 PER_MTOK = Decimal(1_000_000)
@@ -37,16 +40,9 @@ LITELLM_SCHEMA_ENTRY = "sample_spec"
 
 @functools.cache
 def litellm_cost_map() -> Mapping[str, Any]:
-    """litellm's model cost map as bundled in the installed wheel; never fetched from the network.
-
-    The environment variable must be set before litellm is first imported, because litellm reads it at
-    import time to decide whether to download the map. The import is deferred to here so that nothing
-    else in the gateway pays litellm's import cost or risks the fetch.
-    """
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    import litellm
-
-    return litellm.model_cost
+    """litellm's model cost map (the priced entries of the pinned release), from the shipped table; never
+    fetched from the network and never through ``import litellm``."""
+    return load_table()["models"]
 
 
 class ModelPrice(BaseModel):

@@ -1,11 +1,10 @@
 """Token estimates for when an upstream reports no usage, and for the policy's ``prompt_tokens`` fact.
 
-tiktoken's encodings are read from the copy litellm bundles, so nothing is fetched at run time.
+tiktoken's encodings are read from the copy shipped in ``encodings/``, so nothing is fetched at run time.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from collections.abc import Iterator
@@ -23,10 +22,7 @@ TOKENS_PER_REPLY = 3
 
 
 def _bundled_encodings_dir() -> Path | None:
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+    folder = Path(__file__).resolve().parent / "encodings"
     return folder if folder.is_dir() else None
 
 

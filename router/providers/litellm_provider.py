@@ -7,8 +7,9 @@ upstreams never pay for it.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from router.config import Deployment, Timeouts
@@ -35,7 +36,13 @@ def _litellm() -> Any:
 
 
 class LiteLLMProvider:
-    def __init__(self, resolve_api_base: dict[str, str] | None = None) -> None:
+    def __init__(self, resolve_api_base: dict[str, str] | None = None, serves: Sequence[str] = ()) -> None:
+        # Checked here, at start-up, rather than at the first request: litellm is an optional extra.
+        if serves and importlib.util.find_spec("litellm") is None:
+            raise RuntimeError(
+                f"deployments {', '.join(serves)} are not OpenAI-compatible and need litellm: "
+                "pip install 'switchboard[litellm]'"
+            )
         self._resolve_api_base = resolve_api_base or {}
         self._module: Any = None
 

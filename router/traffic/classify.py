@@ -12,48 +12,15 @@ once (see ``_load``), on its first batch.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from classifiers.embeddings import CachingEncoder
 from classifiers.schemas import Classification, Conversation
 
 if TYPE_CHECKING:
     from classifiers import TurnClassifier
-    from classifiers.embeddings import TextEncoder
-
-DEFAULT_CACHED_TEXTS = 200_000  # 384 float32s each: about 300 MB at most
-
-
-class CachingEncoder:
-    """A ``TextEncoder`` that remembers the vector of each text it encoded (least recently used out first)."""
-
-    def __init__(self, encoder: TextEncoder, max_texts: int = DEFAULT_CACHED_TEXTS) -> None:
-        self._encoder = encoder
-        self.encoder_id = encoder.encoder_id
-        self.runtime = encoder.runtime
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._max_texts = max_texts
-        self.encoded = 0
-        self.reused = 0
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
-        if missing:
-            for text, vector in zip(missing, self._encoder.encode(missing), strict=True):
-                self._vectors[text] = vector
-            self.encoded += len(missing)
-        self.reused += len(texts) - len(missing)
-        rows = []
-        for text in texts:
-            self._vectors.move_to_end(text)
-            rows.append(self._vectors[text])
-        while len(self._vectors) > self._max_texts:
-            self._vectors.popitem(last=False)
-        return np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
 
 
 @functools.cache
