@@ -2,7 +2,8 @@
 # then run it with port 4000 published. Without SWITCHBOARD_CONFIG it serves the embedded default on the built-in
 # provider simulator; deploy/test-image.sh builds this file here and serves one request through the result.
 
-# Builder: a venv at /opt/venv holding the wheel built from this checkout (a normal, non-editable install).
+# Builder: a venv at /opt/venv holding the wheel built from this checkout (a normal, non-editable install), with
+# the litellm extra: the embedded default and any non-OpenAI-compatible upstream need it.
 FROM debian:bookworm-slim AS builder
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
@@ -24,7 +25,7 @@ ARG PIP_FIND_LINKS
 ARG PIP_CERT
 # pip compiles the bytecode here (COPY --from keeps the timestamps it checks): a start never recompiles.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
-    && /opt/venv/bin/pip install /tmp/dist/switchboard-*.whl \
+    && /opt/venv/bin/pip install "$(ls /tmp/dist/switchboard-*.whl)[litellm]" \
     && /opt/venv/bin/pip uninstall -y pip setuptools
 
 # Runtime: Debian's python3.11 and the venv; no compiler, no pip, no sources.

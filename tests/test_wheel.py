@@ -60,7 +60,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (work / "dist").glob("switchboard-*.whl")
     run([sys.executable, "-m", "venv", str(work / "venv")], work, 120)
     pip = [str(work / "venv" / "bin" / "python"), "-m", "pip", "install", "--no-compile", "--quiet"]
-    run([*pip, str(wheel)], work, INSTALL_TIMEOUT_S)
+    # [litellm]: the embedded default includes a simulated Anthropic deployment.
+    run([*pip, f"{wheel}[litellm]"], work, INSTALL_TIMEOUT_S)
     return work / "venv"
 
 
