@@ -10,6 +10,7 @@ not in it; it is loaded separately and must report the encoder id the model was 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,23 @@ SEGMENT_CACHE_SIZE = 20_000
 EMBEDDING_CACHE_TEXTS = 8192
 # At most this many sentences of each system/developer/tool message are judged.
 MAX_INSTRUCTION_SENTENCES = 8
+# How a sentence that instructs the agent starts ("You are…", "Never give medical advice: for symptoms…", "If the
+# caller reports fraud, transfer…"). Such a sentence describes what may happen in any call of the agent, not what
+# happened in this one, so it raises stakes only by a value it carries (a card number pasted into the prompt), never
+# by the risks it names; otherwise every turn of an agent whose standing prompt mentions payments goes to frontier.
+# Sentences that report ("The caller says…", "Account note: …") are judged like user turns.
+DIRECTIVE_OPENERS = frozenset(
+    {
+        "you", "your", "you're", "youre", "always", "never", "do", "don't", "dont", "be", "keep", "help", "verify",
+        "take", "escalate", "answer", "offer", "ask", "use", "tell", "if", "when", "whenever", "for", "only",
+        "please", "make", "confirm", "avoid", "respond", "reply", "speak", "say", "greet", "collect", "check",
+        "follow", "transfer", "handle", "remember", "treat", "refuse", "decline", "assist", "provide", "explain",
+        "direct", "route", "stay", "act", "must", "should", "try", "let", "ensure", "note", "mention", "give",
+        "hand", "pass", "send", "put", "inform", "introduce", "identify", "gather", "record", "read", "write",
+    }
+)  # fmt: skip
+# Detectors whose hit in an instruction is the value itself (numbers that move money or prove identity).
+VALUE_DETECTORS = HARD_EVIDENCE_DETECTORS
 _SENTENCE = regex.compile(r"[^.!?\n;]+")
 
 
@@ -314,6 +332,7 @@ class TurnClassifier:
             context_tail(normalised.previous_assistant_text),
             "\x1e".join(normalised.earlier_user_texts),
             "\x1e".join(normalised.instruction_texts),
+            "\x1e".join(normalised.tool_texts),
         )
 
     def classify(self, conversation: Conversation) -> Classification:
@@ -445,15 +464,24 @@ class TurnClassifier:
         with where they were found; judged once per distinct text and remembered."""
         segments = [_segments(turn) for turn in turns]
         unseen = list(
-            dict.fromkeys(text for found in segments for text, _ in found if text not in self._segment_stakes)
+            dict.fromkeys(
+                text
+                for found in segments
+                for text, origin in found
+                if origin != "directive" and text not in self._segment_stakes
+            )
         )
         if unseen:
             self._judge_segments(unseen)
         result: list[tuple[_Stakes, str] | None] = []
         for found in segments:
-            judged = [(self._segment_stakes[text], origin) for text, origin in found]
-            for text, _ in found:
-                self._segment_stakes.move_to_end(text)
+            judged = [
+                (_directive_stakes(text) if origin == "directive" else self._segment_stakes[text], origin)
+                for text, origin in found
+            ]
+            for text, origin in found:
+                if origin != "directive":
+                    self._segment_stakes.move_to_end(text)
             result.append(max(judged, key=lambda item: item[0].probability) if judged else None)
         return result
 
@@ -480,9 +508,32 @@ def detect_both(text: str, folded_text: str, context: str = "") -> list[Detector
 
 
 def _segments(turn: Conversation) -> list[tuple[str, str]]:
-    """(text, origin) of everything besides the latest turn that is read for stakes."""
+    """(text, origin) of everything besides the latest turn that is read for stakes: earlier user turns, and the
+    sentences of system/developer messages (a report, ``instruction``, or a ``directive``) and of tool results (data
+    about this call: always judged, as ``instruction``)."""
     found = [(text, "earlier_user_turn") for text in turn.earlier_user_texts]
     for message in turn.instruction_texts:
-        sentences = [sentence.strip() for sentence in _SENTENCE.findall(message) if sentence.strip()]
-        found += [(sentence, "instruction") for sentence in sentences[:MAX_INSTRUCTION_SENTENCES]]
+        found += [
+            (sentence, "directive" if is_directive(sentence) else "instruction") for sentence in _sentences(message)
+        ]
+    for message in turn.tool_texts:
+        found += [(sentence, "instruction") for sentence in _sentences(message)]
     return found
+
+
+def _sentences(message: str) -> list[str]:
+    sentences = [sentence.strip() for sentence in _SENTENCE.findall(message) if sentence.strip()]
+    return sentences[:MAX_INSTRUCTION_SENTENCES]
+
+
+def is_directive(sentence: str) -> bool:
+    """Whether a sentence of a system/developer message instructs the agent (see ``DIRECTIVE_OPENERS``)."""
+    words = sentence.split(maxsplit=1)
+    return bool(words) and words[0].lower().strip(",:;-") in DIRECTIVE_OPENERS
+
+
+@functools.lru_cache(maxsize=4096)
+def _directive_stakes(sentence: str) -> _Stakes:
+    """A directive's stakes: certain when it carries a value that moves money or proves identity, else none."""
+    values = [hit.name for hit in detect(sentence) if hit.name in VALUE_DETECTORS]
+    return _Stakes(1.0, f"stakes:detector:{values[0]}") if values else _Stakes(0.0)

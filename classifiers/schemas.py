@@ -43,7 +43,9 @@ def message_text(content: Any) -> str:
 MAX_EARLIER_USER_TURNS = 12
 MAX_INSTRUCTION_MESSAGES = 3
 MAX_SEGMENT_CHARS = 400
-INSTRUCTION_ROLES = frozenset({"system", "developer", "tool", "function"})
+INSTRUCTION_ROLES = frozenset({"system", "developer"})
+# Results of the agent's tools: data about this call, never directives.
+TOOL_ROLES = frozenset({"tool", "function"})
 
 
 def _bounded(text: str) -> str:
@@ -62,6 +64,7 @@ class Conversation(BaseModel):
     has_tools: bool = False
     earlier_user_texts: tuple[str, ...] = ()
     instruction_texts: tuple[str, ...] = ()
+    tool_texts: tuple[str, ...] = ()
 
     @classmethod
     def from_messages(cls, messages: list[dict[str, Any]], has_tools: bool = False) -> Conversation:
@@ -79,12 +82,18 @@ class Conversation(BaseModel):
             for message in messages
             if message.get("role") in INSTRUCTION_ROLES and (text := message_text(message.get("content")))
         )[-MAX_INSTRUCTION_MESSAGES:]
+        tool_results = tuple(
+            _bounded(text)
+            for message in messages
+            if message.get("role") in TOOL_ROLES and (text := message_text(message.get("content")))
+        )[-MAX_INSTRUCTION_MESSAGES:]
         if user_index is None:
             return cls(
                 latest_user_text="",
                 message_count=len(messages),
                 has_tools=has_tools,
                 instruction_texts=instructions,
+                tool_texts=tool_results,
             )
         earlier = tuple(
             _bounded(text)
@@ -105,6 +114,7 @@ class Conversation(BaseModel):
             has_tools=has_tools,
             earlier_user_texts=earlier,
             instruction_texts=instructions,
+            tool_texts=tool_results,
         )
 
     def normalised(self) -> Conversation:
@@ -117,6 +127,7 @@ class Conversation(BaseModel):
                 "previous_assistant_text": context,
                 "earlier_user_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.earlier_user_texts),
                 "instruction_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.instruction_texts),
+                "tool_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.tool_texts),
             }
         )
 

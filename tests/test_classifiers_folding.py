@@ -7,7 +7,7 @@ import pytest
 from classifiers.contract import HIGH_STAKES, SMALL_SAFE, STANDARD, written_contract
 from classifiers.folding import fold_disguises, skeleton
 from classifiers.language import guess_language
-from classifiers.pipeline import detect_both
+from classifiers.pipeline import detect_both, is_directive
 from classifiers.schemas import MAX_EARLIER_USER_TURNS, Conversation
 
 
@@ -76,7 +76,25 @@ def test_the_conversation_keeps_earlier_user_turns_and_instructions() -> None:
     assert conversation.previous_assistant_text == "Anything else?"
     assert len(conversation.earlier_user_texts) == MAX_EARLIER_USER_TURNS
     assert conversation.earlier_user_texts[-1] == f"turn {MAX_EARLIER_USER_TURNS + 2}"
-    assert conversation.instruction_texts == ("You are the bank's agent.", "card status: stolen")
+    assert conversation.instruction_texts == ("You are the bank's agent.",)
+    assert conversation.tool_texts == ("card status: stolen",)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "directive"),
+    [
+        ("You are Ava, the phone receptionist of North Clinic", True),
+        ("Never give medical advice: for symptoms, offer a nurse callback", True),
+        ("If the caller reports fraud, transfer them to a human", True),
+        ("Escalate security concerns and legal threats to a human", True),
+        ("The caller has just reported their debit card stolen", False),
+        ("Escalation note: the caller says someone is threatening them", False),
+        ("Patient reports a new rash after starting amoxicillin yesterday", False),
+        ("", False),
+    ],
+)
+def test_a_directive_instructs_the_agent_and_a_report_tells_what_happened(sentence: str, directive: bool) -> None:
+    assert is_directive(sentence) is directive
 
 
 @pytest.mark.parametrize(
