@@ -165,7 +165,11 @@ def usage_report_schema(prices: SpeechPrices) -> dict[str, Any]:
     schema = CallUsageReport.model_json_schema()
     properties = schema["properties"]
     dependent: dict[str, list[str]] = {}
-    quantities = {"stt": "stt_seconds", "tts": "tts_characters", "telephony": "telephony_seconds"}
+    quantities: dict[SpeechKind, str] = {
+        "stt": "stt_seconds",
+        "tts": "tts_characters",
+        "telephony": "telephony_seconds",
+    }
     for kind, quantity in quantities.items():
         table = prices.table(kind)
         vendors = sorted(key for key in table if "/" not in key and key != DEFAULT_VENDOR)
