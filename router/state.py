@@ -1,24 +1,19 @@
 """What the gateway remembers between turns: per-call state and per-caller memory.
 
 Redis when configured (TTL-bounded, shared by every replica, updated atomically), else a bounded in-process
-store. If Redis fails, the in-process store answers and the state reports itself degraded; it recovers by itself.
+store. While Redis is unreachable (``SharedRedis``'s one degrade policy) the in-process store answers, best effort.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from router.policy.facts import HIGH_STAKES_MARK, CallFacts
-
-logger = logging.getLogger(__name__)
+from router.redisclient import REDIS_ERRORS, SharedRedis
 
 DEFAULT_CALL_TTL_SECONDS = 4 * 3600
 DAY_SECONDS = 86400.0
@@ -130,47 +125,42 @@ return turns
 
 
 class RedisState:
+    """Call state in Redis; the in-process store answers while Redis is unreachable. The client is shared and
+    closed by its owner."""
+
     def __init__(
         self,
-        client: Redis,
+        redis: SharedRedis,
         fallback: InProcessState | None = None,
         call_ttl_seconds: float = DEFAULT_CALL_TTL_SECONDS,
         prefix: str = "switchboard",
     ) -> None:
-        self._redis = client
+        self._shared = redis
+        self._redis = redis.client
         self._fallback = fallback or InProcessState(call_ttl_seconds=call_ttl_seconds)
         self._ttl = max(1, round(call_ttl_seconds))
         self._prefix = prefix
-        self._script = client.register_script(_RECORD_TURN)
-        self._failing_since: float | None = None
+        self._script = self._redis.register_script(_RECORD_TURN)
 
     @property
     def degraded(self) -> bool:
-        return self._failing_since is not None
+        return self._shared.down
 
     def _keys(self, tenant: str, call_id: str) -> tuple[str, str]:
         base = f"{self._prefix}:call:{tenant}:{call_id}"
         return base, f"{base}:risks"
 
-    def _failed(self, exc: Exception) -> None:
-        if self._failing_since is None:
-            logger.warning("redis state unavailable, using in-process state: %s", exc)
-            self._failing_since = time.time()
-
-    def _recovered(self) -> None:
-        if self._failing_since is not None:
-            logger.info("redis state recovered")
-            self._failing_since = None
-
     async def load_call(self, tenant: str, call_id: str) -> CallRecord:
+        if not self._shared.usable:
+            return await self._fallback.load_call(tenant, call_id)
         call_key, risks_key = self._keys(tenant, call_id)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 fields, risks = await pipe.hgetall(call_key).smembers(risks_key).execute()
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self._shared.failed("state", exc)
             return await self._fallback.load_call(tenant, call_id)
-        self._recovered()
+        self._shared.answered()
         if not fields:
             return CallRecord()
         text = {k.decode(): v.decode() for k, v in fields.items()}
@@ -184,32 +174,43 @@ class RedisState:
 
     async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         risks = list(risks)
-        try:
-            await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        if not self._shared.usable:
             await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
             return
-        self._recovered()
+        try:
+            await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
+        except REDIS_ERRORS as exc:
+            self._shared.failed("state", exc)
+            await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
+            return
+        self._shared.answered()
 
     def _complaint_key(self, tenant: str, caller_id: str) -> str:
         return f"{self._prefix}:caller:{tenant}:{caller_id}:complaint"
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
+        if not self._shared.usable:
+            return await self._fallback.caller_complained_within(tenant, caller_id, days)
         try:
             at = await self._redis.get(self._complaint_key(tenant, caller_id))
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self._shared.failed("state", exc)
             return await self._fallback.caller_complained_within(tenant, caller_id, days)
+        self._shared.answered()
         return at is not None and time.time() - float(at) <= days * DAY_SECONDS
 
     async def note_complaint(self, tenant: str, caller_id: str) -> None:
+        if not self._shared.usable:
+            await self._fallback.note_complaint(tenant, caller_id)
+            return
         try:
             # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
             await self._redis.set(self._complaint_key(tenant, caller_id), time.time(), ex=int(90 * DAY_SECONDS))
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self._shared.failed("state", exc)
             await self._fallback.note_complaint(tenant, caller_id)
+            return
+        self._shared.answered()
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        return None  # the shared client is closed by the composition root

@@ -75,6 +75,9 @@ class FlakySink:
     async def settled_spend(self, since: datetime) -> list:
         return []
 
+    async def call_spend(self, active_since: datetime) -> list:
+        return []
+
     async def aclose(self) -> None:
         self.closed = True
 
