@@ -362,7 +362,9 @@ async def test_call_budgets_are_rebuilt_from_the_ledger_for_calls_still_active(
     config = BudgetConfig.model_validate(
         {
             "call_ttl_s": 3600,
-            "tenants": {"acme": {"per_call": {"hard_usd": 0.3}, "agents": {"triage": {"per_call": {"hard_usd": 0.05}}}}},
+            "tenants": {
+                "acme": {"per_call": {"hard_usd": 0.3}, "agents": {"triage": {"per_call": {"hard_usd": 0.05}}}}
+            },
         }
     )
     now = datetime.now(UTC)
