@@ -125,7 +125,21 @@ class SharedRedis:
     def down_for_s(self) -> float:
         return 0.0 if self._down_since is None else time.monotonic() - self._down_since
 
-    def failed(self, role: Role, exc: BaseException) -> bool:
+    async def watch(self) -> None:
+        """While Redis is down, ping it every ``retry_after_s``, so it is found back (and ``/readyz`` and the
+        gauge say so) within that time even when no turn arrives to try it."""
+        while True:
+            await asyncio.sleep(self.retry_after_s)
+            if not self.down:
+                continue
+            try:
+                await self.client.ping()
+            except REDIS_ERRORS as exc:
+                self.failed("probe", exc)
+            else:
+                self.answered()
+
+    def failed(self, role: Role | Literal["probe"], exc: BaseException) -> bool:
         """Note a failed operation of ``role``; True if it means Redis is unreachable (then it is marked down)."""
         if isinstance(exc, PoolExhausted):
             logger.info("%s: waited too long for a pooled Redis connection; this operation degrades alone", role)

@@ -242,6 +242,7 @@ async def build_services(settings: Settings) -> Services:
     )
     if redis is not None:
         services.closers.insert(0, redis.aclose)  # after everything that uses it
+        services.tasks.append(asyncio.create_task(redis.watch()))
     if redis is not None and not legacy_keys_imported:
         services.tasks.append(asyncio.create_task(import_legacy_keys_until_done(redis, auth.keys.store)))
     if postgres is not None:

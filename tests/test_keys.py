@@ -302,8 +302,8 @@ async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
     with pytest.raises(RateLimited):
         await replicas[0].admit_request(_caller(key_id))
     redis_server.start()
-    for redis in shared:
-        await redis.aclose()
+    for client in shared:
+        await client.aclose()
 
 
 async def test_keys_kept_only_in_redis_by_older_gateways_are_imported_once(store: KeyStore, redis_url: str) -> None:
