@@ -18,7 +18,7 @@ from typing import Literal
 from router.errors import RateLimited
 from router.gateway import Caller
 from router.keys import KeyRing
-from router.redisclient import REDIS_ERRORS, SharedRedis
+from router.redisclient import RedisUnavailable, SharedRedis
 
 WINDOW_SECONDS = 60
 LimitName = Literal["rpm", "tpm"]
@@ -114,12 +114,14 @@ class RateLimiter:
             )
 
     async def _admitted(self, counter: str, window: int, ttl_s: int, amount: int, limit: int) -> bool:
-        if self._script is not None and self._redis is not None and self._redis.usable:
+        script = self._script
+        if script is not None and self._redis is not None:
             try:
-                admitted, _ = await self._script(keys=[counter], args=[amount, limit, ttl_s])
-            except REDIS_ERRORS as exc:
-                self._redis.failed("rate_limits", exc)
+                admitted, _ = await self._redis.run(
+                    "rate_limits", lambda: script(keys=[counter], args=[amount, limit, ttl_s])
+                )
+            except RedisUnavailable:
+                pass  # the degrade policy: counted in-process
             else:
-                self._redis.answered()
                 return bool(admitted)
         return self._local.admit(counter, window, amount, limit)

@@ -1,11 +1,12 @@
 """The gateway's one Redis connection (one client, one bounded pool) and its one degrade policy.
 
 Every role that uses Redis (call state, budgets, rate limits) shares one ``SharedRedis``, built by the composition
-root (``router/services.py``). Whether Redis is reachable is decided here, once, for all of them: an operation that
-fails because Redis is unreachable marks it down for ``retry_after_s`` (every role skips it meanwhile, so an outage
-costs one timeout, not one per role per turn); the next operation after that tries again, and its success marks it
-up. Waiting for a pooled connection is not an outage: a burst of turns queues for the pool (up to ``pool_wait_s``),
-and a wait that runs out fails only that operation, never flips the gateway into degraded mode.
+root (``router/services.py``), and runs its operations through ``SharedRedis.run``. Whether Redis is reachable is
+decided there, once, for all of them: an operation that fails with no command answered since it began marks Redis
+down for ``retry_after_s`` (every role skips it meanwhile, so an outage costs one timeout, not one per role per
+turn); the next operation after that, or the background ping, tries again, and its success marks it up. Contention
+is not an outage: a burst of turns queues for the pool (up to ``pool_wait_s``), and a wait that runs out, or a
+command that fails while others are answered (a connect storm on a starved CPU), fails only that operation.
 
 What each role does while Redis is down (``DEGRADE_POLICY``, shown by ``/readyz`` and the README):
 
@@ -21,11 +22,12 @@ What each role does while Redis is down (``DEGRADE_POLICY``, shown by ``/readyz`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -53,6 +55,21 @@ DEGRADE_POLICY: Mapping[Role, str] = MappingProxyType(
 
 # What a Redis operation raises when Redis is unreachable, slow or the pool is exhausted (TimeoutError is an OSError).
 REDIS_ERRORS = (RedisError, OSError)
+
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """A role's Redis operation did not run or failed; the role applies its degrade policy.
+
+    ``outage`` is False when the failure was local contention (a pool wait that ran out, or a command that failed
+    while Redis answered other commands of this process meanwhile, such as a connect storm on a starved CPU).
+    """
+
+    def __init__(self, outage: bool) -> None:
+        super().__init__("redis is unreachable" if outage else "redis did not answer this operation in time")
+        self.outage = outage
 
 
 class PoolExhausted(RedisConnectionError):
@@ -88,9 +105,11 @@ def redis_client(redis_url: str, timeout_s: float, *, pool_wait_s: float | None 
 class SharedRedis:
     """One Redis client for every role, and the one record of whether Redis is reachable.
 
-    ``usable`` says whether to try Redis now. A role calls ``failed(role, exc)`` when an operation raised one of
-    ``REDIS_ERRORS`` (it returns whether that was an outage, which marks Redis down for ``retry_after_s``) and
-    ``answered()`` when one succeeded. ``on_change(up)`` is called when reachability changes (the metrics gauge).
+    Every role sends its operations through ``run(role, operation)``, which raises ``RedisUnavailable`` instead of
+    a Redis error. Redis is marked down (for every role, retried after ``retry_after_s``) only by a failure with no
+    successful command since that operation began: a pool wait that runs out, or a connect that times out while
+    other commands are answered, fails that operation alone. ``on_change(up)`` is called when reachability changes
+    (the metrics gauge).
     """
 
     def __init__(
@@ -108,6 +127,7 @@ class SharedRedis:
         self._on_change = on_change
         self._down_until = 0.0
         self._down_since: float | None = None
+        self._answered_at = float("-inf")
         if on_change is not None:
             on_change(True)
 
@@ -125,24 +145,32 @@ class SharedRedis:
     def down_for_s(self) -> float:
         return 0.0 if self._down_since is None else time.monotonic() - self._down_since
 
+    async def run(self, role: Role | Literal["probe"], operation: Callable[[], Awaitable[T]]) -> T:
+        """The result of one Redis operation of ``role``; ``RedisUnavailable`` if Redis is down (the operation is
+        not tried until ``retry_after_s`` has passed) or the operation failed."""
+        if not self.usable:
+            raise RedisUnavailable(outage=True)
+        started = time.monotonic()
+        try:
+            result = await operation()
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailable(self._failed(role, exc, started)) from exc
+        self._answered()
+        return result
+
     async def watch(self) -> None:
         """While Redis is down, ping it every ``retry_after_s``, so it is found back (and ``/readyz`` and the
         gauge say so) within that time even when no turn arrives to try it."""
         while True:
             await asyncio.sleep(self.retry_after_s)
-            if not self.down:
-                continue
-            try:
-                await self.client.ping()
-            except REDIS_ERRORS as exc:
-                self.failed("probe", exc)
-            else:
-                self.answered()
+            if self.down:
+                with contextlib.suppress(RedisUnavailable):
+                    await self.run("probe", self.client.ping)
 
-    def failed(self, role: Role | Literal["probe"], exc: BaseException) -> bool:
-        """Note a failed operation of ``role``; True if it means Redis is unreachable (then it is marked down)."""
-        if isinstance(exc, PoolExhausted):
-            logger.info("%s: waited too long for a pooled Redis connection; this operation degrades alone", role)
+    def _failed(self, role: Role | Literal["probe"], exc: BaseException, started: float) -> bool:
+        """Note a failed operation; True if it means Redis is unreachable (then it is marked down)."""
+        if isinstance(exc, PoolExhausted) or self._answered_at > started:
+            logger.info("%s: a Redis command failed under contention (%s); it degrades alone", role, exc)
             return False
         self._down_until = time.monotonic() + self.retry_after_s
         if self._down_since is None:
@@ -152,8 +180,8 @@ class SharedRedis:
                 self._on_change(False)
         return True
 
-    def answered(self) -> None:
-        """Note a successful operation: Redis is reachable."""
+    def _answered(self) -> None:
+        self._answered_at = time.monotonic()
         self._down_until = 0.0
         if self._down_since is not None:
             logger.info("redis reachable again after %.1f s", self.down_for_s)

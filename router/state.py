@@ -10,10 +10,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from router.policy.facts import HIGH_STAKES_MARK, CallFacts
-from router.redisclient import REDIS_ERRORS, SharedRedis
+from router.redisclient import RedisUnavailable, SharedRedis
 
 DEFAULT_CALL_TTL_SECONDS = 4 * 3600
 DAY_SECONDS = 86400.0
@@ -151,16 +151,18 @@ class RedisState:
         return base, f"{base}:risks"
 
     async def load_call(self, tenant: str, call_id: str) -> CallRecord:
-        if not self._shared.usable:
-            return await self._fallback.load_call(tenant, call_id)
         call_key, risks_key = self._keys(tenant, call_id)
-        try:
+
+        async def load() -> list[Any]:
             async with self._redis.pipeline(transaction=False) as pipe:
-                fields, risks = await pipe.hgetall(call_key).smembers(risks_key).execute()
-        except REDIS_ERRORS as exc:
-            self._shared.failed("state", exc)
+                pipe.hgetall(call_key)
+                pipe.smembers(risks_key)
+                return await pipe.execute()
+
+        try:
+            fields, risks = await self._shared.run("state", load)
+        except RedisUnavailable:
             return await self._fallback.load_call(tenant, call_id)
-        self._shared.answered()
         if not fields:
             return CallRecord()
         text = {k.decode(): v.decode() for k, v in fields.items()}
@@ -174,43 +176,29 @@ class RedisState:
 
     async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         risks = list(risks)
-        if not self._shared.usable:
-            await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
-            return
+        keys = list(self._keys(tenant, call_id))
         try:
-            await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
-        except REDIS_ERRORS as exc:
-            self._shared.failed("state", exc)
+            await self._shared.run("state", lambda: self._script(keys=keys, args=[tier, tier_rank, self._ttl, *risks]))
+        except RedisUnavailable:
             await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
-            return
-        self._shared.answered()
 
     def _complaint_key(self, tenant: str, caller_id: str) -> str:
         return f"{self._prefix}:caller:{tenant}:{caller_id}:complaint"
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
-        if not self._shared.usable:
-            return await self._fallback.caller_complained_within(tenant, caller_id, days)
         try:
-            at = await self._redis.get(self._complaint_key(tenant, caller_id))
-        except REDIS_ERRORS as exc:
-            self._shared.failed("state", exc)
+            at = await self._shared.run("state", lambda: self._redis.get(self._complaint_key(tenant, caller_id)))
+        except RedisUnavailable:
             return await self._fallback.caller_complained_within(tenant, caller_id, days)
-        self._shared.answered()
         return at is not None and time.time() - float(at) <= days * DAY_SECONDS
 
     async def note_complaint(self, tenant: str, caller_id: str) -> None:
-        if not self._shared.usable:
-            await self._fallback.note_complaint(tenant, caller_id)
-            return
+        # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
+        key, ttl_s = self._complaint_key(tenant, caller_id), int(90 * DAY_SECONDS)
         try:
-            # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
-            await self._redis.set(self._complaint_key(tenant, caller_id), time.time(), ex=int(90 * DAY_SECONDS))
-        except REDIS_ERRORS as exc:
-            self._shared.failed("state", exc)
+            await self._shared.run("state", lambda: self._redis.set(key, time.time(), ex=ttl_s))
+        except RedisUnavailable:
             await self._fallback.note_complaint(tenant, caller_id)
-            return
-        self._shared.answered()
 
     async def aclose(self) -> None:
         return None  # the shared client is closed by the composition root

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import logging
 import threading
 import time
@@ -33,14 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.accounting.ledger import CallSpend, SpendRow
 from router.errors import GatewayError
-from router.redisclient import REDIS_ERRORS, SharedRedis
+from router.redisclient import RedisUnavailable, SharedRedis
 
 logger = logging.getLogger(__name__)
 
@@ -477,30 +478,36 @@ class InProcessBudgets:
 
 # KEYS[1] reservation key, KEYS[2] seed marker, KEYS[3..] scope counters (hashes with fields spent, reserved).
 # ARGV[1] amount, ARGV[2] reservation TTL, then per scope: hard limit (-1: none), expiry (unix s).
-# Checks every scope before touching any, so a refused request holds nothing anywhere.
+# Checks every scope before touching any, so a refused request holds nothing anywhere. Idempotent per reservation
+# id: a retry of a reservation that is held already (its first attempt's reply was lost) holds nothing more.
 # Returns {-1} (not seeded), {0, failing scope index, spent, reserved} or {1, settled spend per scope...}.
 _RESERVE_LUA = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
 local amount = tonumber(ARGV[1])
 local scopes = #KEYS - 2
-for i = 1, scopes do
-  local hard = tonumber(ARGV[1 + 2 * i])
-  if hard >= 0 then
-    local spent = tonumber(redis.call('HGET', KEYS[i + 2], 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[i + 2], 'reserved') or '0')
-    if spent + reserved + amount > hard then
-      return {0, i, spent, reserved}
+local held = redis.call('EXISTS', KEYS[1]) == 1
+if not held then
+  for i = 1, scopes do
+    local hard = tonumber(ARGV[1 + 2 * i])
+    if hard >= 0 then
+      local spent = tonumber(redis.call('HGET', KEYS[i + 2], 'spent') or '0')
+      local reserved = tonumber(redis.call('HGET', KEYS[i + 2], 'reserved') or '0')
+      if spent + reserved + amount > hard then
+        return {0, i, spent, reserved}
+      end
     end
   end
 end
 local result = {1}
 for i = 1, scopes do
   local key = KEYS[i + 2]
-  local reserved = redis.call('HINCRBY', key, 'reserved', amount)
-  redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
+  if not held then
+    redis.call('HINCRBY', key, 'reserved', amount)
+    redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
+  end
   result[i + 1] = tonumber(redis.call('HGET', key, 'spent') or '0')
 end
-redis.call('SET', KEYS[1], amount, 'EX', ARGV[2])
+if not held then redis.call('SET', KEYS[1], amount, 'EX', ARGV[2]) end
 return result
 """
 
@@ -603,12 +610,8 @@ class RedisBudgets:
         """Seed Redis from the ledger unless it holds the counters already, and the fallback from the ledger."""
         await self._fallback.rebuild()
         self._fallback_read_at = time.monotonic()
-        try:
-            await self._seed()
-        except REDIS_ERRORS as exc:
-            self._shared.failed("budgets", exc)
-        else:
-            self._shared.answered()
+        with contextlib.suppress(RedisUnavailable):  # seeded by the first reservation once Redis answers
+            await self._shared.run("budgets", self._seed)
 
     async def _seed(self) -> None:
         checked = self._seed_checks
@@ -656,8 +659,6 @@ class RedisBudgets:
         return await self._fallback.reserve(scopes, amount_usd)
 
     async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
-        if not self._shared.usable:
-            return await self._without_redis(scopes, amount_usd)
         amount = to_nano(amount_usd)
         reservation_id = uuid.uuid4().hex
         args: list[int] = [amount, self.policy.config.reservation_ttl_s]
@@ -665,18 +666,26 @@ class RedisBudgets:
             hard = scope.hard_nano
             args += [-1 if hard is None else hard, scope.expires_at]
         keys = [self._reservation_key(reservation_id), self._marker, *(s.key for s in scopes)]
-        try:
+
+        async def hold() -> list[int]:
             result = await self._reserve_script(keys=keys, args=args)
             if result[0] == -1:
                 await self._seed()
                 result = await self._reserve_script(keys=keys, args=args)
-        except REDIS_ERRORS as exc:
-            self._shared.failed("budgets", exc)
+            return [int(value) for value in result]
+
+        try:
+            try:
+                result = await self._shared.run("budgets", hold)
+            except RedisUnavailable as exc:
+                if exc.outage:
+                    raise
+                result = await self._shared.run("budgets", hold)  # contention: once more (the script is idempotent)
+        except RedisUnavailable:
             return await self._without_redis(scopes, amount_usd)
         except SpendUnavailable:
             logger.exception("budgets: Redis lost its counters and the ledger cannot be read to rebuild them")
             return await self._without_redis(scopes, amount_usd)
-        self._shared.answered()
         await self._replay_pending()
         if result[0] == 0:
             _, index, spent, reserved = result
@@ -687,7 +696,7 @@ class RedisBudgets:
                 id=reservation_id,
                 scopes=tuple(scopes),
                 amount_usd=to_usd(amount),
-                soft_exceeded=_soft_exceeded(scopes, [int(c) for c in result[1:]]),
+                soft_exceeded=_soft_exceeded(scopes, result[1:]),
                 backend="redis",
             )
         # Still unseeded (Redis flushed again at once): treated as unreachable for this turn.
@@ -700,10 +709,10 @@ class RedisBudgets:
         mode = "redis" if reservation.backend == "redis" else str(self.policy.config.reservation_ttl_s)
         keys = [self._reservation_key(reservation.id), self._marker, *(s.key for s in reservation.scopes)]
         args = [pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)]
-        if await self._settle_script(keys=keys, args=args) == -1:
+        if await self._shared.run("budgets", lambda: self._settle_script(keys=keys, args=args)) == -1:
             # Redis lost its counters (and this reservation): rebuilt from the ledger, which will hold this
             # turn's record, so recording it again would count it twice.
-            await self._seed()
+            await self._shared.run("budgets", self._seed)
 
     async def _replay_pending(self) -> None:
         if not self._pending or self._replaying.locked():
@@ -712,8 +721,7 @@ class RedisBudgets:
             while self._pending:
                 try:
                     await self._apply(self._pending[0])
-                except REDIS_ERRORS as exc:
-                    self._shared.failed("budgets", exc)
+                except RedisUnavailable:
                     return
                 except SpendUnavailable:
                     logger.exception("budgets: settlements wait until the ledger can be read")
@@ -737,21 +745,21 @@ class RedisBudgets:
 
     async def remaining(self, tenant: str, agent: str | None = None, call_id: str | None = None) -> list[BudgetStatus]:
         scopes = self.policy.scopes_for(tenant, agent, call_id)
-        if self._shared.usable:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for scope in scopes:
-                        pipe.hmget(scope.key, "spent", "reserved")
-                    counters = await pipe.execute()
-            except REDIS_ERRORS as exc:
-                self._shared.failed("budgets", exc)
-            else:
-                self._shared.answered()
-                return [
-                    self.policy.status(scope, int(spent or 0), int(reserved or 0))
-                    for scope, (spent, reserved) in zip(scopes, counters, strict=True)
-                ]
-        return await self._fallback.remaining(tenant, agent, call_id)
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.hmget(scope.key, "spent", "reserved")
+                return await pipe.execute()
+
+        try:
+            counters = await self._shared.run("budgets", read)
+        except RedisUnavailable:
+            return await self._fallback.remaining(tenant, agent, call_id)
+        return [
+            self.policy.status(scope, int(spent or 0), int(reserved or 0))
+            for scope, (spent, reserved) in zip(scopes, counters, strict=True)
+        ]
 
     async def aclose(self) -> None:
         if self._shared.usable:
