@@ -158,6 +158,20 @@ class SharedRedis:
         self._answered()
         return result
 
+    async def connect(self) -> None:
+        """Open the pool's connections one after another now, at start: a burst of turns on a cold replica would
+        otherwise open them all at once, and on a starved CPU such a connect storm times out like an outage."""
+        pool = self.client.connection_pool
+        opened = []
+        try:
+            for _ in range(pool.max_connections):
+                opened.append(await self.run("probe", pool.get_connection))
+        except RedisUnavailable:
+            pass  # Redis is down at start: the roles degrade until the background ping finds it
+        finally:
+            for connection in opened:
+                await pool.release(connection)
+
     async def watch(self) -> None:
         """While Redis is down, ping it every ``retry_after_s``, so it is found back (and ``/readyz`` and the
         gauge say so) within that time even when no turn arrives to try it."""

@@ -203,6 +203,8 @@ async def build_services(settings: Settings) -> Services:
         if settings.redis_url
         else None
     )
+    if redis is not None:
+        await redis.connect()
     state = build_state(settings, redis)
     for deployment in config.deployments:
         metrics.circuit_open.labels(deployment.name).set(0)
