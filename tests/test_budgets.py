@@ -147,6 +147,7 @@ async def test_in_process_soft_limit_settle_release_and_window_expiry() -> None:
     assert set(budgets._counters) == {s.key for s in policy.scopes_for("acme")}  # old windows swept
 
 
+@pytest.mark.e2e
 async def test_concurrent_reservations_across_replicas_never_pass_the_hard_limit(redis_server: RedisServer) -> None:
     config = BudgetConfig.model_validate({"tenants": {"acme": {"daily": {"soft_usd": 0.6, "hard_usd": 1.0}}}})
     shared = [SharedRedis(redis_server.url) for _ in range(2)]  # two replicas: a client (and pool) each
@@ -186,15 +187,17 @@ async def test_concurrent_reservations_across_replicas_never_pass_the_hard_limit
         await redis.aclose()
 
 
+@pytest.mark.e2e
 async def test_waiting_for_a_pooled_connection_is_not_an_outage_and_grants_no_hard_budget(
     redis_server: RedisServer,
 ) -> None:
-    shared = SharedRedis(redis_server.url, timeout_s=2.0, pool_wait_s=0.05)
+    shared = SharedRedis(redis_server.url, timeout_s=3.0, pool_wait_s=0.05)
+    await shared.connect()  # as at a gateway's start: the pool's connections are open
     budgets = RedisBudgets(shared, BudgetPolicy(CONFIG))
     scopes = budgets.policy.scopes_for("acme")
-    # Every pooled connection is busy (blocking reads of an empty list for 0.5 s): a reservation must wait.
-    busy = [asyncio.create_task(shared.client.blpop(["nothing"], timeout=0.5)) for _ in range(MAX_CONNECTIONS)]
-    await asyncio.sleep(0.1)
+    # Every pooled connection is busy (blocking reads of an empty list for 1.5 s): a reservation must wait.
+    busy = [asyncio.create_task(shared.client.blpop(["nothing"], timeout=1.5)) for _ in range(MAX_CONNECTIONS)]
+    await asyncio.sleep(0.3)
     with pytest.raises(BudgetStoreUnavailable) as refused:
         await budgets.reserve(scopes, 0.1)
     assert refused.value.status_code == 503 and refused.value.code == "budget_store_unavailable"
@@ -207,6 +210,7 @@ async def test_waiting_for_a_pooled_connection_is_not_an_outage_and_grants_no_ha
     await shared.aclose()
 
 
+@pytest.mark.e2e
 async def test_redis_soft_flag_hard_refusal_and_idempotent_settle(redis_budgets: RedisBudgets) -> None:
     scopes = redis_budgets.policy.scopes_for("acme", "triage", "call-1")
     small = await redis_budgets.reserve(scopes, 0.04)
@@ -230,6 +234,7 @@ async def test_redis_soft_flag_hard_refusal_and_idempotent_settle(redis_budgets:
     assert (await redis_budgets.reserve(tenant_scopes, 0.01)).soft_exceeded == (tenant_scopes[0].name,)
 
 
+@pytest.mark.e2e
 async def test_redis_window_keys_expire(redis_server: RedisServer) -> None:
     config = BudgetConfig.model_validate(
         {
@@ -258,11 +263,12 @@ async def test_redis_window_keys_expire(redis_server: RedisServer) -> None:
     await shared.aclose()
 
 
+@pytest.mark.e2e
 async def test_redis_outage_refuses_hard_limits_judges_soft_ones_and_catches_up(redis_server: RedisServer) -> None:
     config = BudgetConfig.model_validate(
         {"tenants": {"acme": {"daily": {"soft_usd": 0.5, "hard_usd": 1.0}}, "soft": {"daily": {"soft_usd": 0.1}}}}
     )
-    shared = SharedRedis(redis_server.url, timeout_s=0.3, retry_after_s=0.1)
+    shared = SharedRedis(redis_server.url, retry_after_s=0.1)  # refused at once while down
     budgets = RedisBudgets(shared, BudgetPolicy(config))
     scopes = budgets.policy.scopes_for("acme")
     soft_scopes = budgets.policy.scopes_for("soft")
@@ -330,6 +336,7 @@ async def test_in_process_budgets_start_from_the_ledger(tmp_path: Path) -> None:
     await sink.aclose()
 
 
+@pytest.mark.e2e
 async def test_redis_emptied_is_reseeded_from_the_ledger_once(redis_server: RedisServer, tmp_path: Path) -> None:
     config = BudgetConfig.model_validate({"tenants": {"acme": {"monthly": {"hard_usd": 1.0}}}})
     sink = await _ledger_with_spend(tmp_path / "ledger.sqlite3", datetime.now(UTC))
@@ -357,6 +364,7 @@ async def test_redis_emptied_is_reseeded_from_the_ledger_once(redis_server: Redi
     await sink.aclose()
 
 
+@pytest.mark.e2e
 async def test_call_budgets_are_rebuilt_from_the_ledger_for_calls_still_active(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

@@ -228,7 +228,7 @@ def test_admin_key_is_compared_exactly(tmp_path: Path) -> None:
             auth.require_admin(headers)
 
 
-@pytest.fixture(params=["in-process", "redis"])
+@pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.e2e)])
 async def limiter_parts(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[KeyRing, RateLimiter, FakeClock]]:
@@ -281,13 +281,14 @@ async def test_tpm_counts_tokens_and_refuses_what_cannot_fit(
     await limiter.check(_caller(key_id), 1000)
 
 
+@pytest.mark.e2e
 async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
     tmp_path: Path, redis_url: str, redis_server: RedisServer
 ) -> None:
     ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
     key_id = (await ring.create(KeySpec(tenant="acme", rpm=4))).record.key_id
     clock = FakeClock()
-    shared = [SharedRedis(redis_url, timeout_s=0.5) for _ in range(2)]
+    shared = [SharedRedis(redis_url) for _ in range(2)]
     replicas = [RateLimiter(ring, redis, clock=clock) for redis in shared]
     for index in range(4):
         await replicas[index % 2].admit_request(_caller(key_id))
@@ -306,6 +307,7 @@ async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
         await client.aclose()
 
 
+@pytest.mark.e2e
 async def test_keys_kept_only_in_redis_by_older_gateways_are_imported_once(store: KeyStore, redis_url: str) -> None:
     """The layout of the Redis key store before the system of record: an index of ids and a hash per key."""
     created = datetime(2026, 11, 1, tzinfo=UTC)
