@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from redis.asyncio import Redis
 
 from router.errors import GatewayError
-from router.redisclient import REDIS_ERRORS, SharedRedis
+from router.redisclient import REDIS_ERRORS, SharedRedis, decoded
 from router.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -450,10 +450,6 @@ class KeyRing:
 LEGACY_REDIS_PREFIX = "switchboard:keys"  # where gateways before the system of record kept keys when REDIS_URL was set
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def import_redis_keys(redis: Redis, store: KeyStore, prefix: str = LEGACY_REDIS_PREFIX) -> int:
     """Copy the keys that older gateways kept only in Redis (the index ``<prefix>:all`` of key ids and a hash per
     key: record JSON, SHA-256, revocation time) into the system of record. Idempotent: a key already stored is kept
@@ -461,8 +457,8 @@ async def import_redis_keys(redis: Redis, store: KeyStore, prefix: str = LEGACY_
     keeping the earliest revocation time. Redis is only read. Returns how many keys were added."""
     added = 0
     for key_id in await redis.zrange(f"{prefix}:all", 0, -1):
-        fields = await redis.hmget(f"{prefix}:key:{_text(key_id)}", ["record", "revoked_at", "hash"])
-        record_json, revoked_at, key_hash = (None if value is None else _text(value) for value in fields)
+        fields = await redis.hmget(f"{prefix}:key:{decoded(key_id)}", ["record", "revoked_at", "hash"])
+        record_json, revoked_at, key_hash = (None if value is None else decoded(value) for value in fields)
         if record_json is None or key_hash is None:
             continue
         record = _record_from(record_json, revoked_at)

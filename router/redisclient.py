@@ -60,6 +60,11 @@ REDIS_ERRORS = (RedisError, OSError)
 T = TypeVar("T")
 
 
+def decoded(reply: object) -> str:
+    """A Redis reply as text, whether the client decodes responses or not."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 class RedisUnavailable(Exception):
     """A role's Redis operation did not run or failed; the role applies its degrade policy.
 

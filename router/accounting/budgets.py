@@ -708,7 +708,7 @@ class RedisBudgets:
             return  # spend settled in-process before Redis was reseeded is in the ledger it was seeded from
         mode = "redis" if reservation.backend == "redis" else str(self.policy.config.reservation_ttl_s)
         keys = [self._reservation_key(reservation.id), self._marker, *(s.key for s in reservation.scopes)]
-        args = [pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)]
+        args: list[int | str] = [pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)]
         if await self._shared.run("budgets", lambda: self._settle_script(keys=keys, args=args)) == -1:
             # Redis lost its counters (and this reservation): rebuilt from the ledger, which will hold this
             # turn's record, so recording it again would count it twice.

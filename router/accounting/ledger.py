@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 
 from router.accounting.usage import Usage
 from router.errors import GatewayError
-from router.redisclient import redis_client
+from router.redisclient import decoded, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ class PostgresLedgerSink:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LedgerRecord]:
-        clauses, params = ["tenant = $1"], [tenant]
+        clauses, params = ["tenant = $1"], list[Any]([tenant])
         for clause, value in (("call_id = ", call_id), ("ts >= ", since), ("ts < ", until)):
             if value is not None:
                 params.append(_utc(value) if isinstance(value, datetime) else value)
@@ -733,8 +733,8 @@ def _next_stream_id(entry_id: str) -> str:
 async def _stream_batches(redis: Redis, stream: str, last_id: str, chunk: int) -> AsyncIterator[list[LedgerRecord]]:
     start = "-"
     while entries := await redis.xrange(stream, start, last_id, count=chunk):
-        yield [LedgerRecord.model_validate_json(fields[b"r"]) for _, fields in entries]
-        start = "(" + entries[-1][0].decode()
+        yield [LedgerRecord.model_validate_json(fields[b"r"]) for _, fields in entries]  # type: ignore[index]
+        start = "(" + decoded(entries[-1][0])
 
 
 async def _write_parquet(batches: AsyncIterator[list[LedgerRecord]], out_path: Path) -> int:
@@ -789,7 +789,7 @@ async def export_stream(
         newest = await redis.xrevrange(stream, "+", "-", count=1)
         if not newest:
             return 0
-        last_id = newest[0][0].decode()
+        last_id = decoded(newest[0][0])
         write = _write_parquet if format == "parquet" else _write_sqlite
         exported = await write(_stream_batches(redis, stream, last_id, chunk), out_path)
         if trim:
