@@ -155,6 +155,9 @@ class SharedRedis:
         not tried until ``retry_after_s`` has passed) or the operation failed."""
         if not self.usable:
             raise RedisUnavailable(outage=True)
+        return await self._attempt(role, operation)
+
+    async def _attempt(self, role: Role | Literal["probe"], operation: Callable[[], Awaitable[T]]) -> T:
         started = time.monotonic()
         try:
             result = await operation()
@@ -182,9 +185,9 @@ class SharedRedis:
         gauge say so) within that time even when no turn arrives to try it."""
         while True:
             await asyncio.sleep(self.retry_after_s)
-            if self.down:
+            if self.down:  # probed whether or not its retry time has come: this is the retry
                 with contextlib.suppress(RedisUnavailable):
-                    await self.run("probe", self.client.ping)
+                    await self._attempt("probe", self.client.ping)
 
     def _failed(self, role: Role | Literal["probe"], exc: BaseException, started: float) -> bool:
         """Note a failed operation; True if it means Redis is unreachable (then it is marked down)."""
