@@ -19,7 +19,7 @@ from router import headers as H
 from router.errors import AuthenticationError
 from router.keys import KeyRecord, KeyRing, build_key_store
 from router.ratelimit import RateLimiter
-from router.redisclient import redis_client
+from router.redisclient import SharedRedis
 from router.settings import Settings
 from router.types import Caller
 
@@ -82,15 +82,13 @@ class Authenticator:
             raise AuthenticationError("a valid admin key is required")
 
     async def aclose(self) -> None:
-        await self.limiter.aclose()
         await self.keys.aclose()
 
 
 def build_authenticator(
-    settings: Settings, redis_timeout_s: float, *, require_keys: bool = False, postgres: Any | None = None
+    settings: Settings, redis: SharedRedis | None, *, require_keys: bool = False, postgres: Any | None = None
 ) -> Authenticator:
-    """Keys in the system of record (PostgreSQL pool if given, else SQLite); rate limits in Redis when
-    ``REDIS_URL`` is set (shared by replicas), else in-process."""
+    """Keys in the system of record (PostgreSQL pool if given, else SQLite); rate limits in Redis when it is
+    configured (the process's shared client, so shared by replicas), else in-process."""
     keys = KeyRing(build_key_store(settings, postgres))
-    redis = redis_client(settings.redis_url, redis_timeout_s) if settings.redis_url else None
     return Authenticator(settings.admin_key, keys, RateLimiter(keys, redis), require_keys=require_keys)

@@ -35,8 +35,10 @@ from typing import Annotated, Generic, Protocol, TypeVar
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from redis.asyncio import Redis
 
 from router.errors import GatewayError
+from router.redisclient import REDIS_ERRORS, SharedRedis, decoded
 from router.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,10 @@ class KeyStore(Protocol):
     """Where key records and their hashes live."""
 
     async def add(self, record: KeyRecord, key_hash: str) -> None: ...
+
+    async def adopt(self, record: KeyRecord, key_hash: str) -> bool:
+        """Add a key made elsewhere (with its revocation) unless its id is stored already; whether it was added."""
+        ...
 
     async def get(self, key_id: str) -> StoredKey | None: ...
 
@@ -194,6 +200,24 @@ class SQLiteKeyStore:
 
         await asyncio.to_thread(self._run, insert)
 
+    async def adopt(self, record: KeyRecord, key_hash: str) -> bool:
+        def insert(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "INSERT INTO api_keys (key_id, tenant, key_hash, record, created_at, revoked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING",
+                (
+                    record.key_id,
+                    record.tenant,
+                    key_hash,
+                    _record_json(record),
+                    record.created_at.isoformat(),
+                    record.revoked_at.isoformat() if record.revoked_at else None,
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return await asyncio.to_thread(self._run, insert)
+
     async def get(self, key_id: str) -> StoredKey | None:
         def select(connection: sqlite3.Connection) -> StoredKey | None:
             row = connection.execute(
@@ -254,6 +278,19 @@ class PostgresKeyStore:
             _record_json(record),
             record.created_at,
         )
+
+    async def adopt(self, record: KeyRecord, key_hash: str) -> bool:
+        status = await self._pool.execute(
+            "INSERT INTO api_keys (key_id, tenant, key_hash, record, created_at, revoked_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_id) DO NOTHING",
+            record.key_id,
+            record.tenant,
+            key_hash,
+            _record_json(record),
+            record.created_at,
+            record.revoked_at,
+        )
+        return bool(status == "INSERT 0 1")
 
     async def get(self, key_id: str) -> StoredKey | None:
         row = await self._pool.fetchrow("SELECT record, revoked_at, key_hash FROM api_keys WHERE key_id = $1", key_id)
@@ -408,6 +445,48 @@ class KeyRing:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+LEGACY_REDIS_PREFIX = "switchboard:keys"  # where gateways before the system of record kept keys when REDIS_URL was set
+
+
+async def import_redis_keys(redis: Redis, store: KeyStore, prefix: str = LEGACY_REDIS_PREFIX) -> int:
+    """Copy the keys that older gateways kept only in Redis (the index ``<prefix>:all`` of key ids and a hash per
+    key: record JSON, SHA-256, revocation time) into the system of record. Idempotent: a key already stored is kept
+    as it is, except that a revocation made in Redis (by an older replica during a rolling upgrade) is applied,
+    keeping the earliest revocation time. Redis is only read. Returns how many keys were added."""
+    added = 0
+    for key_id in await redis.zrange(f"{prefix}:all", 0, -1):
+        fields = await redis.hmget(f"{prefix}:key:{decoded(key_id)}", ["record", "revoked_at", "hash"])
+        record_json, revoked_at, key_hash = (None if value is None else decoded(value) for value in fields)
+        if record_json is None or key_hash is None:
+            continue
+        record = _record_from(record_json, revoked_at)
+        if await store.adopt(record, key_hash):
+            added += 1
+            logger.info("imported key %s of tenant %s from Redis", record.key_id, record.tenant)
+        elif record.revoked_at is not None:
+            await store.revoke(record.key_id, record.revoked_at)
+    return added
+
+
+async def import_legacy_keys(redis: SharedRedis, store: KeyStore) -> bool:
+    """One attempt at ``import_redis_keys``; False (logged) if Redis or the store did not answer."""
+    try:
+        added = await import_redis_keys(redis.client, store)
+    except (*REDIS_ERRORS, *STORE_ERRORS) as exc:
+        logger.error("keys: could not import the keys older gateways kept in Redis (%s); retrying", exc)
+        return False
+    if added:
+        logger.warning("keys: imported %d keys that existed only in Redis into the system of record", added)
+    return True
+
+
+async def import_legacy_keys_until_done(redis: SharedRedis, store: KeyStore, retry_s: float = 5.0) -> None:
+    """For a start that found Redis down: until this succeeds, a replica on an empty store whose old keys exist
+    only in Redis cannot know keys were issued (``SWITCHBOARD_REQUIRE_KEYS`` closes that gap)."""
+    while not await import_legacy_keys(redis, store):
+        await asyncio.sleep(retry_s)
 
 
 def build_key_store(settings: Settings, postgres: asyncpg.Pool | None = None) -> KeyStore:

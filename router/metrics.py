@@ -254,6 +254,18 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.ledger_commit = Histogram(
+            "switchboard_ledger_commit_seconds",
+            "Wait for a turn's ledger record to be durable (group commit) before its answer is released.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "switchboard_redis_up",
+            "1 while Redis is reachable, 0 while every role runs its degrade policy (only with Redis configured).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
 
     def caller_labels(self, tenant: str, agent: str | None, *, keyed: bool, agent_pinned: bool) -> tuple[str, str]:
         """The tenant and agent label values of a caller, bounded in number.

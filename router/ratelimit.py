@@ -1,28 +1,24 @@
 """Requests and tokens per minute per virtual key, in fixed one-minute windows (UTC minutes).
 
 With Redis the counters are shared by every replica: one Lua call checks a counter and, if the amount still
-fits, adds it (INCRBY) and sets its expiry, atomically. Without Redis, or while Redis fails, the counters are
-this process's own (limits then hold per replica); a Redis failure never fails a request. A refused amount is
-not counted, so a request larger than the whole limit is refused without using up the window.
+fits, adds it (INCRBY) and sets its expiry, atomically. Without Redis, or while it is unreachable (``SharedRedis``'s
+one degrade policy), the counters are this process's own (limits then hold per replica, so at most N x the limit
+with N replicas); a Redis failure never fails a request. A refused amount is not counted, so a request larger than
+the whole limit is refused without using up the window.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from router.errors import RateLimited
 from router.keys import KeyRing
+from router.redisclient import RedisUnavailable, SharedRedis
 from router.types import Caller
-
-logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 LimitName = Literal["rpm", "tpm"]
@@ -69,25 +65,22 @@ class RateLimiter:
     def __init__(
         self,
         keys: KeyRing,
-        redis: Redis | None = None,
+        redis: SharedRedis | None = None,
         *,
         key_prefix: str = "switchboard:ratelimit",
-        retry_redis_after_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._redis = redis
-        self._script = redis.register_script(_ADMIT_LUA) if redis is not None else None
+        self._script = redis.client.register_script(_ADMIT_LUA) if redis is not None else None
         self._prefix = key_prefix
-        self._retry_redis_after_s = retry_redis_after_s
         self._clock = clock
         self._local = InProcessCounters()
-        self._redis_down_until = 0.0
 
     @property
     def degraded(self) -> bool:
-        """True while Redis is configured but failing, so limits hold per replica."""
-        return self._redis is not None and time.monotonic() < self._redis_down_until
+        """True while Redis is configured but unreachable, so limits hold per replica."""
+        return self._redis is not None and self._redis.down
 
     async def admit_request(self, caller: Caller) -> None:
         await self._admit(caller, "rpm", 1)
@@ -121,15 +114,14 @@ class RateLimiter:
             )
 
     async def _admitted(self, counter: str, window: int, ttl_s: int, amount: int, limit: int) -> bool:
-        if self._script is not None and time.monotonic() >= self._redis_down_until:
+        script = self._script
+        if script is not None and self._redis is not None:
             try:
-                admitted, _ = await self._script(keys=[counter], args=[amount, limit, ttl_s])
+                admitted, _ = await self._redis.run(
+                    "rate_limits", lambda: script(keys=[counter], args=[amount, limit, ttl_s])
+                )
+            except RedisUnavailable:
+                pass  # the degrade policy: counted in-process
+            else:
                 return bool(admitted)
-            except (RedisError, OSError) as exc:
-                logger.warning("rate limits: Redis unavailable (%s); counting in-process", exc)
-                self._redis_down_until = time.monotonic() + self._retry_redis_after_s
         return self._local.admit(counter, window, amount, limit)
-
-    async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()

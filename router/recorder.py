@@ -313,7 +313,7 @@ async def build_recorder(
     sink: LedgerSink = PostgresLedgerSink(postgres) if postgres is not None else SQLiteLedgerSink(settings.ledger_path)
     spool, spool_lock = claim_spool(settings.data_dir)
     await adopt_orphan_spools(settings.data_dir, sink)
-    ledger = Ledger(sink, spool)
+    ledger = Ledger(sink, spool, on_spooled=metrics.ledger_spooled.set, on_commit_wait=metrics.ledger_commit.observe)
     await ledger.start()
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
     recorder = Recorder(config, prices, ledger, metrics, CallCostTracker(metrics))

@@ -15,6 +15,7 @@ from router.classification import GatewayClassifier
 from router.config import SIMULATOR_API_BASE, GatewayConfig, LoadedConfig, load_config
 from router.db import open_postgres, record_policy_version
 from router.gateway import Budgets, Gateway
+from router.keys import import_legacy_keys, import_legacy_keys_until_done
 from router.metrics import Metrics
 from router.policy.store import PolicyStore, Vocabulary
 from router.providers.base import Provider
@@ -23,7 +24,7 @@ from router.providers.health import BreakerState, DeploymentHealth
 from router.providers.litellm_provider import LiteLLMProvider
 from router.providers.openai_compatible import OpenAICompatibleProvider
 from router.recorder import Recorder, build_recorder
-from router.redisclient import redis_client
+from router.redisclient import DEGRADE_POLICY, SharedRedis
 from router.settings import Settings
 from router.state import InProcessState, RedisState, StateStore
 
@@ -50,6 +51,7 @@ class Services:
     closers: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     simulator: SimulatorServer | None = None
+    redis: SharedRedis | None = None
 
     @property
     def simulated(self) -> bool:
@@ -61,15 +63,16 @@ class Services:
         ledger = self.recorder.ledger
         if not ledger.healthy:
             problems.append(f"ledger: sink unavailable, {ledger.spooled_batches} batches spooled locally")
+        if self.redis is not None and self.redis.down:
+            problems.append(
+                f"redis: unreachable for {self.redis.down_for_s:.0f} s; "
+                + "; ".join(f"{role}: {policy}" for role, policy in DEGRADE_POLICY.items())
+            )
         budgets = self.gateway.budgets
-        if budgets is not None and budgets.enforcer.degraded:
-            problems.append("budgets: redis unavailable, enforcing in-process")
+        if budgets is not None and budgets.enforcer.degraded and not (self.redis and self.redis.down):
+            problems.append("budgets: settlements waiting to be replayed to redis")
         if self.auth.keys.degraded:
             problems.append("keys: store unavailable, answering 503 to lookups not cached in the last 5 s")
-        if self.auth.limiter.degraded:
-            problems.append("rate limits: redis unavailable, counting in-process")
-        if self.gateway.state.degraded:
-            problems.append("state: redis unavailable, using in-process call state")
         return problems
 
     async def aclose(self) -> None:
@@ -84,22 +87,18 @@ class Services:
             self.simulator.stop()
 
 
-def build_state(settings: Settings) -> StateStore:
-    if settings.redis_url is None:
+def build_state(settings: Settings, redis: SharedRedis | None) -> StateStore:
+    if redis is None:
         return InProcessState(call_ttl_seconds=settings.call_ttl_seconds)
-    return RedisState(
-        redis_client(settings.redis_url, REDIS_TIMEOUT_SECONDS), call_ttl_seconds=settings.call_ttl_seconds
-    )
+    return RedisState(redis, call_ttl_seconds=settings.call_ttl_seconds)
 
 
-def build_budgets(settings: Settings, config: GatewayConfig, spend: SpendSource) -> Budgets | None:
+def build_budgets(config: GatewayConfig, spend: SpendSource, redis: SharedRedis | None) -> Budgets | None:
     if config.budgets is None:
         return None
     policy = BudgetPolicy(config.budgets)
     enforcer: BudgetEnforcer = (
-        RedisBudgets(settings.redis_url, policy, spend=spend, timeout_s=REDIS_TIMEOUT_SECONDS)
-        if settings.redis_url
-        else InProcessBudgets(policy, spend)
+        RedisBudgets(redis, policy, spend=spend) if redis is not None else InProcessBudgets(policy, spend)
     )
     return Budgets(policy, enforcer)
 
@@ -198,16 +197,26 @@ async def build_services(settings: Settings) -> Services:
     history_writes: set[asyncio.Task[None]] = set()
     policies.on_change = lambda loaded: _publish_policy(metrics, policies, postgres, history_writes)
     _publish_policy(metrics, policies, postgres, history_writes)
-    state = build_state(settings)
+    # The one Redis client (one pool) of this process, shared by call state, budgets and rate limits.
+    redis = (
+        SharedRedis(settings.redis_url, timeout_s=REDIS_TIMEOUT_SECONDS, on_change=metrics.redis_up.set)
+        if settings.redis_url
+        else None
+    )
+    if redis is not None:
+        await redis.connect()
+    state = build_state(settings, redis)
     for deployment in config.deployments:
         metrics.circuit_open.labels(deployment.name).set(0)
     health = DeploymentHealth(
         config.breaker, lambda name, breaker: metrics.circuit_open.labels(name).set(breaker == BreakerState.OPEN)
     )
-    budgets = build_budgets(settings, config, recorder.ledger.sink)
+    budgets = build_budgets(config, recorder.ledger.sink, redis)
     if budgets is not None:
         await budgets.enforcer.rebuild()  # before the first reservation: a restart grants no fresh budget
-    auth = build_authenticator(settings, REDIS_TIMEOUT_SECONDS, require_keys=settings.require_keys, postgres=postgres)
+    auth = build_authenticator(settings, redis, require_keys=settings.require_keys, postgres=postgres)
+    # Keys older gateways kept only in Redis join the system of record before the first request is served.
+    legacy_keys_imported = redis is None or await import_legacy_keys(redis, auth.keys.store)
     gateway = Gateway(
         config,
         policies,
@@ -231,7 +240,13 @@ async def build_services(settings: Settings) -> Services:
         + ([classifier.aclose] if classifier else [])
         + ([recorder.traffic.aclose] if recorder.traffic else []),
         simulator=simulator,
+        redis=redis,
     )
+    if redis is not None:
+        services.closers.insert(0, redis.aclose)  # after everything that uses it
+        services.tasks.append(asyncio.create_task(redis.watch()))
+    if redis is not None and not legacy_keys_imported:
+        services.tasks.append(asyncio.create_task(import_legacy_keys_until_done(redis, auth.keys.store)))
     if postgres is not None:
         services.closers.insert(0, postgres.close)  # closed last, after everything that uses it
     services.tasks.append(asyncio.create_task(recorder.calls.run()))

@@ -1,24 +1,19 @@
 """What the gateway remembers between turns: per-call state and per-caller memory.
 
 Redis when configured (TTL-bounded, shared by every replica, updated atomically), else a bounded in-process
-store. If Redis fails, the in-process store answers and the state reports itself degraded; it recovers by itself.
+store. While Redis is unreachable (``SharedRedis``'s one degrade policy) the in-process store answers, best effort.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import Any, Protocol
 
 from router.policy.facts import HIGH_STAKES_MARK, CallFacts
-
-logger = logging.getLogger(__name__)
+from router.redisclient import RedisUnavailable, SharedRedis
 
 DEFAULT_CALL_TTL_SECONDS = 4 * 3600
 DAY_SECONDS = 86400.0
@@ -135,49 +130,44 @@ return turns
 
 
 class RedisState:
+    """Call state in Redis; the in-process store answers while Redis is unreachable. The client is shared and
+    closed by its owner."""
+
     def __init__(
         self,
-        client: Redis,
+        redis: SharedRedis,
         fallback: InProcessState | None = None,
         call_ttl_seconds: float = DEFAULT_CALL_TTL_SECONDS,
         prefix: str = "switchboard",
     ) -> None:
-        self._redis = client
+        self._shared = redis
+        self._redis = redis.client
         self._fallback = fallback or InProcessState(call_ttl_seconds=call_ttl_seconds)
         self._ttl = max(1, round(call_ttl_seconds))
         self._prefix = prefix
-        self._script = client.register_script(_RECORD_TURN)
-        self._failing_since: float | None = None
+        self._script = self._redis.register_script(_RECORD_TURN)
 
     @property
     def degraded(self) -> bool:
-        return self._failing_since is not None
+        return self._shared.down
 
     def _keys(self, tenant: str, call_id: str) -> tuple[str, str]:
         base = f"{self._prefix}:call:{tenant}:{call_id}"
         return base, f"{base}:risks"
 
-    def _failed(self, exc: Exception) -> None:
-        if self._failing_since is None:
-            logger.warning("redis state unavailable, using in-process state: %s", exc)
-            self._failing_since = time.time()
-
-    def _recovered(self) -> None:
-        if self._failing_since is not None:
-            logger.info("redis state recovered")
-            self._failing_since = None
-
     async def load_call(self, tenant: str, call_id: str) -> CallRecord:
         call_key, risks_key = self._keys(tenant, call_id)
-        try:
+
+        async def load() -> list[Any]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(call_key)
                 pipe.smembers(risks_key)
-                fields, risks = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+                return await pipe.execute()
+
+        try:
+            fields, risks = await self._shared.run("state", load)
+        except RedisUnavailable:
             return await self._fallback.load_call(tenant, call_id)
-        self._recovered()
         if not fields:
             return CallRecord()
         text = {k.decode(): v.decode() for k, v in fields.items()}
@@ -191,32 +181,29 @@ class RedisState:
 
     async def record_turn(self, tenant: str, call_id: str, tier: str, tier_rank: int, risks: Iterable[str]) -> None:
         risks = list(risks)
+        keys = list(self._keys(tenant, call_id))
         try:
-            await self._script(keys=list(self._keys(tenant, call_id)), args=[tier, tier_rank, self._ttl, *risks])
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._shared.run("state", lambda: self._script(keys=keys, args=[tier, tier_rank, self._ttl, *risks]))
+        except RedisUnavailable:
             await self._fallback.record_turn(tenant, call_id, tier, tier_rank, risks)
-            return
-        self._recovered()
 
     def _complaint_key(self, tenant: str, caller_id: str) -> str:
         return f"{self._prefix}:caller:{tenant}:{caller_id}:complaint"
 
     async def caller_complained_within(self, tenant: str, caller_id: str, days: float) -> bool:
         try:
-            at = await self._redis.get(self._complaint_key(tenant, caller_id))
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+            at = await self._shared.run("state", lambda: self._redis.get(self._complaint_key(tenant, caller_id)))
+        except RedisUnavailable:
             return await self._fallback.caller_complained_within(tenant, caller_id, days)
         return at is not None and time.time() - float(at) <= days * DAY_SECONDS
 
     async def note_complaint(self, tenant: str, caller_id: str) -> None:
+        # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
+        key, ttl_s = self._complaint_key(tenant, caller_id), int(90 * DAY_SECONDS)
         try:
-            # Kept for 90 days: policies choose their own window (caller_memory_days) within it.
-            await self._redis.set(self._complaint_key(tenant, caller_id), time.time(), ex=int(90 * DAY_SECONDS))
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._shared.run("state", lambda: self._redis.set(key, time.time(), ex=ttl_s))
+        except RedisUnavailable:
             await self._fallback.note_complaint(tenant, caller_id)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        return None  # the shared client is closed by the composition root

@@ -107,6 +107,19 @@ def _refused(base_url: str) -> bool:
     return response.status_code == 429
 
 
+def _refusal(base_url: str) -> tuple[int, str | None]:
+    """The status and error code of one turn of acme."""
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": "small", "messages": MESSAGES, "max_tokens": 16},
+        headers={"X-Tenant": "acme"},
+    )
+    return response.status_code, response.json()["error"]["code"] if response.status_code != 200 else None
+
+
+BUDGET_STORE_DOWN = (503, "budget_store_unavailable")
+
+
 @pytest.mark.e2e
 def test_a_tenant_at_its_hard_limit_stays_refused_across_restarts_without_redis(
     tmp_path: Path, simulator: SimulatorServer
@@ -129,11 +142,13 @@ def test_a_tenant_at_its_hard_limit_stays_refused_when_redis_restarts_empty(
         with make_gateway(tmp_path, config, redis_url=redis_server.url) as gateway:
             assert _spend_until_refused(gateway.base_url) > 0
             redis_server.stop(persist=False)  # Redis crashes and comes back with nothing
-            assert _refused(gateway.base_url)  # during the outage: in-process, from the ledger
+            # During the outage a hard limit is not granted blind: 503.
+            assert _refusal(gateway.base_url) == BUDGET_STORE_DOWN
             redis_server.start()
             for _ in range(20):  # across the retry: Redis is found empty and reseeded from the ledger
-                assert _refused(gateway.base_url)
+                assert _refusal(gateway.base_url) in {BUDGET_STORE_DOWN, (429, "budget_exceeded")}
                 time.sleep(0.5)
+            assert _refused(gateway.base_url)
             with redis_server.client() as client:
                 assert client.exists("switchboard:budget:seeded")
         redis_server.stop(persist=False)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from router.auth import Authenticator
 from router.db import open_postgres
 from router.errors import AuthenticationError, RateLimited
-from router.keys import KeyRing, KeySpec, KeyStore, KeyStoreUnavailable, PostgresKeyStore, SQLiteKeyStore, hash_key
+from router.keys import (
+    KeyRecord,
+    KeyRing,
+    KeySpec,
+    KeyStore,
+    KeyStoreUnavailable,
+    PostgresKeyStore,
+    SQLiteKeyStore,
+    hash_key,
+    import_redis_keys,
+    new_key_material,
+)
 from router.keys_cli import keys as keys_cli
 from router.ratelimit import RateLimiter
-from router.redisclient import redis_client
+from router.redisclient import SharedRedis
 from router.types import Caller
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
@@ -221,10 +234,10 @@ async def limiter_parts(
 ) -> AsyncIterator[tuple[KeyRing, RateLimiter, FakeClock]]:
     clock = FakeClock(now=1_700_000_000.0 - 1_700_000_000.0 % 60 + 10)  # 10 s into a window
     ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
-    client = redis_client(request.getfixturevalue("redis_url"), 1.0) if request.param == "redis" else None
-    limiter = RateLimiter(ring, client, clock=clock)
-    yield ring, limiter, clock
-    await limiter.aclose()
+    shared = SharedRedis(request.getfixturevalue("redis_url")) if request.param == "redis" else None
+    yield ring, RateLimiter(ring, shared, clock=clock), clock
+    if shared is not None:
+        await shared.aclose()
 
 
 def _caller(key_id: str) -> Caller:
@@ -268,13 +281,15 @@ async def test_tpm_counts_tokens_and_refuses_what_cannot_fit(
     await limiter.check(_caller(key_id), 1000)
 
 
+@pytest.mark.e2e
 async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
     tmp_path: Path, redis_url: str, redis_server: RedisServer
 ) -> None:
     ring = KeyRing(SQLiteKeyStore(tmp_path / "keys.sqlite3"))
     key_id = (await ring.create(KeySpec(tenant="acme", rpm=4))).record.key_id
     clock = FakeClock()
-    replicas = [RateLimiter(ring, redis_client(redis_url, 0.5), clock=clock) for _ in range(2)]
+    shared = [SharedRedis(redis_url) for _ in range(2)]
+    replicas = [RateLimiter(ring, redis, clock=clock) for redis in shared]
     for index in range(4):
         await replicas[index % 2].admit_request(_caller(key_id))
     for replica in replicas:
@@ -284,12 +299,49 @@ async def test_rate_limits_are_shared_through_redis_and_survive_its_outage(
     redis_server.stop(persist=False)
     for _ in range(4):  # Redis is down: never an error, counted in-process per replica
         await replicas[0].admit_request(_caller(key_id))
-    assert replicas[0].degraded
+    assert replicas[0].degraded and shared[0].down
     with pytest.raises(RateLimited):
         await replicas[0].admit_request(_caller(key_id))
     redis_server.start()
-    for replica in replicas:
-        await replica.aclose()
+    for client in shared:
+        await client.aclose()
+
+
+@pytest.mark.e2e
+async def test_keys_kept_only_in_redis_by_older_gateways_are_imported_once(store: KeyStore, redis_url: str) -> None:
+    """The layout of the Redis key store before the system of record: an index of ids and a hash per key."""
+    created = datetime(2026, 11, 1, tzinfo=UTC)
+    legacy = []
+    with redis.Redis.from_url(redis_url) as client:
+        for n, tenant in enumerate(("acme", "globex", "acme")):
+            key_id, material = new_key_material()
+            record = KeyRecord(tenant=tenant, key_id=key_id, created_at=created + timedelta(minutes=n), rpm=5)
+            client.hset(
+                f"switchboard:keys:key:{key_id}",
+                mapping={"record": record.model_dump_json(), "hash": hash_key(material)},
+            )
+            client.zadd("switchboard:keys:all", {key_id: record.created_at.timestamp()})
+            legacy.append((material, record))
+        revoked_at = created + timedelta(days=1)
+        client.hset(f"switchboard:keys:key:{legacy[1][1].key_id}", "revoked_at", revoked_at.isoformat())
+    shared = SharedRedis(redis_url)
+    assert not await store.issued_any()
+    assert await import_redis_keys(shared.client, store) == 3
+    assert await import_redis_keys(shared.client, store) == 0  # idempotent: every replica runs it at start
+    ring = KeyRing(store)
+    assert await ring.issued_any()
+    assert await ring.authenticate(legacy[0][0]) == legacy[0][1]
+    assert await ring.authenticate(legacy[1][0]) is None  # revoked in Redis stays revoked
+    assert await ring.authenticate(legacy[0][0][:-1] + "x") is None
+    listed = await ring.list()
+    assert [r.key_id for r in listed] == [r.key_id for _, r in legacy]
+    assert listed[1].revoked_at == revoked_at
+    # An older replica revokes a key in Redis during a rolling upgrade: the next import applies it.
+    with redis.Redis.from_url(redis_url) as client:
+        client.hset(f"switchboard:keys:key:{legacy[2][1].key_id}", "revoked_at", revoked_at.isoformat())
+    assert await import_redis_keys(shared.client, store) == 0
+    assert not (await store.get(legacy[2][1].key_id)).record.active  # type: ignore[union-attr]
+    await shared.aclose()
 
 
 def test_cli_creates_lists_and_revokes_in_the_gateway_store(tmp_path: Path) -> None:

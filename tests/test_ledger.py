@@ -28,6 +28,7 @@ from router.accounting.ledger import (
 )
 from router.accounting.usage import Usage
 from router.db import open_postgres
+from router.metrics import Metrics
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
@@ -73,6 +74,9 @@ class FlakySink:
         return len(self.records)
 
     async def settled_spend(self, since: datetime) -> list:
+        return []
+
+    async def call_spend(self, active_since: datetime) -> list:
         return []
 
     async def aclose(self) -> None:
@@ -158,10 +162,13 @@ class SlowSink(FlakySink):
 
 async def test_commit_returns_once_durable_and_concurrent_commits_share_a_batch(tmp_path: Path) -> None:
     sink = SlowSink()
-    ledger = Ledger(sink, tmp_path / "spool.jsonl", batch_size=100)
+    waits: list[float] = []
+    ledger = Ledger(sink, tmp_path / "spool.jsonl", batch_size=100, on_commit_wait=waits.append)
     await ledger.start()
+    started = time.perf_counter()
     await ledger.commit(make_record(0))
     assert [r.request_id for r in sink.records] == ["req-0"]  # durable when commit returns
+    assert len(waits) == 1 and 0 < waits[0] <= time.perf_counter() - started  # the commit wait, measured
 
     await asyncio.gather(*(ledger.commit(make_record(n)) for n in range(1, 251)))
     assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(251)]
@@ -209,7 +216,8 @@ async def test_commit_fails_when_neither_sink_nor_spool_takes_the_record(tmp_pat
 async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: Path) -> None:
     sink = FlakySink()
     spool = tmp_path / "spool.jsonl"
-    ledger = Ledger(sink, spool, batch_size=10, probe_interval_s=0.1)
+    metrics = Metrics()
+    ledger = Ledger(sink, spool, batch_size=10, probe_interval_s=0.1, on_spooled=metrics.ledger_spooled.set)
     await ledger.start()
     ledger.record(make_record(0))
     await wait_until(lambda: len(sink.records) == 1)
@@ -221,12 +229,14 @@ async def test_ledger_spools_while_sink_is_down_and_replays_in_order(tmp_path: P
     await wait_until(lambda: ledger.pending == 0 and spool.exists())
     assert not ledger.healthy
     spooled = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert metrics.ledger_spooled._value.get() == ledger.spooled_batches == len(spooled) > 0
     assert [r["request_id"] for line in spooled for r in line["records"]] == [f"req-{n}" for n in range(1, 26)]
 
     sink.up = True
     for n in range(26, 30):  # recorded after recovery, written after the spooled ones
         ledger.record(make_record(n))
     await wait_until(lambda: ledger.healthy, timeout_s=2)
+    assert metrics.ledger_spooled._value.get() == 0
     await ledger.aclose()
     assert [r.request_id for r in sink.records] == [f"req-{n}" for n in range(30)]
     assert not spool.exists()
@@ -271,6 +281,13 @@ async def test_sinks_query_by_call_and_by_time(sink: LedgerSink) -> None:
     assert [r.request_id for r in window] == ["req-3", "req-4"]
     spend = {(row.tenant, row.day): row.cost_usd for row in await sink.settled_spend(T0)}
     assert spend == {("acme", "2025-03-01"): pytest.approx(0.045), ("globex", "2025-03-01"): pytest.approx(0.010)}
+    # Calls with a record at or after T0+8s: all of each such call's records count, older ones included.
+    calls = {(c.tenant, c.call_id): c for c in await sink.call_spend(T0 + timedelta(seconds=8))}
+    assert set(calls) == {("acme", "c0"), ("acme", "c1"), ("globex", "c0")}
+    assert calls["acme", "c0"].cost_usd == pytest.approx(0.020)  # 0 + 2 + 4 + 6 + 8 thousandths
+    assert calls["acme", "c1"].last_ts == T0 + timedelta(seconds=9)
+    assert calls["acme", "c1"].agent == "support"
+    assert [c.call_id for c in await sink.call_spend(T0 + timedelta(seconds=10))] == ["c0"]
 
 
 async def test_a_final_record_replaces_only_a_provisional_one(sink: LedgerSink) -> None:

@@ -12,13 +12,19 @@ Windows are UTC calendar days and months; a call's budget covers the whole call 
 
 The ledger is the system of record of settled spend; counters are rebuilt from it (``rebuild()``) at start,
 before the first reservation, and whenever Redis turns out to have lost them, so neither a restart nor a
-Redis flush grants a fresh budget. Call budgets are not rebuilt (a call restarts its count).
+Redis flush grants a fresh budget: tenant and agent windows from the ledger's daily sums, call budgets from the
+records of every call active within ``call_ttl_s``.
+
+With Redis configured, hard limits are enforced only in Redis (shared by every replica): while Redis is
+unreachable a turn charged to a hard limit is refused with 503 (``BudgetStoreUnavailable``), never granted from
+one replica's own counters. Soft-only budgets are then judged in-process on the ledger's settled spend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import logging
 import threading
 import time
@@ -28,14 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from redis.exceptions import RedisError
 
-from router.accounting.ledger import SpendRow
-from router.redisclient import redis_client
+from router.accounting.ledger import CallSpend, SpendRow
+from router.errors import GatewayError
+from router.redisclient import RedisUnavailable, SharedRedis
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +193,16 @@ class BudgetPolicy:
         self.config = config
         self.clock = clock
 
+    @property
+    def has_call_limits(self) -> bool:
+        """Whether any tenant or agent has a per-call budget (else the ledger's calls need not be read)."""
+        tenants = [*self.config.tenants.values(), *([self.config.default_tenant] if self.config.default_tenant else [])]
+        return any(
+            limits.per_call is not None
+            for tenant in tenants
+            for limits in (tenant, *tenant.agents.values(), *([tenant.default_agent] if tenant.default_agent else []))
+        )
+
     def _tenant(self, tenant: str) -> TenantBudget | None:
         return self.config.tenants.get(tenant, self.config.default_tenant)
 
@@ -274,11 +290,14 @@ class SpendSource(Protocol):
 
     async def settled_spend(self, since: datetime) -> list[SpendRow]: ...
 
+    async def call_spend(self, active_since: datetime) -> list[CallSpend]: ...
+
 
 def settled_by_scope(
-    policy: BudgetPolicy, rows: Sequence[SpendRow], now: datetime
+    policy: BudgetPolicy, rows: Sequence[SpendRow], now: datetime, calls: Sequence[CallSpend] = ()
 ) -> dict[str, tuple[BudgetScope, int]]:
-    """The settled spend (nano-USD) of each current tenant and agent window, from the ledger's daily sums."""
+    """The settled spend (nano-USD) of each current tenant and agent window, from the ledger's daily sums, and of
+    each call still within ``call_ttl_s`` of its last record (its budget expiring that long after it)."""
     today = now.strftime("%Y-%m-%d")
     totals: dict[str, tuple[BudgetScope, int]] = {}
     for row in rows:
@@ -287,14 +306,29 @@ def settled_by_scope(
                 continue
             _, spent = totals.get(scope.key, (scope, 0))
             totals[scope.key] = (scope, spent + to_nano(row.cost_usd))
+    ttl_s = policy.config.call_ttl_s
+    for call in calls:
+        expires_at = int(call.last_ts.timestamp()) + ttl_s
+        if expires_at <= now.timestamp():
+            continue
+        for scope in policy.scopes_for(call.tenant, call.agent, call.call_id, now):
+            if scope.kind != "call":
+                continue
+            kept, spent = totals.get(scope.key, (scope, 0))
+            scope = scope.model_copy(update={"expires_at": max(expires_at, kept.expires_at if spent else 0)})
+            totals[scope.key] = (scope, spent + to_nano(call.cost_usd))
     return totals
 
 
 async def ledger_spend(policy: BudgetPolicy, source: SpendSource) -> dict[str, tuple[BudgetScope, int]]:
-    """The settled spend of the current windows (this month, so today too) according to the ledger."""
+    """The settled spend of the current windows (this month, so today too) and of the calls active within
+    ``call_ttl_s``, according to the ledger."""
     now = datetime.fromtimestamp(policy.clock(), UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return settled_by_scope(policy, await source.settled_spend(month_start), now)
+    calls: list[CallSpend] = []
+    if policy.has_call_limits:
+        calls = await source.call_spend(now - timedelta(seconds=policy.config.call_ttl_s))
+    return settled_by_scope(policy, await source.settled_spend(month_start), now, calls)
 
 
 def _soft_exceeded(scopes: Sequence[BudgetScope], spent_nano: Sequence[int]) -> tuple[str, ...]:
@@ -444,30 +478,36 @@ class InProcessBudgets:
 
 # KEYS[1] reservation key, KEYS[2] seed marker, KEYS[3..] scope counters (hashes with fields spent, reserved).
 # ARGV[1] amount, ARGV[2] reservation TTL, then per scope: hard limit (-1: none), expiry (unix s).
-# Checks every scope before touching any, so a refused request holds nothing anywhere.
+# Checks every scope before touching any, so a refused request holds nothing anywhere. Idempotent per reservation
+# id: a retry of a reservation that is held already (its first attempt's reply was lost) holds nothing more.
 # Returns {-1} (not seeded), {0, failing scope index, spent, reserved} or {1, settled spend per scope...}.
 _RESERVE_LUA = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
 local amount = tonumber(ARGV[1])
 local scopes = #KEYS - 2
-for i = 1, scopes do
-  local hard = tonumber(ARGV[1 + 2 * i])
-  if hard >= 0 then
-    local spent = tonumber(redis.call('HGET', KEYS[i + 2], 'spent') or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[i + 2], 'reserved') or '0')
-    if spent + reserved + amount > hard then
-      return {0, i, spent, reserved}
+local held = redis.call('EXISTS', KEYS[1]) == 1
+if not held then
+  for i = 1, scopes do
+    local hard = tonumber(ARGV[1 + 2 * i])
+    if hard >= 0 then
+      local spent = tonumber(redis.call('HGET', KEYS[i + 2], 'spent') or '0')
+      local reserved = tonumber(redis.call('HGET', KEYS[i + 2], 'reserved') or '0')
+      if spent + reserved + amount > hard then
+        return {0, i, spent, reserved}
+      end
     end
   end
 end
 local result = {1}
 for i = 1, scopes do
   local key = KEYS[i + 2]
-  local reserved = redis.call('HINCRBY', key, 'reserved', amount)
-  redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
+  if not held then
+    redis.call('HINCRBY', key, 'reserved', amount)
+    redis.call('EXPIREAT', key, ARGV[2 + 2 * i])
+  end
   result[i + 1] = tonumber(redis.call('HGET', key, 'spent') or '0')
 end
-redis.call('SET', KEYS[1], amount, 'EX', ARGV[2])
+if not held then redis.call('SET', KEYS[1], amount, 'EX', ARGV[2]) end
 return result
 """
 
@@ -510,8 +550,15 @@ return 1
 """
 
 
-class SpendUnavailable(ConnectionError):
+class SpendUnavailable(Exception):
     """The ledger cannot be read to rebuild Redis's counters: Redis is not used until it can."""
+
+
+class BudgetStoreUnavailable(GatewayError):
+    """Redis, where hard limits are enforced, cannot be reached: a hard budget is not granted blind (503)."""
+
+    status_code = 503
+    default_code = "budget_store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -527,33 +574,28 @@ class RedisBudgets:
     Redis's counters are seeded from the ledger by the first replica that finds them missing (a seed
     marker is absent), so a Redis restarted empty resumes from the settled spend, not from zero.
 
-    When Redis fails, requests are enforced by an in-process fallback and ``degraded`` is set; Redis is
-    retried after ``retry_after_s``. The fallback's settled spend is re-read from the ledger at every failed
-    retry, so during an outage replicas see each other's spend within ``retry_after_s``: the outage
-    allowance is what all replicas together can reserve in that time. Settlements that could not reach
-    Redis, and the spend of requests held in-process, are replayed to Redis once it answers again,
-    idempotently; when Redis came back empty they are in the ledger it is reseeded from, so they are dropped.
+    While Redis is unreachable (the shared client's one degrade policy) a turn charged to any hard limit is refused
+    with ``BudgetStoreUnavailable`` (503): no replica grants hard budget from its own counters, so an outage
+    adds no overshoot. Turns charged to soft limits only are judged by an in-process copy of the ledger's settled
+    spend (re-read at most every ``retry_after_s``). Settlements that could not reach Redis, and the spend of
+    soft-only turns held in-process, are replayed to Redis once it answers again, idempotently; when Redis came
+    back empty they are in the ledger it is reseeded from, so they are dropped.
+
+    Outage allowance: a reservation lives in Redis, so turns in flight when Redis *loses its data* settle into
+    counters reseeded from a ledger read that may predate their records; their spend (at most the turns in flight
+    at that moment) is missing from the counters until the next rebuild.
     """
 
-    def __init__(
-        self,
-        redis_url: str,
-        policy: BudgetPolicy,
-        *,
-        spend: SpendSource | None = None,
-        timeout_s: float = 0.5,
-        retry_after_s: float = 5.0,
-    ) -> None:
+    def __init__(self, redis: SharedRedis, policy: BudgetPolicy, *, spend: SpendSource | None = None) -> None:
         self.policy = policy
         self._spend = spend
-        self._redis = redis_client(redis_url, timeout_s)
+        self._shared = redis
+        self._redis = redis.client
         self._reserve_script = self._redis.register_script(_RESERVE_LUA)
         self._settle_script = self._redis.register_script(_SETTLE_LUA)
         self._seed_script = self._redis.register_script(_SEED_LUA)
         self._fallback = InProcessBudgets(policy, spend)
-        self._retry_after_s = retry_after_s
-        self._down_until = 0.0
-        self._fallback_stale = False
+        self._fallback_read_at = time.monotonic()
         self._pending: deque[_PendingSettle] = deque()
         self._replaying = asyncio.Lock()
         self._seeding = asyncio.Lock()
@@ -567,10 +609,9 @@ class RedisBudgets:
     async def rebuild(self) -> None:
         """Seed Redis from the ledger unless it holds the counters already, and the fallback from the ledger."""
         await self._fallback.rebuild()
-        try:
-            await self._seed()
-        except (RedisError, OSError) as exc:
-            self._redis_down(exc)
+        self._fallback_read_at = time.monotonic()
+        with contextlib.suppress(RedisUnavailable):  # seeded by the first reservation once Redis answers
+            await self._shared.run("budgets", self._seed)
 
     async def _seed(self) -> None:
         checked = self._seed_checks
@@ -594,61 +635,72 @@ class RedisBudgets:
 
     @property
     def degraded(self) -> bool:
-        """True while Redis is considered down or settlements wait to be replayed to it."""
-        return time.monotonic() < self._down_until or bool(self._pending)
+        """True while Redis is unreachable or settlements wait to be replayed to it."""
+        return self._shared.down or bool(self._pending)
 
     def _reservation_key(self, reservation_id: str) -> str:
         return f"{self.policy.config.key_prefix}:reservation:{reservation_id}"
 
-    def _redis_down(self, exc: BaseException) -> None:
-        if time.monotonic() >= self._down_until:
-            logger.warning("budgets: Redis unavailable (%s); enforcing in-process", exc)
-        self._down_until = time.monotonic() + self._retry_after_s
-        self._fallback_stale = True
-
-    async def _fallback_reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
-        if self._fallback_stale:
-            self._fallback_stale = False
+    async def _without_redis(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
+        """The degrade policy: refuse (503) a turn charged to a hard limit; judge soft-only ones in-process."""
+        hard = next((scope for scope in scopes if scope.hard_usd is not None), None)
+        if hard is not None:
+            raise BudgetStoreUnavailable(
+                f"the budget '{hard.name}' cannot be checked while the budget store (Redis) is unreachable; "
+                "retry shortly",
+                headers={"retry-after": str(max(1, round(self._shared.retry_after_s)))},
+            )
+        if time.monotonic() - self._fallback_read_at >= self._shared.retry_after_s:
+            self._fallback_read_at = time.monotonic()
             try:
-                await self._fallback.rebuild()
+                await self._fallback.rebuild()  # other replicas' spend, as far as the ledger has it
             except Exception:
                 logger.exception("budgets: could not re-read settled spend from the ledger")
         return await self._fallback.reserve(scopes, amount_usd)
 
     async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float | Decimal) -> Reservation:
-        if time.monotonic() >= self._down_until:
-            amount = to_nano(amount_usd)
-            reservation_id = uuid.uuid4().hex
-            args: list[int] = [amount, self.policy.config.reservation_ttl_s]
-            for scope in scopes:
-                hard = scope.hard_nano
-                args += [-1 if hard is None else hard, scope.expires_at]
-            keys = [self._reservation_key(reservation_id), self._marker, *(s.key for s in scopes)]
-            try:
+        amount = to_nano(amount_usd)
+        reservation_id = uuid.uuid4().hex
+        args: list[int] = [amount, self.policy.config.reservation_ttl_s]
+        for scope in scopes:
+            hard = scope.hard_nano
+            args += [-1 if hard is None else hard, scope.expires_at]
+        keys = [self._reservation_key(reservation_id), self._marker, *(s.key for s in scopes)]
+
+        async def hold() -> list[int]:
+            result = await self._reserve_script(keys=keys, args=args)
+            if result[0] == -1:
+                await self._seed()
                 result = await self._reserve_script(keys=keys, args=args)
-                if result[0] == -1:
-                    await self._seed()
-                    result = await self._reserve_script(keys=keys, args=args)
-            except (RedisError, OSError) as exc:
-                self._redis_down(exc)
-            else:
-                await self._replay_pending()
-                if result[0] == 0:
-                    _, index, spent, reserved = result
-                    scope = scopes[index - 1]
-                    raise BudgetExceeded(
-                        scope.name, scope.hard_usd or 0.0, to_usd(spent), to_usd(reserved), to_usd(amount)
-                    )
-                if result[0] == 1:
-                    return Reservation(
-                        id=reservation_id,
-                        scopes=tuple(scopes),
-                        amount_usd=to_usd(amount),
-                        soft_exceeded=_soft_exceeded(scopes, [int(c) for c in result[1:]]),
-                        backend="redis",
-                    )
-                # Still unseeded (Redis flushed again at once): this turn is enforced in-process.
-        return await self._fallback_reserve(scopes, amount_usd)
+            return [int(value) for value in result]
+
+        try:
+            try:
+                result = await self._shared.run("budgets", hold)
+            except RedisUnavailable as exc:
+                if exc.outage:
+                    raise
+                result = await self._shared.run("budgets", hold)  # contention: once more (the script is idempotent)
+        except RedisUnavailable:
+            return await self._without_redis(scopes, amount_usd)
+        except SpendUnavailable:
+            logger.exception("budgets: Redis lost its counters and the ledger cannot be read to rebuild them")
+            return await self._without_redis(scopes, amount_usd)
+        await self._replay_pending()
+        if result[0] == 0:
+            _, index, spent, reserved = result
+            scope = scopes[index - 1]
+            raise BudgetExceeded(scope.name, scope.hard_usd or 0.0, to_usd(spent), to_usd(reserved), to_usd(amount))
+        if result[0] == 1:
+            return Reservation(
+                id=reservation_id,
+                scopes=tuple(scopes),
+                amount_usd=to_usd(amount),
+                soft_exceeded=_soft_exceeded(scopes, result[1:]),
+                backend="redis",
+            )
+        # Still unseeded (Redis flushed again at once): treated as unreachable for this turn.
+        return await self._without_redis(scopes, amount_usd)
 
     async def _apply(self, pending: _PendingSettle) -> None:
         reservation = pending.reservation
@@ -657,10 +709,10 @@ class RedisBudgets:
         mode = "redis" if reservation.backend == "redis" else str(self.policy.config.reservation_ttl_s)
         keys = [self._reservation_key(reservation.id), self._marker, *(s.key for s in reservation.scopes)]
         args: list[int | str] = [pending.actual_nano, mode, *(s.expires_at for s in reservation.scopes)]
-        if await self._settle_script(keys=keys, args=args) == -1:
+        if await self._shared.run("budgets", lambda: self._settle_script(keys=keys, args=args)) == -1:
             # Redis lost its counters (and this reservation): rebuilt from the ledger, which will hold this
             # turn's record, so recording it again would count it twice.
-            await self._seed()
+            await self._shared.run("budgets", self._seed)
 
     async def _replay_pending(self) -> None:
         if not self._pending or self._replaying.locked():
@@ -669,8 +721,10 @@ class RedisBudgets:
             while self._pending:
                 try:
                     await self._apply(self._pending[0])
-                except (RedisError, OSError) as exc:
-                    self._redis_down(exc)
+                except RedisUnavailable:
+                    return
+                except SpendUnavailable:
+                    logger.exception("budgets: settlements wait until the ledger can be read")
                     return
                 self._pending.popleft()
 
@@ -680,7 +734,7 @@ class RedisBudgets:
             if actual_nano == 0:
                 return  # a released local hold never reached Redis; nothing to record there
         self._pending.append(_PendingSettle(reservation, actual_nano, self._seedings))
-        if time.monotonic() >= self._down_until:
+        if self._shared.usable:
             await self._replay_pending()
 
     async def settle(self, reservation: Reservation, actual_usd: float | Decimal) -> None:
@@ -691,21 +745,22 @@ class RedisBudgets:
 
     async def remaining(self, tenant: str, agent: str | None = None, call_id: str | None = None) -> list[BudgetStatus]:
         scopes = self.policy.scopes_for(tenant, agent, call_id)
-        if time.monotonic() >= self._down_until:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for scope in scopes:
-                        pipe.hmget(scope.key, "spent", "reserved")
-                    counters = await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self._redis_down(exc)
-            else:
-                return [
-                    self.policy.status(scope, int(spent or 0), int(reserved or 0))
-                    for scope, (spent, reserved) in zip(scopes, counters, strict=True)
-                ]
-        return await self._fallback.remaining(tenant, agent, call_id)
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.hmget(scope.key, "spent", "reserved")
+                return await pipe.execute()
+
+        try:
+            counters = await self._shared.run("budgets", read)
+        except RedisUnavailable:
+            return await self._fallback.remaining(tenant, agent, call_id)
+        return [
+            self.policy.status(scope, int(spent or 0), int(reserved or 0))
+            for scope, (spent, reserved) in zip(scopes, counters, strict=True)
+        ]
 
     async def aclose(self) -> None:
-        await self._replay_pending()
-        await self._redis.aclose()
+        if self._shared.usable:
+            await self._replay_pending()

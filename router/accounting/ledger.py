@@ -30,7 +30,7 @@ import time
 import types
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 
 from router.accounting.usage import Usage
 from router.errors import GatewayError
-from router.redisclient import redis_client
+from router.redisclient import decoded, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ class SpendRow:
     cost_usd: float
 
 
+@dataclass(frozen=True, slots=True)
+class CallSpend:
+    """Settled spend of one call (all its records) and its last record's time, from the ledger (for rebuilding
+    per-call budgets)."""
+
+    tenant: str
+    agent: str | None
+    call_id: str
+    cost_usd: float
+    last_ts: datetime
+
+
 def _utc(value: datetime) -> datetime:
     """``value`` as an aware UTC datetime; naive datetimes are taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -87,6 +99,10 @@ class LedgerRecord(BaseModel):
     includes ``interrupted_cost_usd``, the cost of the tokens generated for nobody.
     ``baseline_cost_usd`` is the same tokens priced on the baseline deployment (see
     ``PriceBook.baseline_cost``), so savings are ``baseline_cost_usd - cost_usd`` and may be negative.
+
+    ``total_ms`` runs from the request's arrival until the answer was complete (the last upstream byte relayed),
+    *before* the wait for this record's own durable commit, which cannot be known when the record is written;
+    that wait is ``switchboard_ledger_commit_seconds`` (and ``bench/durable_write.py``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -221,6 +237,10 @@ class LedgerSink(Protocol):
         """Spend per (tenant, agent, UTC day) of the records with ``ts >= since``."""
         ...
 
+    async def call_spend(self, active_since: datetime) -> list[CallSpend]:
+        """Spend per (tenant, agent, call) of every call with a record at or after ``active_since``."""
+        ...
+
     async def query(
         self,
         tenant: str,
@@ -346,6 +366,20 @@ class SQLiteLedgerSink:
         rows = await asyncio.to_thread(self._select, sql, (format_ts(since),))
         return [SpendRow(row[0], row[1], row[2], float(row[3] or 0.0)) for row in rows]
 
+    async def call_spend(self, active_since: datetime) -> list[CallSpend]:
+        sql = (
+            f"SELECT tenant, agent, call_id, SUM(cost_usd), MAX(ts) FROM {LEDGER_TABLE} WHERE (tenant, call_id) IN "
+            f"(SELECT tenant, call_id FROM {LEDGER_TABLE} WHERE ts >= ? AND call_id IS NOT NULL) "
+            "GROUP BY tenant, agent, call_id"
+        )
+        rows = await asyncio.to_thread(self._select, sql, (format_ts(active_since),))
+        return [
+            CallSpend(
+                row[0], row[1], row[2], float(row[3] or 0.0), datetime.strptime(row[4], TS_FORMAT).replace(tzinfo=UTC)
+            )
+            for row in rows
+        ]
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self._close)
 
@@ -414,6 +448,18 @@ class PostgresLedgerSink:
             _utc(since),
         )
         return [SpendRow(row["tenant"], row["agent"], row["day"], float(row["cost"] or 0.0)) for row in rows]
+
+    async def call_spend(self, active_since: datetime) -> list[CallSpend]:
+        rows = await self._pool.fetch(
+            f"SELECT tenant, agent, call_id, sum(cost_usd) AS cost, max(ts) AS last_ts FROM {LEDGER_TABLE} "
+            f"WHERE (tenant, call_id) IN (SELECT tenant, call_id FROM {LEDGER_TABLE} "
+            "WHERE ts >= $1 AND call_id IS NOT NULL) GROUP BY 1, 2, 3",
+            _utc(active_since),
+        )
+        return [
+            CallSpend(row["tenant"], row["agent"], row["call_id"], float(row["cost"] or 0.0), _utc(row["last_ts"]))
+            for row in rows
+        ]
 
     async def aclose(self) -> None:
         return None
@@ -502,6 +548,7 @@ class Spool:
 class _Queued:
     record: LedgerRecord
     durable: asyncio.Future[None] | None  # set once the record is in the sink or the spool
+    queued_at: float = 0.0  # time.perf_counter() when committed, for the commit wait
 
 
 class Ledger:
@@ -512,6 +559,11 @@ class Ledger:
     holds batches, new batches are spooled behind them (to keep order) and the sink is probed by replaying
     the spool every ``probe_interval_s``. ``start()`` replays what an earlier process spooled before the
     gateway serves. ``aclose()`` writes everything still queued, to the sink or the spool, and closes the sink.
+
+    ``on_spooled(batches)`` hears how many batches the spool holds whenever that may have changed (the
+    ``switchboard_ledger_spooled_batches`` gauge); ``on_commit_wait(seconds)`` hears, for every committed record,
+    how long ``commit()`` took to make it durable (``switchboard_ledger_commit_seconds``): the part of a turn's
+    latency that its ledger record's ``total_ms`` cannot contain, since that record is written before it is known.
     """
 
     def __init__(
@@ -522,9 +574,13 @@ class Ledger:
         batch_size: int = 256,
         probe_interval_s: float = 1.0,
         retry_interval_s: float = 0.2,
+        on_spooled: Callable[[int], None] | None = None,
+        on_commit_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.sink = sink
         self._spool = Spool(Path(spool_path))
+        self._on_spooled = on_spooled
+        self._on_commit_wait = on_commit_wait
         self._batch_size = batch_size
         self._probe_interval_s = probe_interval_s
         self._retry_interval_s = retry_interval_s
@@ -551,10 +607,10 @@ class Ledger:
     def spooled_batches(self) -> int:
         return self._spool.batches
 
-    def _enqueue(self, record: LedgerRecord, durable: asyncio.Future[None] | None) -> None:
+    def _enqueue(self, record: LedgerRecord, durable: asyncio.Future[None] | None, queued_at: float = 0.0) -> None:
         if self._closed:
             raise RuntimeError("ledger is closed")
-        self._queue.append(_Queued(record, durable))
+        self._queue.append(_Queued(record, durable, queued_at))
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -568,7 +624,7 @@ class Ledger:
         Raises at once after ``aclose()``.
         """
         durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(record, durable)
+        self._enqueue(record, durable, time.perf_counter())
         # Shielded: a client that hangs up cancels its request, not the batch its record is in.
         return asyncio.shield(durable)
 
@@ -577,6 +633,7 @@ class Ledger:
             return
         if self._spool.batches:
             await self._replay_spool()
+        self._report_spool()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
@@ -614,9 +671,16 @@ class Ledger:
                         queued.durable.set_exception(LedgerUnavailable(f"the ledger cannot record this turn: {exc}"))
                 raise
             self._in_flight = 0
+            durable_at = time.perf_counter()
             for queued in batch:
                 if queued.durable is not None and not queued.durable.done():
                     queued.durable.set_result(None)
+                    if self._on_commit_wait is not None:
+                        self._on_commit_wait(durable_at - queued.queued_at)
+
+    def _report_spool(self) -> None:
+        if self._on_spooled is not None:
+            self._on_spooled(self._spool.batches)
 
     async def _deliver(self, batch: list[LedgerRecord]) -> None:
         if not self._spool.batches:
@@ -628,7 +692,10 @@ class Ledger:
                 logger.warning("ledger sink failed (%s); spooling to %s", exc, self._spool.path)
                 self._sink_failed = True
                 self._next_probe = time.monotonic() + self._probe_interval_s
-        await asyncio.to_thread(self._spool.append, batch)
+        try:
+            await asyncio.to_thread(self._spool.append, batch)
+        finally:
+            self._report_spool()
 
     async def _replay_spool(self) -> None:
         try:
@@ -638,6 +705,8 @@ class Ledger:
             logger.info("ledger sink still failing (%s); batches stay spooled", exc)
             self._sink_failed = True
             self._next_probe = time.monotonic() + self._probe_interval_s
+        finally:
+            self._report_spool()
 
     async def aclose(self) -> None:
         """Stop the writer, write what is queued (sink, else spool) and close the sink."""
@@ -692,7 +761,7 @@ async def _stream_batches(redis: Redis, stream: str, last_id: str, chunk: int) -
     start = "-"
     while entries := cast(StreamEntries, await redis.xrange(stream, start, last_id, count=chunk)):
         yield [LedgerRecord.model_validate_json(fields[b"r"]) for _, fields in entries]
-        start = "(" + entries[-1][0].decode()
+        start = "(" + decoded(entries[-1][0])
 
 
 async def _write_parquet(batches: AsyncIterator[list[LedgerRecord]], out_path: Path) -> int:
@@ -747,7 +816,7 @@ async def export_stream(
         newest = cast(StreamEntries, await redis.xrevrange(stream, "+", "-", count=1))
         if not newest:
             return 0
-        last_id = newest[0][0].decode()
+        last_id = decoded(newest[0][0])
         write = _write_parquet if format == "parquet" else _write_sqlite
         exported = await write(_stream_batches(redis, stream, last_id, chunk), out_path)
         if trim:
