@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from redis.asyncio import Redis
 
 from router.accounting.tokens import completion_text, text_tokens
 from router.errors import InvalidRequest
 from router.identifiers import call_identity
+from router.redisclient import SharedRedis
 from router.state import CallRecord, InProcessState, RedisState
 from tests.redis_server import RedisServer
 
@@ -60,7 +60,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.mark.e2e
 async def test_the_lua_script_applies_the_same_rule(redis_server: RedisServer) -> None:
-    state = RedisState(Redis.from_url(redis_server.url))
+    shared = SharedRedis(redis_server.url)
+    state = RedisState(shared)
     try:
         for number, (turns, _) in enumerate(CASES):
             record = CallRecord()
@@ -71,6 +72,7 @@ async def test_the_lua_script_applies_the_same_rule(redis_server: RedisServer) -
         assert not state.degraded
     finally:
         await state.aclose()
+        await shared.aclose()
 
 
 def test_refused_requests_name_their_call_by_the_served_rule() -> None:
