@@ -35,6 +35,13 @@ def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(SOURCES),
             help="Measure only these sources (repeatable; default all).",
         ),
+        click.option(
+            "--held-out",
+            "held_out",
+            multiple=True,
+            type=click.Choice(SOURCES),
+            help="Measure only these folds, each still trained on every other source (repeatable; default all).",
+        ),
         click.option("--before-only", is_flag=True, help="Only the shipped model; no leave-one-source-out folds."),
         click.option(
             "--policy",
@@ -63,6 +70,7 @@ def run_from_options(
     train_turns: int | None,
     seed: int | None,
     sources: tuple[str, ...],
+    held_out: tuple[str, ...],
     before_only: bool,
     policy_path: Path | None,
     config_path: Path | None,
@@ -73,6 +81,7 @@ def run_from_options(
     settings = RoutingSettings(
         **{name: value for name, value in given.items() if value is not None},
         sources=sources or SOURCES,
+        held_out=held_out,
         loso=not before_only,
     )
     run = run_routing_quality(
