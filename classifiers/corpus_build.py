@@ -205,6 +205,8 @@ def nlupp_labels(intents: Sequence[str], has_slots: bool, atoms: dict[str, dict[
             return Labels("high_stakes", "faq", ("payment",))
         return Labels("standard", "faq", ("payment",) if kinds & {"contract"} else ())
     if "action" in roles:
+        if "appointment" in intents:  # booking, moving or cancelling a meeting, whatever it is about
+            return Labels("small_safe", "scheduling", ())
         if kinds & {"security", "card"}:
             return Labels("high_stakes", "transaction", ("account_security",))
         if kinds & {"money", "contract"}:

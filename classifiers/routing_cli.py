@@ -35,6 +35,20 @@ def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(SOURCES),
             help="Measure only these sources (repeatable; default all).",
         ),
+        click.option(
+            "--held-out",
+            "held_out",
+            multiple=True,
+            type=click.Choice(SOURCES),
+            help="Measure only these folds, each still trained on every other source (repeatable; default all).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Folds trained at once, each in its own process (same figures, more memory).",
+        ),
         click.option("--before-only", is_flag=True, help="Only the shipped model; no leave-one-source-out folds."),
         click.option(
             "--policy",
@@ -63,6 +77,8 @@ def run_from_options(
     train_turns: int | None,
     seed: int | None,
     sources: tuple[str, ...],
+    held_out: tuple[str, ...],
+    workers: int,
     before_only: bool,
     policy_path: Path | None,
     config_path: Path | None,
@@ -73,6 +89,8 @@ def run_from_options(
     settings = RoutingSettings(
         **{name: value for name, value in given.items() if value is not None},
         sources=sources or SOURCES,
+        held_out=held_out,
+        workers=workers,
         loso=not before_only,
     )
     run = run_routing_quality(

@@ -25,9 +25,11 @@ are in the report.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,7 +68,17 @@ class RoutingSettings(BaseModel):
     eval_calls: int = 40  # multi-turn sources: calls measured per source, half with a high-stakes turn if possible
     train_turns: int = 300  # turns per source in each fold's training set (plus the hand-written set)
     sources: tuple[str, ...] = SOURCES
+    # Sources measured (each a fold, trained on every other source of ``sources``); empty: all of ``sources``.
+    # A subset makes a quick check of a learner change that still trains as the full run does.
+    held_out: tuple[str, ...] = ()
     loso: bool = True  # False: only the shipped model ("before")
+    # Folds trained at once, each in its own process with its own encoder cache (1: in this process, in order).
+    # The figures do not depend on it: each fold's model and decisions are the same wherever it runs.
+    workers: int = 1
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return tuple(source for source in self.sources if source in self.held_out) if self.held_out else self.sources
 
 
 # --- the learner -----------------------------------------------------------------------------------------
@@ -342,18 +354,27 @@ def run_routing_quality(
     mark = time.perf_counter()
     shipped = shipped_classifier(caching)
     before = summarise(
-        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.sources])
+        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.measured])
     )
     timings["before"] = time.perf_counter() - mark
 
     loso = None
     if settings.loso:
         folds = []
-        for source in settings.sources:
+        fold_rows = {
+            source: [row for other in settings.sources if other != source for row in training[other]]
+            for source in settings.measured
+        }
+        if settings.workers > 1:
             mark = time.perf_counter()
-            rows = [row for other in settings.sources if other != source for row in training[other]]
-            progress(f"fold {source}: training on {len(rows)} turns of the other sources")
-            classifier = learner(rows, caching)
+            progress(f"folds {', '.join(settings.measured)}: {settings.workers} at a time")
+            folds, encoded = _parallel_folds(settings, fold_rows, evaluation, learner, config_path, policy_path)
+            caching.encoded += encoded
+            timings["folds"] = time.perf_counter() - mark
+        for source in settings.measured if settings.workers <= 1 else ():
+            mark = time.perf_counter()
+            progress(f"fold {source}: training on {len(fold_rows[source])} turns of the other sources")
+            classifier = learner(fold_rows[source], caching)
             folds.append(route(evaluation[source], classifier, policy, loaded.config))
             timings[f"fold.{source}"] = time.perf_counter() - mark
         loso = summarise(pd.concat(folds))
@@ -367,6 +388,41 @@ def run_routing_quality(
         timings=timings,
         encoded_texts=caching.encoded,
     )
+
+
+def _fold_in_worker(
+    rows: Sequence[CorpusRow],
+    evaluation: Sequence[CorpusRow],
+    learner: Learner,
+    config_path: Path | None,
+    policy_path: Path | None,
+) -> tuple[pd.DataFrame, int]:
+    """One fold in a worker process: its own policy, encoder and cache (nothing of the parent's is shared)."""
+    loaded = load_config(config_path)
+    policy = load_policy(loaded.policy_path(policy_path), loaded.config)
+    caching = CachingEncoder(load_encoder())
+    classifier = learner(rows, caching)
+    return route(evaluation, classifier, policy, loaded.config), caching.encoded
+
+
+def _parallel_folds(
+    settings: RoutingSettings,
+    fold_rows: dict[str, list[CorpusRow]],
+    evaluation: dict[str, list[CorpusRow]],
+    learner: Learner,
+    config_path: Path | None,
+    policy_path: Path | None,
+) -> tuple[list[pd.DataFrame], int]:
+    """Every measured fold, ``settings.workers`` at a time (spawned processes: no forked encoder sessions);
+    results in the order of ``settings.measured``."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_fold_in_worker, fold_rows[source], evaluation[source], learner, config_path, policy_path)
+            for source in settings.measured
+        ]
+        results = [future.result() for future in futures]
+    return [frame for frame, _ in results], sum(encoded for _, encoded in results)
 
 
 # --- rendering -------------------------------------------------------------------------------------------

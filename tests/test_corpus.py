@@ -189,8 +189,18 @@ def test_hand_checked_compositional_mappings() -> None:
     assert star_labels("restaurant_book", "restaurant_ask_size", star).contract == "small_safe"
 
 
-def test_mts_patient_turns_are_medical_except_courtesy() -> None:
+def test_mts_patient_turns_are_medical_except_courtesy_and_social_history() -> None:
     rows = rows_of("mts_dialog")
-    symptom = [r for r in rows if "pain" in r.text.lower()]
+    symptom = [r for r in rows if "pain" in r.text.lower() and r.source_label != "FAM/SOCHX"]
     assert symptom and all(r.contract == "high_stakes" and r.risks == ("medical",) for r in symptom)
-    assert {r.text.lower().strip(".!") for r in rows if r.contract == "small_safe"} >= {"thank you", "okay"}
+    small = {r.text.lower().strip(".!") for r in rows if r.contract == "small_safe"}
+    assert small >= {"thank you", "okay", "good afternoon, doctor"}
+    # family and social history mixes relatives' illnesses with chatter about pets and work: standard
+    assert {r.contract for r in rows if r.source_label == "FAM/SOCHX"} == {"standard"}
+
+
+def test_nlupp_action_on_an_appointment_is_scheduling() -> None:
+    atoms = load_mapping()["sources"]["nlupp"]["atoms"]
+    meeting = nlupp_labels(["appointment", "cancel_close_leave_freeze", "mortgage"], False, atoms)
+    assert meeting == Labels("small_safe", "scheduling", ())
+    assert nlupp_labels(["cancel_close_leave_freeze", "mortgage"], False, atoms).contract == "high_stakes"

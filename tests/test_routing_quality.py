@@ -126,6 +126,14 @@ def test_harness_smoke_on_a_tiny_subset() -> None:
     assert all(example["tier"] != "small" for example in shown["missed_captures"])
 
 
+def test_held_out_folds_are_measured_while_training_on_every_source() -> None:
+    everything = RoutingSettings(sources=("hint3", "sgd", "star"))
+    assert everything.measured == ("hint3", "sgd", "star")
+    subset = RoutingSettings(sources=("hint3", "sgd", "star"), held_out=("star", "hint3"))
+    assert subset.measured == ("hint3", "star")  # in the order of sources; sgd still trains both folds
+    assert RoutingSettings(sources=("hint3",), held_out=("star",)).measured == ()
+
+
 def test_eval_needs_a_model_and_data_unless_routing() -> None:
     from click.testing import CliRunner
 
