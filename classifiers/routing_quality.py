@@ -360,7 +360,7 @@ def run_routing_quality(
 
     loso = None
     if settings.loso:
-        folds = []
+        folds: list[pd.DataFrame] = []
         fold_rows = {
             source: [row for other in settings.sources if other != source for row in training[other]]
             for source in settings.measured
