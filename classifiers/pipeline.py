@@ -72,8 +72,6 @@ DIRECTIVE_OPENERS = frozenset(
         "hand", "pass", "send", "put", "inform", "introduce", "identify", "gather", "record", "read", "write",
     }
 )  # fmt: skip
-# Detectors whose hit in an instruction is the value itself (numbers that move money or prove identity).
-VALUE_DETECTORS = HARD_EVIDENCE_DETECTORS
 _SENTENCE = regex.compile(r"[^.!?\n;]+")
 
 
@@ -535,5 +533,5 @@ def is_directive(sentence: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _directive_stakes(sentence: str) -> _Stakes:
     """A directive's stakes: certain when it carries a value that moves money or proves identity, else none."""
-    values = [hit.name for hit in detect(sentence) if hit.name in VALUE_DETECTORS]
+    values = [hit.name for hit in detect(sentence) if hit.name in HARD_EVIDENCE_DETECTORS]
     return _Stakes(1.0, f"stakes:detector:{values[0]}") if values else _Stakes(0.0)

@@ -77,16 +77,8 @@ class Conversation(BaseModel):
             (index for index in range(len(messages) - 1, -1, -1) if messages[index].get("role") == "user"),
             None,
         )
-        instructions = tuple(
-            _bounded(text)
-            for message in messages
-            if message.get("role") in INSTRUCTION_ROLES and (text := message_text(message.get("content")))
-        )[-MAX_INSTRUCTION_MESSAGES:]
-        tool_results = tuple(
-            _bounded(text)
-            for message in messages
-            if message.get("role") in TOOL_ROLES and (text := message_text(message.get("content")))
-        )[-MAX_INSTRUCTION_MESSAGES:]
+        instructions = _latest_texts(messages, INSTRUCTION_ROLES)
+        tool_results = _latest_texts(messages, TOOL_ROLES)
         if user_index is None:
             return cls(
                 latest_user_text="",
@@ -170,3 +162,12 @@ class Classification(BaseModel):
     def with_embedding(self, embedding: np.ndarray) -> Classification:
         self._embedding = _Vector(embedding)
         return self
+
+
+def _latest_texts(messages: list[dict[str, Any]], roles: frozenset[str]) -> tuple[str, ...]:
+    """The texts of the last ``MAX_INSTRUCTION_MESSAGES`` messages with one of ``roles``, each bounded."""
+    return tuple(
+        _bounded(text)
+        for message in messages
+        if message.get("role") in roles and (text := message_text(message.get("content")))
+    )[-MAX_INSTRUCTION_MESSAGES:]
