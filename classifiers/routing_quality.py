@@ -28,7 +28,7 @@ import json
 import multiprocessing
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -110,10 +110,14 @@ def train_for_fold(rows: Sequence[CorpusRow], encoder: TextEncoder) -> BatchClas
     The written set is always in training: it holds what public data lacks (ASR style, six languages,
     emergencies) and is never measured here.
     """
-    frame = pd.concat([load_turns(WRITTEN_TURNS_PATH), training_frame(rows)], ignore_index=True)
-    frame = frame.drop_duplicates(subset="text", keep="first").reset_index(drop=True)
-    model = fit_model(frame, encoder, TrainingSettings(test_size=0.0))
+    model = fit_model(fold_frame(rows), encoder, TrainingSettings(test_size=0.0))
     return TurnClassifier(model, encoder)
+
+
+def fold_frame(rows: Sequence[CorpusRow]) -> pd.DataFrame:
+    """The training rows of one fold: the written set plus ``rows``, each text once."""
+    frame = pd.concat([load_turns(WRITTEN_TURNS_PATH), training_frame(rows)], ignore_index=True)
+    return frame.drop_duplicates(subset="text", keep="first").reset_index(drop=True)
 
 
 def shipped_classifier(encoder: TextEncoder, model_path: Path = DEFAULT_MODEL_PATH) -> BatchClassifier:
@@ -205,11 +209,17 @@ def turn_metrics(turns: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def call_metrics(turns: pd.DataFrame) -> dict[str, Any]:
-    """Call-level figures of turns that carry call ids (in turn order within each call)."""
+def call_metrics(turns: pd.DataFrame, risky_share: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Call-level figures of turns that carry call ids (in turn order within each call).
+
+    The sample holds calls with and without a high-stakes turn half and half, so that leak and capture both get
+    calls; ``risky_share`` (each source's own share of calls with a high-stakes turn) adds ``savings_at_source_mix``,
+    the savings with each kind of call weighted back to its share in the source.
+    """
     in_calls = turns[turns["call_id"].notna()]
     after_high = after_high_small = clean_safe = clean_safe_small = calls_with_high = calls_leaking = 0
     per_call_savings = []
+    costs: list[tuple[str, bool, float, float]] = []  # source, has a high-stakes turn, cost, baseline cost
     for _, call in in_calls.groupby("call_id", sort=False):
         call = call.sort_values("turn_index")
         small = (call["tier"] == SMALL).to_numpy()
@@ -224,7 +234,9 @@ def call_metrics(turns: pd.DataFrame) -> dict[str, Any]:
             safe = (call["contract"] == "small_safe").to_numpy()
             clean_safe += int(safe.sum())
             clean_safe_small += int((safe & small).sum())
-        saving = _savings(float(call["cost"].sum()), float(call["baseline_cost"].sum()))
+        cost, baseline = float(call["cost"].sum()), float(call["baseline_cost"].sum())
+        costs.append((str(call["source"].iloc[0]), bool(high.any()), cost, baseline))
+        saving = _savings(cost, baseline)
         if saving is not None:
             per_call_savings.append(saving)
     calls = in_calls["call_id"].nunique()
@@ -237,7 +249,25 @@ def call_metrics(turns: pd.DataFrame) -> dict[str, Any]:
         "clean_call_capture": _share(clean_safe_small, clean_safe),
         "savings": _savings(float(in_calls["cost"].sum()), float(in_calls["baseline_cost"].sum())),
         "mean_call_savings": float(np.mean(per_call_savings)) if per_call_savings else None,
+        "savings_at_source_mix": _savings_at_mix(costs, risky_share) if risky_share is not None else None,
     }
+
+
+def _savings_at_mix(costs: Sequence[tuple[str, bool, float, float]], risky_share: Mapping[str, float]) -> float | None:
+    """Savings with each source's calls reweighted so that calls with a high-stakes turn weigh their share in the
+    source (calls of a kind the sample lacks keep weight 1: there is nothing to reweight them against)."""
+    weighted_cost = weighted_baseline = 0.0
+    for source in dict.fromkeys(source for source, _, _, _ in costs):
+        of_source = [(risky, cost, baseline) for name, risky, cost, baseline in costs if name == source]
+        sampled = sum(risky for risky, _, _ in of_source) / len(of_source)
+        share = risky_share.get(source, sampled)
+        for risky, cost, baseline in of_source:
+            weight = 1.0
+            if 0.0 < sampled < 1.0:
+                weight = share / sampled if risky else (1.0 - share) / (1.0 - sampled)
+            weighted_cost += weight * cost
+            weighted_baseline += weight * baseline
+    return _savings(weighted_cost, weighted_baseline)
 
 
 EXAMPLES_PER_SOURCE = 8
@@ -256,11 +286,11 @@ def examples(turns: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def summarise(turns: pd.DataFrame) -> dict[str, Any]:
+def summarise(turns: pd.DataFrame, risky_share: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Per source and overall (pooled turns), plus call level for the multi-turn sources, and example turns."""
     per_source = {source: turn_metrics(group) for source, group in turns.groupby("source", sort=False)}
     calls = {
-        source: call_metrics(group)
+        source: call_metrics(group, risky_share)
         for source, group in turns.groupby("source", sort=False)
         if source in MULTI_TURN_SOURCES
     }
@@ -269,7 +299,7 @@ def summarise(turns: pd.DataFrame) -> dict[str, Any]:
         "per_source": per_source,
         "overall": turn_metrics(turns),
         "calls_per_source": calls,
-        "calls_overall": call_metrics(multi) if len(multi) else None,
+        "calls_overall": call_metrics(multi, risky_share) if len(multi) else None,
         "examples": {source: examples(group) for source, group in turns.groupby("source", sort=False)},
     }
 
@@ -293,6 +323,12 @@ def evaluation_sample(source: str, rows: Sequence[CorpusRow], settings: RoutingS
     return [turn for turns in chosen for turn in turns]
 
 
+def risky_call_share(rows: Sequence[CorpusRow]) -> float:
+    """The share of a multi-turn source's calls that have a high-stakes turn."""
+    calls = list(iter_calls(rows))
+    return sum(any(turn.contract == "high_stakes" for turn in turns) for _, turns in calls) / max(len(calls), 1)
+
+
 def training_sample(source: str, rows: Sequence[CorpusRow], settings: RoutingSettings) -> list[CorpusRow]:
     sampler = random.Random(f"{settings.seed}-{source}-train")
     return sampler.sample(list(rows), min(settings.train_turns, len(rows)))
@@ -304,7 +340,7 @@ class RoutingRun:
     policy_version: str
     before: dict[str, Any]
     loso: dict[str, Any] | None
-    sample_sizes: dict[str, dict[str, int]]
+    sample_sizes: dict[str, dict[str, float]]
     timings: dict[str, float] = field(default_factory=dict)
     encoded_texts: int = 0
 
@@ -339,6 +375,9 @@ def run_routing_quality(
     corpus = {source: load_source(source) for source in settings.sources}
     evaluation = {source: evaluation_sample(source, rows, settings) for source, rows in corpus.items()}
     training = {source: training_sample(source, rows, settings) for source, rows in corpus.items()}
+    risky_share = {
+        source: risky_call_share(corpus[source]) for source in settings.sources if source in MULTI_TURN_SOURCES
+    }
     sizes = {
         source: {
             "corpus_turns": len(corpus[source]),
@@ -346,6 +385,7 @@ def run_routing_quality(
             "eval_calls": len({row.call_id for row in evaluation[source] if row.call_id}),
             "train_turns": len(training[source]),
         }
+        | ({"risky_call_share": round(risky_share[source], 3)} if source in risky_share else {})
         for source in settings.sources
     }
     timings = {"load": time.perf_counter() - started}
@@ -354,7 +394,8 @@ def run_routing_quality(
     mark = time.perf_counter()
     shipped = shipped_classifier(caching)
     before = summarise(
-        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.measured])
+        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.measured]),
+        risky_share,
     )
     timings["before"] = time.perf_counter() - mark
 
@@ -377,7 +418,7 @@ def run_routing_quality(
             classifier = learner(fold_rows[source], caching)
             folds.append(route(evaluation[source], classifier, policy, loaded.config))
             timings[f"fold.{source}"] = time.perf_counter() - mark
-        loso = summarise(pd.concat(folds))
+        loso = summarise(pd.concat(folds), risky_share)
     timings["total"] = time.perf_counter() - started
     return RoutingRun(
         settings=settings,
@@ -450,8 +491,8 @@ def _turn_table(summary: dict[str, Any]) -> list[str]:
 def _call_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         "| source | calls | with high-stakes | turns after it | after_high_leak | calls leaking | "
-        "clean_call_capture | savings | mean per-call savings |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "clean_call_capture | savings | mean per-call savings | savings at source mix |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = list(summary["calls_per_source"].items())
     if summary["calls_overall"]:
@@ -460,7 +501,7 @@ def _call_table(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {source} | {m['calls']} | {m['calls_with_high_stakes']} | {m['turns_after_first_high_stakes']} | "
             f"{_pct(m['after_high_leak'])} | {_pct(m['calls_leaking'])} | {_pct(m['clean_call_capture'])} | "
-            f"{_pct(m['savings'])} | {_pct(m['mean_call_savings'])} |"
+            f"{_pct(m['savings'])} | {_pct(m['mean_call_savings'])} | {_pct(m.get('savings_at_source_mix'))} |"
         )
     return lines
 
@@ -480,7 +521,9 @@ def render_markdown(run: RoutingRun) -> str:
         f" {run.timings.get('total', 0.0) / 60:.1f} min, {run.encoded_texts} distinct texts embedded.",
         "",
         "small_leak: high-stakes turns routed small (target ≤ 1%). small_capture: small-safe turns routed small"
-        " (target ≥ 80%). Savings: against every turn on the frontier baseline deployment.",
+        " (target ≥ 80%). Savings: against every turn on the frontier baseline deployment. The call sample is half"
+        " calls with a high-stakes turn; *savings at source mix* weighs each kind of call back to its share in the"
+        " source (sample sizes below), which is what a deployment on that traffic would save.",
     ]
     shipped = "Shipped model (`classifiers/models/default.npz`; trained on these sources too: not held out)"
     sections = [(shipped, run.before)]
@@ -491,12 +534,18 @@ def render_markdown(run: RoutingRun) -> str:
         lines += _turn_table(summary)
         lines += ["", "Calls (every turn in order with its call id; target after_high_leak ≤ 1%, savings ≥ 50%):", ""]
         lines += _call_table(summary)
-    lines += ["", "Sample sizes:", "", "| source | corpus turns | eval turns | eval calls | train turns |"]
-    lines += ["| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "Sample sizes:",
+        "",
+        "| source | corpus turns | eval turns | eval calls | train turns |"
+        " calls with a high-stakes turn in the source |",
+    ]
+    lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
     for source, size in run.sample_sizes.items():
         lines.append(
             f"| {source} | {size['corpus_turns']} | {size['eval_turns']} | {size['eval_calls']} |"
-            f" {size['train_turns']} |"
+            f" {size['train_turns']} | {_pct(size.get('risky_call_share'))} |"
         )
     return "\n".join(lines) + "\n"
 

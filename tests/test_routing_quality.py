@@ -65,6 +65,15 @@ def test_call_metrics_by_hand() -> None:
     assert metrics["mean_call_savings"] == pytest.approx(((1 - 22 / 40) + (1 - 6 / 20)) / 2)
 
 
+def test_savings_at_source_mix_weighs_each_kind_of_call_back_to_its_share() -> None:
+    # The sample has one call of each kind (A with a high-stakes turn: cost 22 of 40; B without: 6 of 20). In a
+    # source where a quarter of the calls have one, A weighs 0.25 / 0.5 and B 0.75 / 0.5.
+    metrics = call_metrics(decided_turns(), {"x": 0.25})
+    assert metrics["savings_at_source_mix"] == pytest.approx(1 - (0.5 * 22 + 1.5 * 6) / (0.5 * 40 + 1.5 * 20))
+    assert call_metrics(decided_turns(), {"x": 0.5})["savings_at_source_mix"] == pytest.approx(1 - 28 / 60)
+    assert call_metrics(decided_turns())["savings_at_source_mix"] is None
+
+
 def test_empty_denominators_are_none() -> None:
     frame = decided_turns()
     only_safe = frame[frame["contract"] == "small_safe"]
