@@ -8,7 +8,9 @@ Two measurements, both through the code the gateway runs (the shipped classifier
   comparison;
 * the traffic generator's calls, which never repeat a request: at each threshold, how many turns have 1, 2 (the
   default policy escalates) or 3 (it recommends a handoff after escalation) repeats; then every turn decided by the
-  default policy with the call state the gateway keeps, counting going-in-circles escalations and handoffs.
+  default policy with the call state the gateway keeps, counting going-in-circles escalations and handoffs;
+* what the similarity adds to a classification: each generated turn classified alone in log order (as the gateway's
+  worker does), the similarity step timed and the texts it had to encode counted (the rest are cache hits).
 
 Run: ``nice python bench/repeat_threshold.py [--calls 1000 --seed 7]`` (about a minute on the 2-core machine).
 """
@@ -16,6 +18,7 @@ Run: ``nice python bench/repeat_threshold.py [--calls 1000 --seed 7]`` (about a 
 from __future__ import annotations
 
 import csv
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
+from classifiers.embeddings import CachingEncoder
+from classifiers.folding import fold_disguises
 from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Conversation
 from router.config import load_config
@@ -118,6 +124,32 @@ def generated_figures(classifier: TurnClassifier, calls: int, seed: int) -> None
     )
 
 
+def similarity_cost(classifier: TurnClassifier, calls: int, seed: int) -> None:
+    """Each turn's similarity step run just before the turn is classified, in log order: the earlier user turns it
+    reads were encoded when they were the latest turn, so what it encodes beyond the latest text is the extra work."""
+    encoder = classifier.encoder
+    assert isinstance(encoder, CachingEncoder), "the gateway's classifier caches vectors by text"
+    conversations = [
+        Conversation.from_messages(turn.record.chat_messages)
+        for turn in sample_turns(calls, seed=seed + 1, masker=Redactor())
+    ]
+    milliseconds, extra = [], 0
+    for conversation in conversations:
+        normalised = conversation.normalised()
+        latest = encoder.encode([fold_disguises(normalised.latest_user_text)])  # the classification encodes it too
+        before = encoder.encoded
+        started = time.perf_counter()
+        classifier._earlier_user_similarity([normalised], latest)
+        milliseconds.append((time.perf_counter() - started) * 1000)
+        extra += encoder.encoded - before
+        classifier.classify(conversation)
+    p50, p99 = np.percentile(milliseconds, [50, 99])
+    click.echo(
+        f"similarity step: {len(conversations)} turns in log order, p50 {p50:.2f} ms, p99 {p99:.2f} ms in the "
+        f"classifier's thread, {extra} texts encoded beyond each turn's own"
+    )
+
+
 @click.command()
 @click.option("--calls", default=1000, show_default=True, help="Generated calls to measure.")
 @click.option("--seed", default=7, show_default=True)
@@ -125,6 +157,7 @@ def main(calls: int, seed: int) -> None:
     classifier = TurnClassifier.load()
     pair_figures(classifier)
     generated_figures(classifier, calls, seed)
+    similarity_cost(TurnClassifier.load(), calls // 5, seed)  # an empty vector cache, as a gateway starts
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ nearly the same words scores 0.8 to 1.0, while a rephrasing with other words ("b
 to pick up a package") often scores under 0.6, where different requests on the same subject ("set up" / "cancel a
 standing order", 0.71) already are; 9 of the 52 rephrasings have fewer than three content words ("where is my
 parcel") and never count. The policy escalates on 2 repeats and hands off on 3, so one false match does nothing.
+The step costs the classifier's thread 0.3 ms p50 / about 1 ms p99 a turn and, as a rule, no encoding: the earlier
+turns were encoded when each was the latest (0 extra encodings on 1,332 generated turns from an empty cache).
 
 Without a classification (classifier off, failed or over its deadline; a turn sent to a named deployment) the
 fallback is lexical: content words with Jaccard similarity ≥ ``SAME_WORDS_JACCARD``, which catches a request said
