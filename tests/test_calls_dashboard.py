@@ -201,7 +201,7 @@ def test_every_query_runs_on_postgresql_and_adds_up(board: dict[str, Any], postg
         of_call = [r for r in in_range if r.call_id == call]
         assert row["turns"] == sum(is_turn(r) for r in of_call), call
         assert row["cost_usd"] == pytest.approx(sum(r.cost_usd for r in of_call)), call
-        assert (row["hedge_wasted_usd"] or 0.0) == pytest.approx(sum(r.cost_usd for r in of_call if r in losers)), call
+        assert row["hedge_wasted_usd"] == pytest.approx(sum(r.cost_usd for r in of_call if r in losers)), call
     every = results["Calls explorer: every turn"]
     assert len(every) == len(in_range)
     assert [row["kind"] for row in every].count("hedge loser") == len(losers)
