@@ -395,12 +395,22 @@ class TurnClassifier:
         stakes = self._head_stakes(features)
         nearest = self.model.examples.nearest(features.user, self.neighbours)
         history = self._history_stakes(normalised)
+        similarity = self._earlier_user_similarity(normalised, features.user)
         intents = self.model.intent_head.classes_
         return [
             self._assemble(
-                turn, plain.latest_user_text, intents, intent_row, risk_row, turn_stakes, keywords, neighbours, past
+                turn,
+                plain.latest_user_text,
+                intents,
+                intent_row,
+                risk_row,
+                turn_stakes,
+                keywords,
+                neighbours,
+                past,
+                earlier,
             ).with_embedding(vector)
-            for turn, plain, intent_row, risk_row, turn_stakes, keywords, neighbours, past, vector in zip(
+            for turn, plain, intent_row, risk_row, turn_stakes, keywords, neighbours, past, earlier, vector in zip(
                 normalised,
                 folded,
                 intent_probabilities,
@@ -409,10 +419,20 @@ class TurnClassifier:
                 features.keywords,
                 nearest,
                 history,
+                similarity,
                 features.user,
                 strict=True,
             )
         ]
+
+    def _earlier_user_similarity(self, turns: Sequence[Conversation], latest: np.ndarray) -> list[list[float]]:
+        """Cosine similarity of each turn's latest user text to each of its earlier user texts, in the folded form
+        both were encoded in when they were judged (as the latest turn, or as an earlier one for stakes): one encode
+        call of cache hits, as a rule."""
+        earlier = [[fold_disguises(text) for text in turn.earlier_user_texts] for turn in turns]
+        distinct = list(dict.fromkeys(text for texts in earlier for text in texts))
+        vectors = dict(zip(distinct, self.encoder.encode(distinct), strict=True)) if distinct else {}
+        return [[float(vectors[text] @ user) for text in texts] for texts, user in zip(earlier, latest, strict=True)]
 
     def _assemble(
         self,
@@ -425,6 +445,7 @@ class TurnClassifier:
         keywords: np.ndarray,
         neighbours: list,
         past: tuple[_Stakes, str] | None,
+        earlier_similarity: list[float],
     ) -> Classification:
         hits = detect_both(turn.latest_user_text, folded_text, context_tail(turn.previous_assistant_text))
         risks = {str(name): float(probability) for name, probability in zip(self.risks, risk_row, strict=True)}
@@ -453,6 +474,7 @@ class TurnClassifier:
             stakes=float(np.clip(stakes.probability, 0.0, 1.0)),
             high_stakes=stakes.probability >= self.stakes_threshold,
             language=language,
+            earlier_user_similarity=earlier_similarity,
         )
 
     # -- the rest of the chat ---------------------------------------------------------------------------------

@@ -152,6 +152,10 @@ class Classification(BaseModel):
     high_stakes: bool
     # "en", or the other language the turn looks written in ("es", "de", "fr", "pt", "hi", "other").
     language: str = "en"
+    # Cosine similarity of the latest user turn's embedding to each of the conversation's ``earlier_user_texts`` (in
+    # their order): a caller repeating or rephrasing a request (``call.repeats``, router/voice/circles.py). None when
+    # not measured.
+    earlier_user_similarity: list[float] | None = None
     # The latest user turn's embedding, kept (not serialised) so tenant catalogs match it without encoding again.
     _embedding: _Vector | None = PrivateAttr(default=None)
 

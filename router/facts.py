@@ -29,6 +29,8 @@ class TurnClassification:
     catalog_tier: str | None = None
     stakes: float = 0.0
     language: str = "en"
+    # Cosine similarity of the latest user turn to each earlier one the classifier read (None: not measured).
+    earlier_user_similarity: tuple[float, ...] | None = None
 
     @classmethod
     def of(cls, classification: Classification, match: CatalogMatch | None = None) -> TurnClassification:
@@ -41,6 +43,11 @@ class TurnClassification:
             catalog_tier=match.tier if match else None,
             stakes=classification.stakes,
             language=classification.language,
+            earlier_user_similarity=(
+                None
+                if classification.earlier_user_similarity is None
+                else tuple(classification.earlier_user_similarity)
+            ),
         )
 
 
@@ -68,10 +75,15 @@ def voice_facts(voice: Any) -> VoiceFacts:
     )
 
 
-def with_circles(call: CallFacts | None, messages: Sequence[dict[str, Any]]) -> CallFacts | None:
+def with_circles(
+    call: CallFacts | None,
+    messages: Sequence[dict[str, Any]],
+    classification: TurnClassification | None = None,
+) -> CallFacts | None:
     """The call's facts with its going-in-circles signals; a turn without a call id gets them too when any is
-    non-zero (the conversation it carries is its call)."""
-    signals = circle_signals(messages)
+    non-zero (the conversation it carries is its call). Repeats are read by embedding similarity when the turn was
+    classified (the classifier measured it with its own encoder, off the event loop)."""
+    signals = circle_signals(messages, classification.earlier_user_similarity if classification else None)
     if call is None and signals == CircleSignals():
         return None
     return dataclasses.replace(call or CallFacts(), **dataclasses.asdict(signals))
@@ -106,6 +118,6 @@ def turn_facts(
         catalog_tier=classification.catalog_tier if classification else None,
         classifier_failed=classifier_failed,
         voice=voice_facts((metadata or {}).get("voice")),
-        call=with_circles(call, messages),
+        call=with_circles(call, messages, classification),
         budget_soft_exceeded=budget_soft_exceeded,
     )

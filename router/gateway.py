@@ -331,8 +331,11 @@ class Gateway:
         except Exception as exc:
             await self._fail(turn, Outcome(), exc)
             raise
+        # The losers of a hedge were cancelled when this stream produced its first token: price them now, so their
+        # records are as durable as the stream's own provisional one.
+        price_waste(opened.attempts.hedge, turn.facts.prompt_tokens, self.accountant.price, text_tokens)
         try:
-            await self.accountant.record_stream_start(turn, opened.deployment)
+            await self.accountant.record_stream_start(turn, opened.deployment, opened.attempts.hedge)
         except LedgerUnavailable as exc:
             await opened.rest.aclose()  # type: ignore[attr-defined]
             await self._fail(turn, Outcome(deployment=opened.deployment, attempts=opened.attempts), exc)

@@ -12,7 +12,7 @@ import fcntl
 import logging
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from router.access_log import note_ledger_record
 from router.accounting.calls import CallCostTracker
@@ -35,6 +35,9 @@ from router.metrics import Metrics
 from router.settings import Settings
 from router.traffic.log import LoggedDecision, TrafficLogWriter, TrafficRecord
 from router.types import HEDGE_LOST, Caller, Outcome, Rejection, Turn
+
+if TYPE_CHECKING:
+    from router.providers.hedge import HedgeReport
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +101,12 @@ class Recorder:
             logger.exception("could not account for %s", turn.request_id)
         await durable
 
-    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
+    async def record_stream_start(self, turn: Turn, deployment: Deployment, hedge: HedgeReport | None = None) -> None:
         """Commit the provisional record of a stream about to send its first byte: what it costs if the gateway
-        dies before the end (the prompt; completion tokens unknown). The final record replaces it."""
+        dies before the end (the prompt; completion tokens unknown). The final record replaces it.
+
+        A hedge's losers (priced: they were cancelled when this stream produced its first token) are committed with
+        it, so their spend survives a gateway killed mid-stream; the final records, same ids, replace them."""
         try:
             usage = Usage(prompt_tokens=turn.facts.prompt_tokens, completion_tokens=0, estimated=True)
             cost, baseline = self.price(deployment, usage)
@@ -113,7 +119,8 @@ class Recorder:
                 interrupted=True,
             )
             record, _ = self._ledger_record(turn, outcome)
-            durable = self.ledger.commit(record)
+            wasted = hedge_records(record, hedge, self._tier_of)
+            durable = asyncio.gather(self.ledger.commit(record), *(self.ledger.commit(w) for w in wasted))
             note_ledger_record(record)
         except Exception:  # as in record(): a bug in accounting must never fail the turn
             logger.exception("could not account for the start of %s", turn.request_id)

@@ -131,8 +131,9 @@ class Accountant(Protocol):
         """Ledger + metrics; returns once the record is durable, raises ``LedgerUnavailable`` if it is not."""
         ...
 
-    async def record_stream_start(self, turn: Turn, deployment: Deployment) -> None:
-        """Make a provisional record of a stream durable before its first byte is sent."""
+    async def record_stream_start(self, turn: Turn, deployment: Deployment, hedge: HedgeReport | None = None) -> None:
+        """Make a provisional record of a stream, and the records of its hedge's priced losers, durable before its
+        first byte is sent."""
         ...
 
     def record_rejection(self, rejection: Rejection) -> None: ...

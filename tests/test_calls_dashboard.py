@@ -14,7 +14,9 @@ import yaml
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import dashboard as grafana
 
+from router.accounting.hedged import HEDGE_WASTED
 from router.accounting.ledger import STREAM_UNFINISHED, LedgerRecord, PostgresLedgerSink
+from router.accounting.speech import CALL_USAGE_PREFIX
 from router.db import open_postgres
 from tests.test_dashboards import (
     DASHBOARDS,
@@ -112,20 +114,47 @@ def _ledger(now: datetime) -> list[LedgerRecord]:
             outcome = {"status": 502, "error_type": "upstream_error"}
         elif n % 10 == 7:
             outcome = {"interrupted": True, "status": 499}
+        turn = LedgerRecord(
+            request_id=f"req-{n}",
+            ts=now - timedelta(minutes=5 * n),
+            tenant=tenant,
+            call_id=f"call-{n % 6}",
+            cost_usd=0.001 * (n + 1),
+            baseline_cost_usd=0.002 * (n + 1),
+            voice_call_seconds=30.0 * (n % 4 + 1),
+            status=outcome.pop("status", 200),
+            **outcome,
+        )
+        records.append(turn)
+        if n % 10 == 1:  # a hedged turn: the loser's record beside it (as router/accounting/hedged.py writes it)
+            records.append(
+                turn.model_copy(
+                    update={
+                        "record_id": f"{turn.request_id}:hedge:0",
+                        "error_type": HEDGE_WASTED,
+                        "cost_usd": 0.0005 * (n + 1),
+                        "baseline_cost_usd": 0.0,
+                    }
+                )
+            )
+    for call in ("call-0", "call-1"):  # the calls' usage reports: speech, no LLM spend, no turn
         records.append(
             LedgerRecord(
-                request_id=f"req-{n}",
-                ts=now - timedelta(minutes=5 * n),
-                tenant=tenant,
-                call_id=f"call-{n % 6}",
-                cost_usd=0.001 * (n + 1),
-                baseline_cost_usd=0.002 * (n + 1),
-                voice_call_seconds=30.0 * (n % 4 + 1),
-                status=outcome.pop("status", 200),
-                **outcome,
+                record_id=f"{CALL_USAGE_PREFIX}{('acme', 'globex')[int(call[-1]) % 2]}:{call}",
+                request_id=f"req-usage-{call}",
+                ts=now - timedelta(minutes=2),
+                tenant=("acme", "globex")[int(call[-1]) % 2],
+                call_id=call,
+                status=200,
+                stt_cost_usd=0.01,
+                voice_call_seconds=120.0,
             )
         )
     return records
+
+
+def is_turn(record: LedgerRecord) -> bool:
+    return record.error_type != HEDGE_WASTED and not record.record_id.startswith(CALL_USAGE_PREFIX)
 
 
 @pytest.mark.e2e
@@ -158,10 +187,21 @@ def test_every_query_runs_on_postgresql_and_adds_up(board: dict[str, Any], postg
     assert per_tenant == pytest.approx(
         {t: sum(r.cost_usd for r in in_range if r.tenant == t) for t in ("acme", "globex")}
     )
+    losers = [r for r in in_range if r.error_type == HEDGE_WASTED]
+    assert losers and total > sum(r.cost_usd for r in in_range if is_turn(r))
     outcomes = {row["outcome"]: row["requests"] for row in results["Cost per outcome"]}
     assert outcomes["stream cut by a gateway stop"] == sum(r.error_type == STREAM_UNFINISHED for r in in_range)
-    assert sum(outcomes.values()) == len(in_range)
+    assert outcomes["call usage report"] == 2
+    # A hedge loser is spend, not a request: its cost is in the panel, its row is not counted.
+    assert outcomes["hedge lost (cancelled attempt)"] == 0
+    assert sum(outcomes.values()) == len(in_range) - len(losers)
     assert sum(row["cost_usd"] for row in results["Cost per outcome"]) == pytest.approx(total)
-    calls = {row["call_id"]: row["cost_usd"] for row in results["Cost per call"]}
-    assert calls == pytest.approx({c: sum(r.cost_usd for r in in_range if r.call_id == c) for c in calls})
-    assert len(results["Calls explorer: every turn"]) == len(in_range)
+    calls = {row["call_id"]: row for row in results["Cost per call"]}
+    for call, row in calls.items():
+        of_call = [r for r in in_range if r.call_id == call]
+        assert row["turns"] == sum(is_turn(r) for r in of_call), call
+        assert row["cost_usd"] == pytest.approx(sum(r.cost_usd for r in of_call)), call
+        assert row["hedge_wasted_usd"] == pytest.approx(sum(r.cost_usd for r in of_call if r in losers)), call
+    every = results["Calls explorer: every turn"]
+    assert len(every) == len(in_range)
+    assert [row["kind"] for row in every].count("hedge loser") == len(losers)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from classifiers.embeddings import CachingEncoder
+from classifiers.pipeline import TurnClassifier
+from classifiers.schemas import Conversation
 from router.config import load_config
-from router.facts import turn_facts
+from router.facts import TurnClassification, turn_facts
 from router.policy.facts import CallFacts
 from router.policy.store import load_policy
-from router.voice.circles import CircleSignals, circle_signals
+from router.voice.circles import CircleSignals, circle_signals, repeats
 
 REQUEST = "I need to change the delivery address of my order"
 
@@ -20,6 +27,88 @@ def user(text: str) -> dict[str, Any]:
 
 def assistant(text: str = "", **fields: Any) -> dict[str, Any]:
     return {"role": "assistant", "content": text, **fields}
+
+
+PAIRS = Path(__file__).parent / "data" / "repeat_pairs.csv"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TurnClassifier:
+    """The shipped classifier with the gateway's caching encoder (about a second to load)."""
+    return TurnClassifier.load()
+
+
+def classified(classifier: TurnClassifier, chat: list[dict[str, Any]]) -> TurnClassification:
+    return TurnClassification.of(classifier.classify(Conversation.from_messages(chat)))
+
+
+def test_a_rephrased_request_is_a_repeat_by_meaning(classifier: TurnClassifier) -> None:
+    chat = [
+        user("I need to cancel my order"),
+        assistant("Sorry, which order?"),
+        user("please just cancel the order I placed"),
+    ]
+    assert repeats(chat) == 0  # few shared words: the lexical rule misses it
+    assert circle_signals(chat, classified(classifier, chat).earlier_user_similarity).repeats == 1
+
+
+def test_a_different_request_on_the_same_subject_and_short_answers_are_not_repeats(classifier: TurnClassifier) -> None:
+    chat = [user(REQUEST), assistant("Done."), user("Can I also book a delivery slot for Friday afternoon?")]
+    assert circle_signals(chat, classified(classifier, chat).earlier_user_similarity).repeats == 0
+    chat = [user("yes"), assistant("Great."), user("yes"), assistant("Ok."), user("yes")]
+    similarity = classified(classifier, chat).earlier_user_similarity
+    assert similarity == pytest.approx((1.0, 1.0))  # the same word, and still no request
+    assert circle_signals(chat, similarity).repeats == 0
+
+
+def test_the_similarity_is_one_value_per_earlier_user_turn_from_cached_vectors(classifier: TurnClassifier) -> None:
+    encoder = classifier.encoder
+    assert isinstance(encoder, CachingEncoder)
+    lines = ["I need to cancel my order", "", "order number 4471", "please just cancel the order I placed"]
+    chat: list[dict[str, Any]] = []
+    for line in lines:  # a call, turn by turn, as the gateway classifies it
+        chat += [user(line)]
+        before = encoder.encoded
+        similarity = classified(classifier, chat).earlier_user_similarity
+        chat += [assistant("Let me check.")]
+    assert encoder.encoded - before <= 1  # the latest turn at most: earlier turns' vectors come from the cache
+    assert similarity is not None and len(similarity) == len(Conversation.from_messages(chat).earlier_user_texts) == 2
+    assert similarity[0] > 0.75 > similarity[1]
+
+
+def test_the_labelled_pairs_hold_the_documented_precision(classifier: TurnClassifier) -> None:
+    """The figures in router/voice/circles.py at the shipped threshold: 11 rephrasings found, 1 false repeat."""
+    with PAIRS.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) >= 100 and {row["domain"] for row in rows} == {"clinic", "billing", "logistics", "banking"}
+    found = {"same": 0, "different": 0}
+    for row in rows:
+        chat = [user(row["earlier"]), assistant("Let me look into that."), user(row["latest"])]
+        found[row["label"]] += repeats(chat, classified(classifier, chat).earlier_user_similarity) > 0
+    assert found == {"same": 11, "different": 1}
+
+
+def test_repeats_follow_the_classifiers_similarity_when_there_is_one() -> None:
+    chat = [user(REQUEST), assistant("Let me check."), user("we keep going round, my parcel must go elsewhere")]
+
+    def call_repeats(similarity: tuple[float, ...] | None) -> int:
+        classification = None
+        if similarity is not None:
+            classification = TurnClassification("faq", 0.9, {}, (), earlier_user_similarity=similarity)
+        facts = turn_facts(
+            tenant="t",
+            agent=None,
+            requested_model="auto",
+            messages=chat,
+            tools=None,
+            metadata=None,
+            classification=classification,
+        )
+        return facts.call.repeats if facts.call else 0
+
+    assert call_repeats(None) == 0  # no classification: shared words only
+    assert call_repeats((0.9,)) == 1
+    assert call_repeats((0.5,)) == 0
 
 
 def test_a_request_said_again_in_nearly_the_same_words_is_a_repeat() -> None:

@@ -230,6 +230,8 @@ def test_dashboards_cover_the_finance_and_operations_metrics() -> None:
         "switchboard_policy_info",
         "switchboard_circuit_open",
         "switchboard_shadow_decisions_total",
+        "switchboard_redis_up",
+        "switchboard_ledger_commit_seconds_bucket",
     } <= used(DASHBOARDS / "operations.json")
 
 

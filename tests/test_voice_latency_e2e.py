@@ -14,6 +14,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router.accounting.ledger import STREAM_UNFINISHED
 from router.accounting.usage import Usage
 from router.simulator import ModelBehaviour, SimulatorServer, SimulatorSettings
 from tests.conftest import GatewayServer, gateway_config, make_gateway
@@ -144,6 +145,47 @@ def test_a_silent_first_deployment_is_hedged_and_the_caller_hears_the_second(
     assert call["totals"]["turns"] == 1
     assert call["totals"]["hedge_wasted_usd"] == pytest.approx(wasted["cost_usd"], rel=1e-9)
     assert call["totals"]["cost_usd"] == pytest.approx(served["cost_usd"] + wasted["cost_usd"], rel=1e-9)
+
+
+def test_a_hedge_losers_record_is_durable_before_the_winners_first_byte(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    """A gateway killed mid-stream keeps the loser's spend: its record is committed with the stream's provisional
+    one, before the first byte, not only when the stream ends."""
+    # The hedge (small-b) answers at 200 ms, then streams its 20 tokens over about 4 s.
+    httpx.put(f"{simulator.base_url}/_sim/models/gpt-4.1-mini", json={"tokens_per_second": 5}).raise_for_status()
+    config = voice_config(simulator.base_url, {"tiers": {"small": {"first_token_deadline_ms": DEADLINE_MS}}})
+    ledger = tmp_path / "data" / "ledger.sqlite3"  # make_gateway's data_dir
+
+    def rows(request_id: str) -> dict[str, tuple[Any, ...]]:
+        sql = "SELECT record_id, deployment, error_type, cost_usd, prompt_tokens FROM ledger WHERE request_id = ?"
+        with sqlite3.connect(ledger) as db:
+            return {row[0]: row[1:] for row in db.execute(sql, (request_id,))}
+
+    with (
+        make_gateway(tmp_path, config) as gateway,
+        openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        warm_up(client)
+        raw = client.chat.completions.with_raw_response.create(model="small", messages=MESSAGES, stream=True)
+        request_id = raw.headers["x-switchboard-request-id"]
+        loser_id = f"{request_id}:hedge:0"
+        chunks = iter(raw.parse())
+        next(c for c in chunks if c.choices and c.choices[0].delta.content)
+        mid_stream = rows(request_id)  # mid-answer: what a kill -9 of the gateway now would leave in the ledger
+        assert list(chunks)
+        deadline = time.monotonic() + 5
+        while (final := rows(request_id))[request_id][1] == STREAM_UNFINISHED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected_waste = prompt_price(gateway, "small-a", final[request_id][3])
+    assert set(mid_stream) == {request_id, loser_id}
+    assert mid_stream[request_id][:2] == ("small-b", STREAM_UNFINISHED)
+    assert mid_stream[loser_id][:2] == ("small-a", "hedge_wasted")
+    assert mid_stream[loser_id][2] == pytest.approx(expected_waste, rel=1e-9) and expected_waste > 0
+    # The final records replace both under the same ids: the loser's spend is counted once, as it was.
+    assert set(final) == {request_id, loser_id}
+    assert final[request_id][:2] == ("small-b", None)
+    assert final[loser_id] == mid_stream[loser_id]
 
 
 def test_an_early_hedge_loses_to_the_first_answer_and_is_cancelled(tmp_path: Path, simulator: SimulatorServer) -> None:

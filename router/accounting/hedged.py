@@ -3,7 +3,9 @@
 Each loser gets its own record beside the turn's, keyed ``<request id>:hedge:<n>`` (so a replayed batch changes
 nothing) with the turn's caller and decision, the loser's deployment, tokens and price, ``status`` 200 and
 ``error_type`` ``hedge_wasted``. Its cost is in ``switchboard_cost_usd`` (under its own deployment) and in
-``switchboard_hedge_wasted_cost_usd``, so the ledger and the metrics keep agreeing.
+``switchboard_hedge_wasted_cost_usd``, so the ledger and the metrics keep agreeing. A stream's losers are committed
+with its provisional record, before its first byte (they were cancelled by then), so a gateway killed mid-stream
+keeps their spend; the turn's final records replace them under the same ids.
 """
 
 from __future__ import annotations
