@@ -14,7 +14,7 @@ from classifiers.pipeline import TurnClassifier
 from classifiers.schemas import Conversation
 from router.config import load_config
 from router.facts import TurnClassification, turn_facts
-from router.policy.facts import CallFacts
+from router.policy.facts import CallFacts, Facts
 from router.policy.store import load_policy
 from router.voice.circles import CircleSignals, circle_signals, repeats
 
@@ -27,6 +27,22 @@ def user(text: str) -> dict[str, Any]:
 
 def assistant(text: str = "", **fields: Any) -> dict[str, Any]:
     return {"role": "assistant", "content": text, **fields}
+
+
+def facts_of(
+    chat: list[dict[str, Any]], classification: TurnClassification | None = None, call: CallFacts | None = None
+) -> Facts:
+    """The policy facts of an auto-routed turn carrying ``chat``."""
+    return turn_facts(
+        tenant="t",
+        agent=None,
+        requested_model="auto",
+        messages=chat,
+        tools=None,
+        metadata=None,
+        classification=classification,
+        call=call,
+    )
 
 
 PAIRS = Path(__file__).parent / "data" / "repeat_pairs.csv"
@@ -95,15 +111,7 @@ def test_repeats_follow_the_classifiers_similarity_when_there_is_one() -> None:
         classification = None
         if similarity is not None:
             classification = TurnClassification("faq", 0.9, {}, (), earlier_user_similarity=similarity)
-        facts = turn_facts(
-            tenant="t",
-            agent=None,
-            requested_model="auto",
-            messages=chat,
-            tools=None,
-            metadata=None,
-            classification=classification,
-        )
+        facts = facts_of(chat, classification)
         return facts.call.repeats if facts.call else 0
 
     assert call_repeats(None) == 0  # no classification: shared words only
@@ -148,18 +156,7 @@ def test_the_default_policy_escalates_then_recommends_a_handoff() -> None:
 
     def decide(chat: list[dict[str, Any]], max_tier: str | None) -> Any:
         call = CallFacts(turn=len([m for m in chat if m["role"] == "user"]), max_tier=max_tier)
-        facts = turn_facts(
-            tenant="t",
-            agent=None,
-            requested_model="auto",
-            messages=chat,
-            tools=None,
-            metadata=None,
-            classification=None,
-            classifier_failed=False,
-            call=call,
-        )
-        return engine.decide(facts)
+        return engine.decide(facts_of(chat, call=call))
 
     chat = [user(REQUEST)]
     assert decide(chat, None).rule != "going-in-circles"
