@@ -39,6 +39,7 @@ from classifiers.linear import CalibratedLinear, Head, IntentHead, ScoreHead
 from classifiers.neighbours import ExampleIndex
 from classifiers.ngrams import CharNgramTfidf
 from classifiers.schemas import Classification, Conversation
+from classifiers.stakes_cues import stakes_cue
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 # The saved model's layout; ``TurnModel.load`` reads exactly this version.
@@ -55,6 +56,8 @@ HARD_EVIDENCE_DETECTORS = frozenset(
 SEGMENT_CACHE_SIZE = 20_000
 # Vectors remembered by text in the gateway (1.5 KB each).
 EMBEDDING_CACHE_TEXTS = 8192
+# Where a segment read for stakes came from, when a caller said it (the reason names it: "stakes:earlier_user_turn").
+EARLIER_USER_TURN = "earlier_user_turn"
 # At most this many sentences of each system/developer/tool message are judged.
 MAX_INSTRUCTION_SENTENCES = 8
 # How a sentence that instructs the agent starts ("You are…", "Never give medical advice: for symptoms…", "If the
@@ -367,12 +370,21 @@ class TurnClassifier:
         return self.model.stakes_head.predict_proba(features.stakes)[:, 0]
 
     def _judge(
-        self, probability: float, text: str, keywords: np.ndarray, hits: list[DetectorHit], language: str
+        self,
+        probability: float,
+        text: str,
+        keywords: np.ndarray,
+        hits: list[DetectorHit],
+        language: str,
+        cue: str | None = None,
     ) -> _Stakes:
-        """The head's stakes, raised by hard evidence and, where the model is weak, by the language rule."""
+        """The head's stakes, raised by hard evidence, by a caller's own statement of a high-stakes act (``cue``,
+        see ``classifiers.stakes_cues``) and, where the model is weak, by the language rule."""
         hard = [hit for hit in hits if is_hard_evidence(hit)]
         if hard:
             return _Stakes(1.0, f"stakes:detector:{hard[0].name}")
+        if cue is not None and probability < self.stakes_threshold:
+            return _Stakes(self.stakes_threshold, f"stakes:cue:{cue}")
         if language != "en" and keywords.any() and probability < self.stakes_threshold:
             # The heads learned stakes mostly from English; a risk word in another language is not left to them.
             return _Stakes(max(probability, self.stakes_threshold), f"stakes:non_english_risk_keyword({language})")
@@ -453,7 +465,7 @@ class TurnClassifier:
             for risk in hit.risks:
                 risks[risk] = 1.0
         language = guess_language(turn.latest_user_text)
-        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits, language)
+        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits, language, stakes_cue(folded_text))
         reasons = [hit.reason for hit in hits]
         if stakes.reason:
             reasons.append(stakes.reason)
@@ -495,15 +507,25 @@ class TurnClassifier:
             self._judge_segments(unseen)
         result: list[tuple[_Stakes, str] | None] = []
         for found in segments:
-            judged = [
-                (_directive_stakes(text) if origin == "directive" else self._segment_stakes[text], origin)
-                for text, origin in found
-            ]
+            judged = [(self._earlier_stakes(text, origin), origin) for text, origin in found]
             for text, origin in found:
                 if origin != "directive":
                     self._segment_stakes.move_to_end(text)
             result.append(max(judged, key=lambda item: item[0].probability) if judged else None)
         return result
+
+    def _earlier_stakes(self, text: str, origin: str) -> _Stakes:
+        """A judged segment's stakes; a caller's earlier statement of a high-stakes act counts as it would have
+        in the latest turn. Cues read only what callers said: a system prompt describing the agent's job ("we
+        handle lost cards") is not a caller's report."""
+        if origin == "directive":
+            return _directive_stakes(text)
+        judged = self._segment_stakes[text]
+        if origin == EARLIER_USER_TURN and judged.probability < self.stakes_threshold:
+            cue = _caller_cue(text)
+            if cue is not None:
+                return _Stakes(self.stakes_threshold, f"stakes:cue:{cue}")
+        return judged
 
     def _judge_segments(self, texts: list[str]) -> None:
         folded = [Conversation(latest_user_text=fold_disguises(text)) for text in texts]
@@ -531,7 +553,7 @@ def _segments(turn: Conversation) -> list[tuple[str, str]]:
     """(text, origin) of everything besides the latest turn that is read for stakes: earlier user turns, and the
     sentences of system/developer messages (a report, ``instruction``, or a ``directive``) and of tool results (data
     about this call: always judged, as ``instruction``)."""
-    found = [(text, "earlier_user_turn") for text in turn.earlier_user_texts]
+    found = [(text, EARLIER_USER_TURN) for text in turn.earlier_user_texts]
     for message in turn.instruction_texts:
         found += [
             (sentence, "directive" if is_directive(sentence) else "instruction") for sentence in _sentences(message)
@@ -550,6 +572,11 @@ def is_directive(sentence: str) -> bool:
     """Whether a sentence of a system/developer message instructs the agent (see ``DIRECTIVE_OPENERS``)."""
     words = sentence.split(maxsplit=1)
     return bool(words) and words[0].lower().strip(",:;-") in DIRECTIVE_OPENERS
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller_cue(text: str) -> str | None:
+    return stakes_cue(fold_disguises(text))
 
 
 @functools.lru_cache(maxsize=4096)

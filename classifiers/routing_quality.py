@@ -10,7 +10,9 @@ baseline. The shipped model is measured on the same turns as the "before" figure
 Metrics (``turn_metrics``, ``call_metrics``), against the corpus's ``contract`` labels:
 
 * small_leak: share of ``high_stakes`` turns routed to the small tier (the contract says: never);
-* small_capture: share of ``small_safe`` turns routed small;
+* small_capture: share of ``small_safe`` turns routed small, among those the contract lets go small: a small-safe
+  turn that follows a high-stakes turn of its call must stay off the small tier (stickiness), so it is counted
+  by the call-level figures and in ``small_safe_after_stakes``, not here;
 * frontier_share: share of all turns routed to frontier;
 * savings: 1 - cost / cost of sending every turn to the frontier baseline deployment;
 * call level (multi-turn sources, every turn sent in order with its call id): ``after_high_leak`` is the share
@@ -52,6 +54,7 @@ from router.traffic.replay import BatchClassifier, replay
 
 WRITTEN_TURNS_PATH = Path(__file__).resolve().parent / "data" / "utterances.csv"
 POLICY_LABEL = "policy"
+TURNS_FILE = "routing-turns.csv.gz"
 SMALL, FRONTIER = "small", "frontier"
 TENANT = "routing-quality"
 REQUESTED_MODEL = "auto"
@@ -168,15 +171,29 @@ def route(
             "call_id": [row.call_id for row in rows],
             "turn_index": [row.turn_index for row in rows],
             "contract": [row.contract for row in rows],
+            "after_high_stakes": after_high_stakes(rows),
             "text": [row.text for row in rows],
             "source_label": [row.source_label for row in rows],
             "intent": turns["intent"].to_numpy(),
+            "stakes": turns["stakes"].to_numpy(dtype=float),
             "rule": turns[f"rule.{POLICY_LABEL}"].to_numpy(),
+            "reasons": turns[f"reasons.{POLICY_LABEL}"].to_numpy(),
             "tier": turns[f"tier.{POLICY_LABEL}"].to_numpy(),
             "cost": turns[f"cost.{POLICY_LABEL}"].to_numpy(dtype=float),
             "baseline_cost": turns["baseline_cost"].to_numpy(dtype=float),
         }
     )
+
+
+def after_high_stakes(rows: Sequence[CorpusRow]) -> list[bool]:
+    """Per row: whether an earlier turn of its call is high-stakes (rows of a call are in turn order)."""
+    seen: set[str] = set()
+    flags = []
+    for row in rows:
+        flags.append(row.call_id is not None and row.call_id in seen)
+        if row.call_id is not None and row.contract == "high_stakes":
+            seen.add(row.call_id)
+    return flags
 
 
 # --- metrics ---------------------------------------------------------------------------------------------
@@ -194,12 +211,14 @@ def turn_metrics(turns: pd.DataFrame) -> dict[str, Any]:
     """small_leak, small_capture, frontier share and savings of a set of decided turns."""
     small = turns["tier"] == SMALL
     high = turns["contract"] == "high_stakes"
-    safe = turns["contract"] == "small_safe"
+    sticky = turns["after_high_stakes"].astype(bool)
+    safe = (turns["contract"] == "small_safe") & ~sticky
     standard = turns["contract"] == "standard"
     return {
         "turns": len(turns),
         "high_stakes_turns": int(high.sum()),
         "small_safe_turns": int(safe.sum()),
+        "small_safe_after_stakes": int(((turns["contract"] == "small_safe") & sticky).sum()),
         "small_leak": _share(int((small & high).sum()), int(high.sum())),
         "small_capture": _share(int((small & safe).sum()), int(safe.sum())),
         "standard_to_small": _share(int((small & standard).sum()), int(standard.sum())),
@@ -279,7 +298,7 @@ def examples(turns: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     small), in sample order, so that a figure can be traced back to the turns behind it."""
     small = turns["tier"] == SMALL
     leaks = turns[small & (turns["contract"] == "high_stakes")]
-    missed = turns[~small & (turns["contract"] == "small_safe")]
+    missed = turns[~small & (turns["contract"] == "small_safe") & ~turns["after_high_stakes"].astype(bool)]
     return {
         "leaks": leaks[_EXAMPLE_COLUMNS].head(EXAMPLES_PER_SOURCE).to_dict("records"),
         "missed_captures": missed[_EXAMPLE_COLUMNS].head(EXAMPLES_PER_SOURCE).to_dict("records"),
@@ -343,6 +362,8 @@ class RoutingRun:
     sample_sizes: dict[str, dict[str, float]]
     timings: dict[str, float] = field(default_factory=dict)
     encoded_texts: int = 0
+    # Every measured turn's decision (``route``'s columns) under ``run``: "before" or "leave_one_source_out".
+    turns: pd.DataFrame | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -393,10 +414,11 @@ def run_routing_quality(
     progress("before: the shipped model on every source")
     mark = time.perf_counter()
     shipped = shipped_classifier(caching)
-    before = summarise(
-        pd.concat([route(evaluation[source], shipped, policy, loaded.config) for source in settings.measured]),
-        risky_share,
+    before_turns = pd.concat(
+        [route(evaluation[source], shipped, policy, loaded.config) for source in settings.measured]
     )
+    before = summarise(before_turns, risky_share)
+    measured_turns = [before_turns.assign(run="before")]
     timings["before"] = time.perf_counter() - mark
 
     loso = None
@@ -418,7 +440,9 @@ def run_routing_quality(
             classifier = learner(fold_rows[source], caching)
             folds.append(route(evaluation[source], classifier, policy, loaded.config))
             timings[f"fold.{source}"] = time.perf_counter() - mark
-        loso = summarise(pd.concat(folds), risky_share)
+        loso_turns = pd.concat(folds)
+        loso = summarise(loso_turns, risky_share)
+        measured_turns.append(loso_turns.assign(run="leave_one_source_out"))
     timings["total"] = time.perf_counter() - started
     return RoutingRun(
         settings=settings,
@@ -428,6 +452,7 @@ def run_routing_quality(
         sample_sizes=sizes,
         timings=timings,
         encoded_texts=caching.encoded,
+        turns=pd.concat(measured_turns, ignore_index=True),
     )
 
 
@@ -475,14 +500,16 @@ def _pct(value: float | None) -> str:
 
 def _turn_table(summary: dict[str, Any]) -> list[str]:
     lines = [
-        "| source | turns | high-stakes | small_leak | small-safe | small_capture | frontier share | savings |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| source | turns | high-stakes | small_leak | small-safe | small_capture | small-safe after stakes |"
+        " frontier share | savings |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = [*summary["per_source"].items(), ("**overall**", summary["overall"])]
     for source, m in rows:
         lines.append(
             f"| {source} | {m['turns']} | {m['high_stakes_turns']} | {_pct(m['small_leak'])} | "
-            f"{m['small_safe_turns']} | {_pct(m['small_capture'])} | {_pct(m['frontier_share'])} | "
+            f"{m['small_safe_turns']} | {_pct(m['small_capture'])} | {m['small_safe_after_stakes']} | "
+            f"{_pct(m['frontier_share'])} | "
             f"{_pct(m['savings'])} |"
         )
     return lines
@@ -521,7 +548,9 @@ def render_markdown(run: RoutingRun) -> str:
         f" {run.timings.get('total', 0.0) / 60:.1f} min, {run.encoded_texts} distinct texts embedded.",
         "",
         "small_leak: high-stakes turns routed small (target ≤ 1%). small_capture: small-safe turns routed small"
-        " (target ≥ 80%). Savings: against every turn on the frontier baseline deployment. The call sample is half"
+        " (target ≥ 80%), counting only those the contract lets go small: a small-safe turn after a high-stakes"
+        " turn of its call must stay off small (stickiness); those are in *small-safe after stakes* and in the"
+        " call table. Savings: against every turn on the frontier baseline deployment. The call sample is half"
         " calls with a high-stakes turn; *savings at source mix* weighs each kind of call back to its share in the"
         " source (sample sizes below), which is what a deployment on that traffic would save.",
     ]
@@ -551,9 +580,12 @@ def render_markdown(run: RoutingRun) -> str:
 
 
 def write_results(run: RoutingRun, out_dir: Path) -> tuple[Path, Path]:
-    """``routing.json`` and ``routing.md`` in ``out_dir``."""
+    """``routing.json`` and ``routing.md`` in ``out_dir``, and every measured turn's decision in
+    ``routing-turns.csv.gz`` (text, contract label, stakes, rule, tier, cost) for reading misses one by one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / "routing.json", out_dir / "routing.md"
     json_path.write_text(json.dumps(run.as_json(), indent=2) + "\n", encoding="utf-8")
     markdown_path.write_text(render_markdown(run), encoding="utf-8")
+    if run.turns is not None:
+        run.turns.to_csv(out_dir / TURNS_FILE, index=False, compression={"method": "gzip", "mtime": 0})
     return json_path, markdown_path

@@ -253,6 +253,32 @@ def test_default_model_reads_card_number_in_context(default_classifier: TurnClas
     assert "detector:card_number(luhn)" in result.reasons
 
 
+def test_a_callers_stated_act_raises_stakes_where_they_said_it_not_in_a_system_prompt(
+    default_classifier: TurnClassifier,
+) -> None:
+    # The head alone puts this report under the threshold (0.21 when it is read as an instruction sentence).
+    said = "My top-up was declined"
+    latest = default_classifier.classify(Conversation(latest_user_text=said))
+    assert latest.high_stakes and "stakes:cue:money_problem" in latest.reasons
+    earlier = default_classifier.classify(
+        Conversation.from_messages(
+            [
+                {"role": "user", "content": said},
+                {"role": "assistant", "content": "Let me check."},
+                {"role": "user", "content": "ok thanks"},
+            ]
+        )
+    )
+    assert earlier.high_stakes and "stakes:cue:money_problem" in earlier.reasons
+    assert "stakes:earlier_user_turn(0.50)" in earlier.reasons
+    described = default_classifier.classify(
+        Conversation.from_messages(
+            [{"role": "system", "content": f"Callers often say: {said}"}, {"role": "user", "content": "ok thanks"}]
+        )
+    )
+    assert not described.high_stakes and not any(reason.startswith("stakes:cue") for reason in described.reasons)
+
+
 def test_per_risk_thresholds_and_the_stakes_threshold(default_classifier: TurnClassifier) -> None:
     strict = TurnClassifier(
         default_classifier.model, default_classifier.encoder, thresholds={"payment": 1.01}, stakes_threshold=1.01

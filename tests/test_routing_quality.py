@@ -14,6 +14,7 @@ from classifiers.pipeline import TurnClassifier
 from classifiers.routing_quality import (
     WRITTEN_TURNS_PATH,
     RoutingSettings,
+    after_high_stakes,
     call_metrics,
     previous_assistant_text,
     render_markdown,
@@ -39,6 +40,7 @@ def decided_turns() -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows, columns=["call_id", "turn_index", "contract", "tier", "cost", "baseline_cost"])
     frame["source"] = "x"
+    frame["after_high_stakes"] = [False, False, True, True, False, False, False, False]
     return frame
 
 
@@ -47,7 +49,9 @@ def test_turn_metrics_by_hand() -> None:
     assert metrics["turns"] == 8
     assert metrics["high_stakes_turns"] == 2
     assert metrics["small_leak"] == pytest.approx(1 / 2)  # the single high-stakes turn went small
-    assert metrics["small_capture"] == pytest.approx(3 / 5)  # A0, A2, B0 of five small-safe turns
+    # A2 and A3 follow A's high-stakes turn: the contract keeps them off small, so capture counts A0, B0, B1.
+    assert metrics["small_safe_after_stakes"] == 2
+    assert metrics["small_capture"] == pytest.approx(2 / 3)
     assert metrics["standard_to_small"] == pytest.approx(1.0)
     assert metrics["frontier_share"] == pytest.approx(2 / 8)
     assert metrics["savings"] == pytest.approx(1 - 30 / 80)
@@ -79,6 +83,32 @@ def test_empty_denominators_are_none() -> None:
     only_safe = frame[frame["contract"] == "small_safe"]
     assert turn_metrics(only_safe)["small_leak"] is None
     assert call_metrics(only_safe)["after_high_leak"] is None
+
+
+def test_after_high_stakes_follows_each_call_in_turn_order() -> None:
+    def row(call_id: str | None, contract: str) -> CorpusRow:
+        return CorpusRow.model_validate(
+            {
+                "source": "sgd",
+                "split": "train",
+                "text": "yes",
+                "source_label": "x",
+                "contract": contract,
+                "intent": "smalltalk",
+                "call_id": call_id,
+                "turn_index": None if call_id is None else 0,
+            }
+        )
+
+    rows = [
+        row("a", "small_safe"),
+        row("a", "high_stakes"),
+        row("b", "small_safe"),  # another call: not sticky
+        row("a", "small_safe"),
+        row(None, "high_stakes"),
+        row(None, "small_safe"),  # single turns have no call to carry stakes
+    ]
+    assert after_high_stakes(rows) == [False, False, False, True, False, False]
 
 
 def test_training_frame_takes_the_agent_turn_right_before_the_caller() -> None:
