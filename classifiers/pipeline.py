@@ -39,7 +39,7 @@ from classifiers.linear import CalibratedLinear, Head, IntentHead, ScoreHead
 from classifiers.neighbours import ExampleIndex
 from classifiers.ngrams import CharNgramTfidf
 from classifiers.schemas import Classification, Conversation
-from classifiers.stakes_cues import stakes_cue
+from classifiers.stakes_cues import CUE_STAKES, stakes_cue
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 # The saved model's layout; ``TurnModel.load`` reads exactly this version.
@@ -383,8 +383,8 @@ class TurnClassifier:
         hard = [hit for hit in hits if is_hard_evidence(hit)]
         if hard:
             return _Stakes(1.0, f"stakes:detector:{hard[0].name}")
-        if cue is not None and probability < self.stakes_threshold:
-            return _Stakes(self.stakes_threshold, f"stakes:cue:{cue}")
+        if cue is not None and probability < CUE_STAKES:
+            return _Stakes(CUE_STAKES, f"stakes:cue:{cue}")
         if language != "en" and keywords.any() and probability < self.stakes_threshold:
             # The heads learned stakes mostly from English; a risk word in another language is not left to them.
             return _Stakes(max(probability, self.stakes_threshold), f"stakes:non_english_risk_keyword({language})")
@@ -521,10 +521,10 @@ class TurnClassifier:
         if origin == "directive":
             return _directive_stakes(text)
         judged = self._segment_stakes[text]
-        if origin == EARLIER_USER_TURN and judged.probability < self.stakes_threshold:
+        if origin == EARLIER_USER_TURN and judged.probability < CUE_STAKES:
             cue = _caller_cue(text)
             if cue is not None:
-                return _Stakes(self.stakes_threshold, f"stakes:cue:{cue}")
+                return _Stakes(CUE_STAKES, f"stakes:cue:{cue}")
         return judged
 
     def _judge_segments(self, texts: list[str]) -> None:

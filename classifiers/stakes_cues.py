@@ -40,6 +40,10 @@ _WENT_WRONG = (
     r"|stuck|pending|missing|disappeared|vanished|wrong|incorrect|twice|doubled?|duplicated?)"
 )
 
+# The stakes a stated act gets: above any threshold a contract-following policy sets, short of the certainty (1.0)
+# of a detector's hard evidence. A constant, not the policy's threshold, so stakes describe the turn alone.
+CUE_STAKES = 0.9
+
 MONEY_PROBLEM = "money_problem"
 MONEY_REQUEST = "money_request"
 ACCOUNT_SECURITY = "account_security"

@@ -270,7 +270,7 @@ def test_a_callers_stated_act_raises_stakes_where_they_said_it_not_in_a_system_p
         )
     )
     assert earlier.high_stakes and "stakes:cue:money_problem" in earlier.reasons
-    assert "stakes:earlier_user_turn(0.50)" in earlier.reasons
+    assert "stakes:earlier_user_turn(0.90)" in earlier.reasons
     described = default_classifier.classify(
         Conversation.from_messages(
             [{"role": "system", "content": f"Callers often say: {said}"}, {"role": "user", "content": "ok thanks"}]
