@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
+    # A run started as a background job of a non-interactive shell inherits SIGINT ignored; Ctrl-C or `kill -INT`
+    # must still stop it and its servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     wrk_executable()
     litellm_python = None
     if TargetName.LITELLM in options.targets:
