@@ -131,6 +131,9 @@ class TurnModel:
     # One calibrated binary head: is this turn high-stakes under the routing contract (``classifiers.contract``).
     stakes_head: Head | None = None
     stakes_lexical_weight: float = 0.5
+    # Stakes = (1 - w) * head + w * the vote of the k nearest labelled examples (``ExampleIndex.stakes_vote``).
+    neighbour_stakes_weight: float = 0.0
+    neighbour_stakes_k: int = 25
 
     def serving(self) -> TurnModel:
         """This model with plain-array heads and n-gram transform (itself when it already has them)."""
@@ -156,6 +159,8 @@ class TurnModel:
             **model.risk_head.linear_.arrays("risk"),
             "examples.vectors": model.examples.vectors,
         }
+        if model.examples.stakes is not None:
+            arrays["examples.stakes"] = model.examples.stakes
         header: dict[str, Any] = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -168,7 +173,9 @@ class TurnModel:
                 "risk_lexical": model.risk_lexical_weight,
                 "stakes_lexical": model.stakes_lexical_weight,
                 "keyword": model.keyword_weight,
+                "neighbour_stakes": model.neighbour_stakes_weight,
             },
+            "neighbour_stakes_k": model.neighbour_stakes_k,
             # The keyword patterns the model was trained with, as pattern texts (``RiskLexicon``'s own state).
             "keywords": None if model.keywords is None else model.keywords.__getstate__(),
             "lexical": None,
@@ -224,7 +231,10 @@ class TurnModel:
             ),
             risk_head=ScoreHead(_labels(header["risk_classes"]), CalibratedLinear.from_arrays(arrays, "risk")),
             examples=ExampleIndex(
-                arrays["examples.vectors"], header["examples"]["texts"], header["examples"]["intents"]
+                arrays["examples.vectors"],
+                header["examples"]["texts"],
+                header["examples"]["intents"],
+                arrays.get("examples.stakes"),
             ),
             lexical=lexical,
             intent_lexical_weight=weights["intent_lexical"],
@@ -233,6 +243,9 @@ class TurnModel:
             keyword_weight=weights["keyword"],
             stakes_head=stakes_head,
             stakes_lexical_weight=weights["stakes_lexical"],
+            # Absent from models written before the vote: they keep the head's stakes.
+            neighbour_stakes_weight=weights.get("neighbour_stakes", 0.0),
+            neighbour_stakes_k=header.get("neighbour_stakes_k", 25),
         )
 
 
@@ -260,6 +273,7 @@ class _Stakes:
 @dataclass(frozen=True)
 class _Features:
     user: np.ndarray
+    similarities: np.ndarray  # of each user vector to every example (``ExampleIndex.similarities``)
     intent: SplitFeatures
     risk: SplitFeatures
     stakes: SplitFeatures
@@ -358,6 +372,7 @@ class TurnClassifier:
         lexical = self.model.lexical.transform(texts) if self.model.lexical is not None else None
         return _Features(
             user=user,
+            similarities=self.model.examples.similarities(user),
             intent=SplitFeatures(dense, lexical, self.model.intent_lexical_weight),
             risk=SplitFeatures(dense, lexical, self.model.risk_lexical_weight),
             stakes=SplitFeatures(dense, lexical, self.model.stakes_lexical_weight),
@@ -365,9 +380,16 @@ class TurnClassifier:
         )
 
     def _head_stakes(self, features: _Features) -> np.ndarray:
+        """The learned stakes: the head's probability, blended with the nearest examples' vote when the model
+        has one (measured on held-out sources: fewer leaks at the same capture than the head alone)."""
         if self.model.stakes_head is None:
             return np.zeros(features.user.shape[0])
-        return self.model.stakes_head.predict_proba(features.stakes)[:, 0]
+        head = self.model.stakes_head.predict_proba(features.stakes)[:, 0]
+        weight = self.model.neighbour_stakes_weight
+        vote = self.model.examples.stakes_vote(features.similarities, self.model.neighbour_stakes_k)
+        if vote is None or weight <= 0:
+            return head
+        return (1.0 - weight) * head + weight * vote
 
     def _judge(
         self,
@@ -405,7 +427,7 @@ class TurnClassifier:
         intent_probabilities = self.model.intent_head.predict_proba(features.intent)
         risk_probabilities = self.model.risk_head.predict_proba(features.risk)
         stakes = self._head_stakes(features)
-        nearest = self.model.examples.nearest(features.user, self.neighbours)
+        nearest = self.model.examples.nearest(features.similarities, self.neighbours)
         history = self._history_stakes(normalised)
         similarity = self._earlier_user_similarity(normalised, features.user)
         intents = self.model.intent_head.classes_

@@ -135,6 +135,51 @@ def test_saved_model_round_trip(small_model: TurnModel, onnx_encoder: TextEncode
     assert loaded.model.metadata == small_model.metadata
 
 
+def test_stakes_blend_the_head_with_the_nearest_examples_vote(
+    small_model: TurnModel, onnx_encoder: TextEncoder, tmp_path: Path
+) -> None:
+    """Stakes = (1 - w) * head + w * vote, the vote kept through save and load; a model file written before the
+    vote existed (no labels, no weight) loads with the head's stakes alone."""
+    assert small_model.neighbour_stakes_weight == TrainingSettings().neighbour_stakes_weight > 0
+    assert small_model.examples.stakes is not None and set(small_model.examples.stakes) == {-1, 0, 1}
+    texts = ["someone took money out of my account", "what time do you open on saturday", "my chest hurts"]
+    turns = [Conversation(latest_user_text=text).normalised() for text in texts]
+    user, context = embed_turns(onnx_encoder, turns)
+    dense = with_keywords(
+        turn_features(user, context, small_model.metadata.feature_scheme),
+        texts,
+        small_model.keywords,
+        small_model.keyword_weight,
+    )
+    served = small_model.serving()
+    head = served.stakes_head.predict_proba(  # type: ignore[union-attr]
+        SplitFeatures(dense, served.lexical.transform(texts), served.stakes_lexical_weight)
+    )[:, 0]
+    vote = served.examples.stakes_vote(served.examples.similarities(user), served.neighbour_stakes_k)
+    assert vote is not None
+    weight = served.neighbour_stakes_weight
+    classifier = TurnClassifier(small_model, onnx_encoder)
+    np.testing.assert_allclose(
+        classifier._head_stakes(classifier._features(turns)), (1 - weight) * head + weight * vote, rtol=1e-9
+    )
+
+    path = tmp_path / "model.npz"
+    small_model.save(path)
+    loaded = TurnModel.load(path)
+    assert loaded.neighbour_stakes_weight == weight and loaded.neighbour_stakes_k == small_model.neighbour_stakes_k
+    np.testing.assert_array_equal(loaded.examples.stakes, small_model.examples.stakes)  # type: ignore[arg-type]
+    with np.load(path) as stored:
+        arrays = {name: stored[name] for name in stored.files if name != "examples.stakes"}
+    header = json.loads(arrays["header"].tobytes())
+    del header["weights"]["neighbour_stakes"], header["neighbour_stakes_k"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    older = tmp_path / "older.npz"
+    with older.open("wb") as file:
+        np.savez(file, **arrays)
+    head_only = TurnClassifier(TurnModel.load(older), onnx_encoder)
+    np.testing.assert_allclose(head_only._head_stakes(head_only._features(turns)), head, rtol=1e-9)
+
+
 def test_saved_arrays_compute_what_scikit_learn_computes(
     small_model: TurnModel, onnx_encoder: TextEncoder, frame: pd.DataFrame, tmp_path: Path
 ) -> None:
