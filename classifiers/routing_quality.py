@@ -64,8 +64,8 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class RoutingSettings(BaseModel):
     """Sample sizes and seed of a run; recorded in the report."""
 
-    # Defaults keep a whole run near 15 minutes on a quiet 2-core machine: fitting today's heads (with their
-    # calibration folds) dominates, about a minute per fold at these sizes.
+    # Defaults keep a whole run near 8 minutes with two workers on a quiet 2-core machine: fitting today's heads
+    # (with their calibration folds) dominates, about a minute per fold at these sizes.
     seed: int = 7
     eval_turns: int = 400  # single-turn sources: turns measured per source
     eval_calls: int = 40  # multi-turn sources: calls measured per source, half with a high-stakes turn if possible
