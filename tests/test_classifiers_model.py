@@ -81,6 +81,22 @@ def small_model(onnx_encoder: TextEncoder, frame: pd.DataFrame) -> TurnModel:
     return fit_model(small, onnx_encoder, TrainingSettings(seed=7))
 
 
+def dense_features(
+    model: TurnModel, encoder: TextEncoder, texts: list[str]
+) -> tuple[list[Conversation], np.ndarray, np.ndarray]:
+    """The normalised turns of ``texts``, their user embeddings, and the dense features ``model``'s heads read
+    (user and context embeddings, then the weighted risk keywords)."""
+    turns = [Conversation(latest_user_text=text).normalised() for text in texts]
+    user, context = embed_turns(encoder, turns)
+    dense = with_keywords(
+        turn_features(user, context, model.metadata.feature_scheme),
+        [turn.latest_user_text for turn in turns],
+        model.keywords,
+        model.keyword_weight,
+    )
+    return turns, user, dense
+
+
 def test_fit_and_predict_on_a_small_slice(
     small_model: TurnModel, onnx_encoder: TextEncoder, frame: pd.DataFrame
 ) -> None:
@@ -98,15 +114,8 @@ def test_fit_and_predict_on_a_small_slice(
 
 
 def test_numpy_heads_match_scikit_learn(small_model: TurnModel, onnx_encoder: TextEncoder) -> None:
-    turns = [Conversation(latest_user_text=text).normalised() for text in PARITY_TEXTS]
-    user, context = embed_turns(onnx_encoder, turns)
+    turns, _, features = dense_features(small_model, onnx_encoder, PARITY_TEXTS)
     texts = [turn.latest_user_text for turn in turns]
-    features = with_keywords(
-        turn_features(user, context, small_model.metadata.feature_scheme),
-        texts,
-        small_model.keywords,
-        small_model.keyword_weight,
-    )
     lexical = small_model.lexical.transform(texts)
     intent_features = with_lexical(features, lexical, small_model.intent_lexical_weight)
     risk_features = with_lexical(features, lexical, small_model.risk_lexical_weight)
@@ -143,14 +152,7 @@ def test_stakes_blend_the_head_with_the_nearest_examples_vote(
     assert small_model.neighbour_stakes_weight == TrainingSettings().neighbour_stakes_weight > 0
     assert small_model.examples.stakes is not None and set(small_model.examples.stakes) == {-1, 0, 1}
     texts = ["someone took money out of my account", "what time do you open on saturday", "my chest hurts"]
-    turns = [Conversation(latest_user_text=text).normalised() for text in texts]
-    user, context = embed_turns(onnx_encoder, turns)
-    dense = with_keywords(
-        turn_features(user, context, small_model.metadata.feature_scheme),
-        texts,
-        small_model.keywords,
-        small_model.keyword_weight,
-    )
+    turns, user, dense = dense_features(small_model, onnx_encoder, texts)
     served = small_model.serving()
     head = served.stakes_head.predict_proba(  # type: ignore[union-attr]
         SplitFeatures(dense, served.lexical.transform(texts), served.stakes_lexical_weight)
@@ -189,14 +191,7 @@ def test_saved_arrays_compute_what_scikit_learn_computes(
     loaded = TurnModel.load(path)
     assert isinstance(loaded.lexical, CharNgramTfidf)
     texts = [turn.latest_user_text for turn in conversations(frame.sample(300, random_state=5))]
-    turns = [Conversation(latest_user_text=text).normalised() for text in texts]
-    user, context = embed_turns(onnx_encoder, turns)
-    dense = with_keywords(
-        turn_features(user, context, small_model.metadata.feature_scheme),
-        texts,
-        small_model.keywords,
-        small_model.keyword_weight,
-    )
+    _, _, dense = dense_features(small_model, onnx_encoder, texts)
     np.testing.assert_allclose(
         loaded.lexical.transform(texts).toarray(), small_model.lexical.transform(texts).toarray(), atol=1e-12
     )
