@@ -19,20 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import click
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import roc_auc_score
 
 from classifiers.corpus import SOURCES, CorpusRow, load_corpus
 from classifiers.dataset import conversations, label_sets
 from classifiers.embeddings import CachingEncoder, TextEncoder, load_encoder
-from classifiers.features import FeatureScheme, embed_turns, lexical_vectorizer, turn_features, with_keywords
+from classifiers.features import (
+    FeatureScheme,
+    embed_turns,
+    lexical_vectorizer,
+    turn_features,
+    with_keywords,
+    with_lexical,
+)
 from classifiers.lexicon import RiskLexicon
-from classifiers.neighbours import ExampleIndex
+from classifiers.neighbours import ExampleIndex, blend_stakes
 from classifiers.pipeline import single_blas_thread
 from classifiers.risk import RiskClassifier
 from classifiers.routing_quality import (
@@ -80,7 +87,7 @@ class Variant:
 class Features:
     user: np.ndarray
     dense: np.ndarray
-    lexical: sparse.csr_matrix
+    lexical: Any  # scipy CSR matrix
     texts: list[str]
 
 
@@ -92,10 +99,6 @@ def features(
     user, context = embed_turns(encoder, turns)
     dense = with_keywords(turn_features(user, context, FeatureScheme.CONCAT), texts, keywords, 1.0)
     return Features(user, dense, vectorizer.transform(texts), texts)
-
-
-def with_lexical(found: Features, weight: float) -> sparse.csr_matrix:
-    return sparse.hstack([sparse.csr_matrix(found.dense), found.lexical * weight]).tocsr()
 
 
 def fold_scores(
@@ -138,12 +141,12 @@ def fold_scores(
     for variant in variants:
         with single_blas_thread():
             head = RiskClassifier(C=variant.c).fit(
-                with_lexical(train, variant.lexical_weight)[labelled], targets[labelled].reshape(-1, 1), ["stakes"]
+                with_lexical(train.dense, train.lexical, variant.lexical_weight)[labelled],
+                targets[labelled].reshape(-1, 1),
+                ["stakes"],
             )
-            stakes = head.predict_proba(with_lexical(test, variant.lexical_weight))[:, 0]
-        vote = index.stakes_vote(similarities, variant.vote_k)
-        if vote is not None and variant.vote_weight > 0:
-            stakes = (1.0 - variant.vote_weight) * stakes + variant.vote_weight * vote
+            learned = head.predict_proba(with_lexical(test.dense, test.lexical, variant.lexical_weight))[:, 0]
+        stakes = blend_stakes(learned, index.stakes_vote(similarities, variant.vote_k), variant.vote_weight)
         result[variant.name] = np.where(cued, np.maximum(stakes, CUE_STAKES), stakes)
     return result
 

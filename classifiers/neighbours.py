@@ -90,3 +90,10 @@ class ExampleIndex:
         labels = self.stakes[labelled][top].astype(np.float64)
         total = weights.sum(axis=1)
         return np.where(total > 0, (weights * labels).sum(axis=1) / np.maximum(total, 1e-12), labels.mean(axis=1))
+
+
+def blend_stakes(head: np.ndarray, vote: np.ndarray | None, weight: float) -> np.ndarray:
+    """Learned stakes: ``(1 - weight) * head + weight * vote``, or the head alone without a vote or weight."""
+    if vote is None or weight <= 0:
+        return head
+    return (1.0 - weight) * head + weight * vote

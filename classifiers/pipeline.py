@@ -36,7 +36,7 @@ from classifiers.folding import fold_disguises
 from classifiers.language import guess_language
 from classifiers.lexicon import RiskLexicon
 from classifiers.linear import CalibratedLinear, Head, IntentHead, ScoreHead
-from classifiers.neighbours import ExampleIndex
+from classifiers.neighbours import ExampleIndex, blend_stakes
 from classifiers.ngrams import CharNgramTfidf
 from classifiers.schemas import Classification, Conversation
 from classifiers.stakes_cues import CUE_STAKES, stakes_cue
@@ -386,10 +386,10 @@ class TurnClassifier:
             return np.zeros(features.user.shape[0])
         head = self.model.stakes_head.predict_proba(features.stakes)[:, 0]
         weight = self.model.neighbour_stakes_weight
-        vote = self.model.examples.stakes_vote(features.similarities, self.model.neighbour_stakes_k)
-        if vote is None or weight <= 0:
+        if weight <= 0:  # no vote to compute
             return head
-        return (1.0 - weight) * head + weight * vote
+        vote = self.model.examples.stakes_vote(features.similarities, self.model.neighbour_stakes_k)
+        return blend_stakes(head, vote, weight)
 
     def _judge(
         self,

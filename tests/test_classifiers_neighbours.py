@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from classifiers.neighbours import UNKNOWN_STAKES, ExampleIndex
+from classifiers.neighbours import UNKNOWN_STAKES, ExampleIndex, blend_stakes
 
 
 def unit(*angles: float) -> np.ndarray:
@@ -57,3 +57,10 @@ def test_an_index_without_labels_votes_nothing_even_when_unpickled_from_before_t
 def test_labels_must_match_the_examples() -> None:
     with pytest.raises(ValueError, match="one label per example"):
         ExampleIndex(unit(0.0, 1.0), ["a", "b"], ["x", "y"], stakes=[1])
+
+
+def test_blended_stakes_are_the_head_alone_without_a_vote_or_a_weight() -> None:
+    head, vote = np.array([0.2, 0.8]), np.array([1.0, 0.0])
+    np.testing.assert_allclose(blend_stakes(head, vote, 0.3), [0.44, 0.56])
+    np.testing.assert_array_equal(blend_stakes(head, None, 0.3), head)
+    np.testing.assert_array_equal(blend_stakes(head, vote, 0.0), head)
