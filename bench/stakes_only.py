@@ -40,7 +40,7 @@ from classifiers.features import (
 )
 from classifiers.lexicon import RiskLexicon
 from classifiers.neighbours import ExampleIndex, blend_stakes
-from classifiers.pipeline import single_blas_thread
+from classifiers.pipeline import single_blas_thread, turn_cue
 from classifiers.risk import RiskClassifier
 from classifiers.routing_quality import (
     RoutingSettings,
@@ -51,7 +51,7 @@ from classifiers.routing_quality import (
     training_sample,
 )
 from classifiers.schemas import Conversation
-from classifiers.stakes_cues import CUE_STAKES, stakes_cue
+from classifiers.stakes_cues import CUE_STAKES
 from classifiers.train import folded, stakes_targets
 
 UNCERTAIN_BAND_LOW = 0.3  # the default policy's ``uncertain-stakes`` rule: under it a turn without stakes goes small
@@ -130,7 +130,7 @@ def fold_scores(
     ]
     test = features(asked, encoder, keywords, vectorizer)
     similarities = index.similarities(test.user)
-    cued = np.array([stakes_cue(text) is not None for text in test.texts])
+    cued = np.array([turn_cue(turn) is not None for turn in asked])
     result = pd.DataFrame(
         {
             "source": held_out,

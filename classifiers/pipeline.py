@@ -39,7 +39,7 @@ from classifiers.linear import CalibratedLinear, Head, IntentHead, ScoreHead
 from classifiers.neighbours import ExampleIndex, blend_stakes
 from classifiers.ngrams import CharNgramTfidf
 from classifiers.schemas import Classification, Conversation
-from classifiers.stakes_cues import CUE_STAKES, stakes_cue
+from classifiers.stakes_cues import CUE_STAKES, answer_cue, stakes_cue
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.npz"
 # The saved model's layout; ``TurnModel.load`` reads exactly this version.
@@ -400,8 +400,8 @@ class TurnClassifier:
         language: str,
         cue: str | None = None,
     ) -> _Stakes:
-        """The head's stakes, raised by hard evidence, by a caller's own statement of a high-stakes act (``cue``,
-        see ``classifiers.stakes_cues``) and, where the model is weak, by the language rule."""
+        """The head's stakes, raised by hard evidence, by a caller's own statement of a high-stakes act or an answer
+        that discloses one (``cue``, see ``turn_cue``) and, where the model is weak, by the language rule."""
         hard = [hit for hit in hits if is_hard_evidence(hit)]
         if hard:
             return _Stakes(1.0, f"stakes:detector:{hard[0].name}")
@@ -434,7 +434,7 @@ class TurnClassifier:
         return [
             self._assemble(
                 turn,
-                plain.latest_user_text,
+                plain,
                 intents,
                 intent_row,
                 risk_row,
@@ -471,7 +471,7 @@ class TurnClassifier:
     def _assemble(
         self,
         turn: Conversation,
-        folded_text: str,
+        folded: Conversation,
         intents: np.ndarray,
         intent_row: np.ndarray,
         risk_row: np.ndarray,
@@ -481,13 +481,14 @@ class TurnClassifier:
         past: tuple[_Stakes, str] | None,
         earlier_similarity: list[float],
     ) -> Classification:
+        folded_text = folded.latest_user_text
         hits = detect_both(turn.latest_user_text, folded_text, context_tail(turn.previous_assistant_text))
         risks = {str(name): float(probability) for name, probability in zip(self.risks, risk_row, strict=True)}
         for hit in hits:
             for risk in hit.risks:
                 risks[risk] = 1.0
         language = guess_language(turn.latest_user_text)
-        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits, language, stakes_cue(folded_text))
+        stakes = self._judge(head_stakes, turn.latest_user_text, keywords, hits, language, turn_cue(folded))
         reasons = [hit.reason for hit in hits]
         if stakes.reason:
             reasons.append(stakes.reason)
@@ -594,6 +595,12 @@ def is_directive(sentence: str) -> bool:
     """Whether a sentence of a system/developer message instructs the agent (see ``DIRECTIVE_OPENERS``)."""
     words = sentence.split(maxsplit=1)
     return bool(words) and words[0].lower().strip(",:;-") in DIRECTIVE_OPENERS
+
+
+def turn_cue(folded: Conversation) -> str | None:
+    """The contract item a caller's latest turn (``folded``: in ``fold_disguises``'s form) states, or discloses by
+    answering the agent's question about it (``classifiers.stakes_cues``)."""
+    return stakes_cue(folded.latest_user_text) or answer_cue(context_tail(folded.previous_assistant_text))
 
 
 @functools.lru_cache(maxsize=4096)

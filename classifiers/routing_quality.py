@@ -17,7 +17,10 @@ Metrics (``turn_metrics``, ``call_metrics``), against the corpus's ``contract`` 
 * savings: 1 - cost / cost of sending every turn to the frontier baseline deployment;
 * call level (multi-turn sources, every turn sent in order with its call id): ``after_high_leak`` is the share
   of turns that follow a call's first high-stakes turn and went small; ``clean_call_capture`` is the share of
-  small_safe turns routed small in calls with no high-stakes turn; savings per call.
+  small_safe turns routed small in calls with no high-stakes turn; savings per call;
+* contract ceiling: the savings had every turn gone exactly where the contract sends it (``contract_tier``), the
+  most any classifier could save on the same turns under the default policy's floor: a savings figure reads
+  against it, not against 100 %.
 
 The encoder is frozen, so each distinct text is embedded once per run (``CachingEncoder``) and reused by every
 fold. Turns are sampled per source (seeded) to keep a run within minutes on a 2-core machine; the sample sizes
@@ -46,6 +49,8 @@ from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, load_encoder
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnClassifier, TurnModel
 from classifiers.train import TrainingSettings, fit_model
+from router.accounting.pricing import PriceBook
+from router.accounting.usage import Usage
 from router.config import GatewayConfig, load_config
 from router.policy.store import LoadedPolicy, load_policy
 from router.traffic.classify import CachingEncoder
@@ -55,7 +60,7 @@ from router.traffic.replay import BatchClassifier, replay
 WRITTEN_TURNS_PATH = Path(__file__).resolve().parent / "data" / "utterances.csv"
 POLICY_LABEL = "policy"
 TURNS_FILE = "routing-turns.csv.gz"
-SMALL, FRONTIER = "small", "frontier"
+SMALL, STANDARD, FRONTIER = "small", "standard", "frontier"
 TENANT = "routing-quality"
 REQUESTED_MODEL = "auto"
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -181,7 +186,31 @@ def route(
             "tier": turns[f"tier.{POLICY_LABEL}"].to_numpy(),
             "cost": turns[f"cost.{POLICY_LABEL}"].to_numpy(dtype=float),
             "baseline_cost": turns["baseline_cost"].to_numpy(dtype=float),
+            "contract_cost": contract_costs(rows, turns, config),
         }
+    )
+
+
+def contract_tier(contract: str, after_high: bool) -> str:
+    """The cheapest tier the contract allows a turn, with the default policy's floor for stakes: frontier for a
+    high-stakes turn and every later turn of its call, standard for a turn it leaves to the policy (complaints
+    go at least there), small for the rest."""
+    if contract == "high_stakes" or after_high:
+        return FRONTIER
+    return STANDARD if contract == "standard" else SMALL
+
+
+def contract_costs(rows: Sequence[CorpusRow], turns: pd.DataFrame, config: GatewayConfig) -> np.ndarray:
+    """Each replayed turn priced on the first deployment of its ``contract_tier``, with the tokens the replay
+    priced it with (no prompt cache: the ceiling does not count on one)."""
+    prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
+    tiers = [contract_tier(row.contract, after) for row, after in zip(rows, after_high_stakes(rows), strict=True)]
+    usages = turns[["prompt_tokens", "completion_tokens", "reasoning_tokens"]].itertuples(index=False)
+    return np.array(
+        [
+            float(prices.cost(config.tiers[tier][0], Usage(**usage._asdict())).cost_usd)
+            for tier, usage in zip(tiers, usages, strict=True)
+        ]
     )
 
 
@@ -225,6 +254,7 @@ def turn_metrics(turns: pd.DataFrame) -> dict[str, Any]:
         "small_share": _share(int(small.sum()), len(turns)),
         "frontier_share": _share(int((turns["tier"] == FRONTIER).sum()), len(turns)),
         "savings": _savings(float(turns["cost"].sum()), float(turns["baseline_cost"].sum())),
+        "contract_savings": _savings(float(turns["contract_cost"].sum()), float(turns["baseline_cost"].sum())),
     }
 
 
@@ -232,13 +262,13 @@ def call_metrics(turns: pd.DataFrame, risky_share: Mapping[str, float] | None = 
     """Call-level figures of turns that carry call ids (in turn order within each call).
 
     The sample holds calls with and without a high-stakes turn half and half, so that leak and capture both get
-    calls; ``risky_share`` (each source's own share of calls with a high-stakes turn) adds ``savings_at_source_mix``,
-    the savings with each kind of call weighted back to its share in the source.
+    calls; ``risky_share`` (each source's own share of calls with a high-stakes turn) adds ``savings_at_source_mix``
+    (and its contract ceiling), the savings with each kind of call weighted back to its share in the source.
     """
     in_calls = turns[turns["call_id"].notna()]
     after_high = after_high_small = clean_safe = clean_safe_small = calls_with_high = calls_leaking = 0
     per_call_savings = []
-    costs: list[tuple[str, bool, float, float]] = []  # source, has a high-stakes turn, cost, baseline cost
+    calls: list[tuple[str, bool, CallCosts]] = []  # source, has a high-stakes turn, costs
     for _, call in in_calls.groupby("call_id", sort=False):
         call = call.sort_values("turn_index")
         small = (call["tier"] == SMALL).to_numpy()
@@ -253,40 +283,55 @@ def call_metrics(turns: pd.DataFrame, risky_share: Mapping[str, float] | None = 
             safe = (call["contract"] == "small_safe").to_numpy()
             clean_safe += int(safe.sum())
             clean_safe_small += int((safe & small).sum())
-        cost, baseline = float(call["cost"].sum()), float(call["baseline_cost"].sum())
-        costs.append((str(call["source"].iloc[0]), bool(high.any()), cost, baseline))
-        saving = _savings(cost, baseline)
+        costs = CallCosts(
+            float(call["cost"].sum()), float(call["contract_cost"].sum()), float(call["baseline_cost"].sum())
+        )
+        calls.append((str(call["source"].iloc[0]), bool(high.any()), costs))
+        saving = _savings(costs.routed, costs.baseline)
         if saving is not None:
             per_call_savings.append(saving)
-    calls = in_calls["call_id"].nunique()
+    at_mix = _costs_at_mix(calls, risky_share) if risky_share is not None else None
     return {
-        "calls": int(calls),
+        "calls": int(in_calls["call_id"].nunique()),
         "calls_with_high_stakes": calls_with_high,
         "turns_after_first_high_stakes": after_high,
         "after_high_leak": _share(after_high_small, after_high),
         "calls_leaking": _share(calls_leaking, calls_with_high),
         "clean_call_capture": _share(clean_safe_small, clean_safe),
         "savings": _savings(float(in_calls["cost"].sum()), float(in_calls["baseline_cost"].sum())),
+        "contract_savings": _savings(float(in_calls["contract_cost"].sum()), float(in_calls["baseline_cost"].sum())),
         "mean_call_savings": float(np.mean(per_call_savings)) if per_call_savings else None,
-        "savings_at_source_mix": _savings_at_mix(costs, risky_share) if risky_share is not None else None,
+        "savings_at_source_mix": None if at_mix is None else _savings(at_mix.routed, at_mix.baseline),
+        "contract_savings_at_source_mix": None if at_mix is None else _savings(at_mix.contract, at_mix.baseline),
     }
 
 
-def _savings_at_mix(costs: Sequence[tuple[str, bool, float, float]], risky_share: Mapping[str, float]) -> float | None:
-    """Savings with each source's calls reweighted so that calls with a high-stakes turn weigh their share in the
+@dataclass(frozen=True)
+class CallCosts:
+    """What a call (or a weighted sum of calls) cost as routed, as the contract would route it, and on the
+    all-frontier baseline."""
+
+    routed: float
+    contract: float
+    baseline: float
+
+
+def _costs_at_mix(calls: Sequence[tuple[str, bool, CallCosts]], risky_share: Mapping[str, float]) -> CallCosts:
+    """Costs with each source's calls reweighted so that calls with a high-stakes turn weigh their share in the
     source (calls of a kind the sample lacks keep weight 1: there is nothing to reweight them against)."""
-    weighted_cost = weighted_baseline = 0.0
-    for source in dict.fromkeys(source for source, _, _, _ in costs):
-        of_source = [(risky, cost, baseline) for name, risky, cost, baseline in costs if name == source]
-        sampled = sum(risky for risky, _, _ in of_source) / len(of_source)
+    routed = contract = baseline = 0.0
+    for source in dict.fromkeys(source for source, _, _ in calls):
+        of_source = [(risky, costs) for name, risky, costs in calls if name == source]
+        sampled = sum(risky for risky, _ in of_source) / len(of_source)
         share = risky_share.get(source, sampled)
-        for risky, cost, baseline in of_source:
+        for risky, costs in of_source:
             weight = 1.0
             if 0.0 < sampled < 1.0:
                 weight = share / sampled if risky else (1.0 - share) / (1.0 - sampled)
-            weighted_cost += weight * cost
-            weighted_baseline += weight * baseline
-    return _savings(weighted_cost, weighted_baseline)
+            routed += weight * costs.routed
+            contract += weight * costs.contract
+            baseline += weight * costs.baseline
+    return CallCosts(routed, contract, baseline)
 
 
 EXAMPLES_PER_SOURCE = 8
@@ -501,16 +546,15 @@ def _pct(value: float | None) -> str:
 def _turn_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         "| source | turns | high-stakes | small_leak | small-safe | small_capture | small-safe after stakes |"
-        " frontier share | savings |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " frontier share | savings | contract ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = [*summary["per_source"].items(), ("**overall**", summary["overall"])]
     for source, m in rows:
         lines.append(
             f"| {source} | {m['turns']} | {m['high_stakes_turns']} | {_pct(m['small_leak'])} | "
             f"{m['small_safe_turns']} | {_pct(m['small_capture'])} | {m['small_safe_after_stakes']} | "
-            f"{_pct(m['frontier_share'])} | "
-            f"{_pct(m['savings'])} |"
+            f"{_pct(m['frontier_share'])} | {_pct(m['savings'])} | {_pct(m['contract_savings'])} |"
         )
     return lines
 
@@ -518,8 +562,9 @@ def _turn_table(summary: dict[str, Any]) -> list[str]:
 def _call_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         "| source | calls | with high-stakes | turns after it | after_high_leak | calls leaking | "
-        "clean_call_capture | savings | mean per-call savings | savings at source mix |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "clean_call_capture | savings | contract ceiling | mean per-call savings | savings at source mix |"
+        " ceiling at source mix |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = list(summary["calls_per_source"].items())
     if summary["calls_overall"]:
@@ -528,7 +573,8 @@ def _call_table(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {source} | {m['calls']} | {m['calls_with_high_stakes']} | {m['turns_after_first_high_stakes']} | "
             f"{_pct(m['after_high_leak'])} | {_pct(m['calls_leaking'])} | {_pct(m['clean_call_capture'])} | "
-            f"{_pct(m['savings'])} | {_pct(m['mean_call_savings'])} | {_pct(m.get('savings_at_source_mix'))} |"
+            f"{_pct(m['savings'])} | {_pct(m['contract_savings'])} | {_pct(m['mean_call_savings'])} | "
+            f"{_pct(m.get('savings_at_source_mix'))} | {_pct(m.get('contract_savings_at_source_mix'))} |"
         )
     return lines
 
@@ -552,7 +598,10 @@ def render_markdown(run: RoutingRun) -> str:
         " turn of its call must stay off small (stickiness); those are in *small-safe after stakes* and in the"
         " call table. Savings: against every turn on the frontier baseline deployment. The call sample is half"
         " calls with a high-stakes turn; *savings at source mix* weighs each kind of call back to its share in the"
-        " source (sample sizes below), which is what a deployment on that traffic would save.",
+        " source (sample sizes below), which is what a deployment on that traffic would save. *Contract ceiling*:"
+        " the savings had every turn gone exactly where the contract sends it (small-safe small, `standard`"
+        " standard, high-stakes and every later turn of its call frontier), the most a perfect classifier could"
+        " save on the same turns.",
     ]
     shipped = "Shipped model (`classifiers/models/default.npz`; trained on these sources too: not held out)"
     sections = [(shipped, run.before)]

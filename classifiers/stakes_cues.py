@@ -16,6 +16,13 @@ All run in RE2 (``classifiers.regex``): time linear in the text.
 They were written from the contract's wording and checked for false alarms on the public corpus
 (``classifiers/data/public``), whose small-safe turns they hit at 0.7 %; ``docs/learner-comparison.md`` has
 the figures and says how they were measured.
+
+An answer can disclose what its words do not say: "No, I don't." to "Any more nausea or vomiting?" describes a
+health condition, "it's my birthday backwards" to "What is your PIN?" gives away a secret. ``answer_cue`` reads
+the agent's turn just before the caller's: when one of its last questions asks about symptoms, medication or
+medical history, or for a secret or an account number, the caller's answer is that disclosure, whatever it says.
+Only a question counts ("I'm checking your account number now." asks for nothing), and on the public corpus such
+questions precede 1 small-safe turn in 10,000 (round 6 of ``docs/learner-comparison.md``).
 """
 
 from __future__ import annotations
@@ -135,11 +142,49 @@ CUE_PATTERNS: dict[str, str] = {
 
 _COMPILED = tuple((name, regex.compile(pattern)) for name, pattern in CUE_PATTERNS.items())
 
+HEALTH_ANSWER = "health_answer"
+SECRET_ANSWER = "secret_answer"
+
+# Questions whose answer is a disclosure: a clinical one (any health word of the caller's cue, or a question about
+# a medical history, complications, or how a part of the body feels), or one asking for a secret or an account
+# number (the contract's "turns carrying card numbers, bank account numbers, government ids", said or not).
+QUESTION_PATTERNS: dict[str, str] = {
+    HEALTH_ANSWER: (
+        CUE_PATTERNS[HEALTH] + r"|\b(?:medical|health|surgical|family)\s+(?:related\s+)?"
+        r"(?:history|problems?|issues?|conditions?)\b|\bcomplications?\b"
+        r"|\bhow (?:is|are|does|do) (?:your|the) (?:\S+\s+)?feel(?:ing)?\b"
+    ),
+    SECRET_ANSWER: (
+        r"\b(?:pin|pin number|password|passcode|pass code|security (?:question|answer|code)|access code"
+        r"|verification code|one.time (?:code|password)|otp|card number|account number|routing number|sort code"
+        r"|social security|ssn|cvv|cvc)\b"
+    ),
+}
+_QUESTION_COMPILED = tuple((name, regex.compile(pattern)) for name, pattern in QUESTION_PATTERNS.items())
+_QUESTION = regex.compile(r"[^.?!]*\?")
+# An agent's turn often closes with its question after a remark ("Thanks. Where is the pain?"), and sometimes with
+# a second one ("Any fever? Any cough?"): the last two questions are the ones being answered.
+ANSWERED_QUESTIONS = 2
+
+
+def _plain(folded_text: str) -> str:
+    return fold(folded_text).replace("\u2019", "'")  # typographic apostrophes, as phones type them
+
 
 def stakes_cue(folded_text: str) -> str | None:
     """The contract item ``folded_text`` (``classifiers.folding.fold_disguises``'s form) states, if any."""
-    text = fold(folded_text).replace("\u2019", "'")  # typographic apostrophes, as phones type them
+    text = _plain(folded_text)
     for name, pattern in _COMPILED:
         if pattern.search(text):
+            return name
+    return None
+
+
+def answer_cue(folded_context: str) -> str | None:
+    """What a caller's answer discloses (``HEALTH_ANSWER``, ``SECRET_ANSWER``) when the agent's turn before it
+    (``folded_context``: the tail of it the classifier reads, in the folded form) asked about it; else ``None``."""
+    questions = _QUESTION.findall(_plain(folded_context))[-ANSWERED_QUESTIONS:]
+    for name, pattern in _QUESTION_COMPILED:
+        if any(pattern.search(question) for question in questions):
             return name
     return None

@@ -3,7 +3,8 @@
 The routing contract (policies/README.md) is checked here on the gateway's own decision, read from the
 ``x-switchboard-*`` headers of real ``openai`` SDK calls: contract examples, the adversarial suite
 (``tests/data/adversarial.jsonl``: risk only in an earlier turn or in a system/tool message, look-alike letters,
-leetspeak, misspellings, zero-width characters) and multi-turn calls with a call id.
+leetspeak, misspellings, zero-width characters, a bland answer to the agent's clinical or security question) and
+multi-turn calls with a call id.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def test_the_adversarial_suite_has_the_categories_of_issue_12() -> None:
         "cyrillic_lookalike",
         "leetspeak",
         "misspelling",
+        "answer_to_disclosing_question",
     }
 
 

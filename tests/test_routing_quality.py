@@ -16,6 +16,7 @@ from classifiers.routing_quality import (
     RoutingSettings,
     after_high_stakes,
     call_metrics,
+    contract_tier,
     previous_assistant_text,
     render_markdown,
     run_routing_quality,
@@ -26,19 +27,21 @@ from classifiers.train import TrainingSettings, fit_model
 
 
 def decided_turns() -> pd.DataFrame:
-    """Call A: a high-stakes turn at index 1, a small turn after it; call B: no high-stakes turn; two single turns."""
+    """Call A: a high-stakes turn at index 1, a small turn after it; call B: no high-stakes turn; two single turns.
+    A turn costs 1 on small, 5 on standard, 10 on frontier; contract_cost prices it on its ``contract_tier``."""
     rows = [
-        # call_id, turn_index, contract, tier, cost, baseline_cost
-        ("A", 0, "small_safe", "small", 1.0, 10.0),
-        ("A", 1, "high_stakes", "frontier", 10.0, 10.0),
-        ("A", 2, "small_safe", "small", 1.0, 10.0),
-        ("A", 3, "small_safe", "frontier", 10.0, 10.0),
-        ("B", 0, "small_safe", "small", 1.0, 10.0),
-        ("B", 1, "small_safe", "standard", 5.0, 10.0),
-        (None, None, "high_stakes", "small", 1.0, 10.0),
-        (None, None, "standard", "small", 1.0, 10.0),
+        # call_id, turn_index, contract, tier, cost, baseline_cost, contract_cost
+        ("A", 0, "small_safe", "small", 1.0, 10.0, 1.0),
+        ("A", 1, "high_stakes", "frontier", 10.0, 10.0, 10.0),
+        ("A", 2, "small_safe", "small", 1.0, 10.0, 10.0),
+        ("A", 3, "small_safe", "frontier", 10.0, 10.0, 10.0),
+        ("B", 0, "small_safe", "small", 1.0, 10.0, 1.0),
+        ("B", 1, "small_safe", "standard", 5.0, 10.0, 1.0),
+        (None, None, "high_stakes", "small", 1.0, 10.0, 10.0),
+        (None, None, "standard", "small", 1.0, 10.0, 5.0),
     ]
-    frame = pd.DataFrame(rows, columns=["call_id", "turn_index", "contract", "tier", "cost", "baseline_cost"])
+    columns = ["call_id", "turn_index", "contract", "tier", "cost", "baseline_cost", "contract_cost"]
+    frame = pd.DataFrame(rows, columns=columns)
     frame["source"] = "x"
     frame["after_high_stakes"] = [False, False, True, True, False, False, False, False]
     return frame
@@ -55,6 +58,7 @@ def test_turn_metrics_by_hand() -> None:
     assert metrics["standard_to_small"] == pytest.approx(1.0)
     assert metrics["frontier_share"] == pytest.approx(2 / 8)
     assert metrics["savings"] == pytest.approx(1 - 30 / 80)
+    assert metrics["contract_savings"] == pytest.approx(1 - 48 / 80)
 
 
 def test_call_metrics_by_hand() -> None:
@@ -67,6 +71,8 @@ def test_call_metrics_by_hand() -> None:
     assert metrics["clean_call_capture"] == pytest.approx(1 / 2)  # B0 small, B1 standard
     assert metrics["savings"] == pytest.approx(1 - 28 / 60)
     assert metrics["mean_call_savings"] == pytest.approx(((1 - 22 / 40) + (1 - 6 / 20)) / 2)
+    # The contract keeps A2 and A3 on frontier and lets B1 go small: A costs 31 of 40, B 2 of 20.
+    assert metrics["contract_savings"] == pytest.approx(1 - 33 / 60)
 
 
 def test_savings_at_source_mix_weighs_each_kind_of_call_back_to_its_share() -> None:
@@ -74,8 +80,18 @@ def test_savings_at_source_mix_weighs_each_kind_of_call_back_to_its_share() -> N
     # source where a quarter of the calls have one, A weighs 0.25 / 0.5 and B 0.75 / 0.5.
     metrics = call_metrics(decided_turns(), {"x": 0.25})
     assert metrics["savings_at_source_mix"] == pytest.approx(1 - (0.5 * 22 + 1.5 * 6) / (0.5 * 40 + 1.5 * 20))
+    assert metrics["contract_savings_at_source_mix"] == pytest.approx(1 - (0.5 * 31 + 1.5 * 2) / (0.5 * 40 + 1.5 * 20))
     assert call_metrics(decided_turns(), {"x": 0.5})["savings_at_source_mix"] == pytest.approx(1 - 28 / 60)
     assert call_metrics(decided_turns())["savings_at_source_mix"] is None
+
+
+def test_contract_tier_is_the_cheapest_the_contract_allows() -> None:
+    assert contract_tier("small_safe", after_high=False) == "small"
+    assert contract_tier("standard", after_high=False) == "standard"
+    assert contract_tier("high_stakes", after_high=False) == "frontier"
+    # Stickiness: whatever a turn is, once its call had a high-stakes turn it stays on frontier.
+    assert contract_tier("small_safe", after_high=True) == "frontier"
+    assert contract_tier("standard", after_high=True) == "frontier"
 
 
 def test_empty_denominators_are_none() -> None:
@@ -158,6 +174,11 @@ def test_harness_smoke_on_a_tiny_subset() -> None:
         assert summary["calls_per_source"]["taskmaster4"]["calls"] == 4
         overall = summary["overall"]
         assert 0.0 <= overall["small_share"] <= 1.0 and overall["savings"] is not None
+        # Taskmaster-4 calls have no stakes: the contract sends every turn small, which no routing undercuts.
+        taskmaster = summary["per_source"]["taskmaster4"]
+        assert taskmaster["savings"] <= taskmaster["contract_savings"] < 1.0
+    assert run.turns is not None
+    assert (run.turns["contract_cost"] <= run.turns["baseline_cost"]).all()  # the baseline is the frontier tier
     assert "| hint3 | 12 |" in render_markdown(run)
     shown = run.before["examples"]["hint3"]
     assert len(shown["leaks"]) + len(shown["missed_captures"]) <= 16

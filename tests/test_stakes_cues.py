@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from classifiers.folding import fold_disguises
-from classifiers.stakes_cues import ACCOUNT_SECURITY, HEALTH, LEGAL, MONEY_PROBLEM, MONEY_REQUEST, stakes_cue
+from classifiers.stakes_cues import (
+    ACCOUNT_SECURITY,
+    HEALTH,
+    HEALTH_ANSWER,
+    LEGAL,
+    MONEY_PROBLEM,
+    MONEY_REQUEST,
+    SECRET_ANSWER,
+    answer_cue,
+    stakes_cue,
+)
 
 STATED_ACTS = [
     # The issue's own misses, then each contract item in a few everyday phrasings.
@@ -68,3 +78,42 @@ def test_a_stated_high_stakes_act_names_its_contract_item(text: str, cue: str) -
 @pytest.mark.parametrize("text", NO_ACT)
 def test_topic_alone_is_not_a_cue(text: str) -> None:
     assert stakes_cue(fold_disguises(text)) is None
+
+
+DISCLOSING_QUESTIONS = [
+    # The agent's turn before the caller's answer: a clinical question, or one asking for a secret or a number.
+    ("So you do not have any more nausea or vomiting?", HEALTH_ANSWER),
+    ("How is your foot feeling?", HEALTH_ANSWER),
+    ("Thanks for waiting. Where is the pain? Does it come and go?", HEALTH_ANSWER),
+    ("Do you know if you've had any health related problems before?", HEALTH_ANSWER),
+    ("Were there any complications with your pregnancy?", HEALTH_ANSWER),
+    ("Which medications are you taking at the moment?", HEALTH_ANSWER),
+    ("Can you tell me your account number, please?", SECRET_ANSWER),
+    ("To verify it's you, what is your PIN?", SECRET_ANSWER),
+    ("What's the answer to your security question?", SECRET_ANSWER),
+]
+
+HARMLESS_QUESTIONS = [
+    "Hello, how are you?",
+    "How are you doing today?",
+    "What time would you like the appointment?",
+    "I'm checking your account number now.",  # no question: the agent asks nothing
+    "Your prescription is ready for pickup. Anything else I can help with?",  # the question is not about it
+    "Would you like a receipt?",
+    "",
+]
+
+
+@pytest.mark.parametrize(("question", "cue"), DISCLOSING_QUESTIONS)
+def test_an_answer_to_a_disclosing_question_is_a_disclosure(question: str, cue: str) -> None:
+    assert answer_cue(fold_disguises(question)) == cue
+
+
+@pytest.mark.parametrize("question", HARMLESS_QUESTIONS)
+def test_an_answer_to_an_everyday_question_discloses_nothing(question: str) -> None:
+    assert answer_cue(fold_disguises(question)) is None
+
+
+def test_only_the_last_questions_of_the_agent_turn_are_answered() -> None:
+    turn = "Any allergies? Thanks, noted. What day suits you? And what time?"
+    assert answer_cue(fold_disguises(turn)) is None  # the allergy question was answered turns ago
