@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -346,6 +346,7 @@ class TurnClassifier:
             normalised.latest_user_text,
             context_tail(normalised.previous_assistant_text),
             "\x1e".join(normalised.earlier_user_texts),
+            "\x1e".join(context_tail(context) for context in normalised.earlier_user_contexts),
             "\x1e".join(normalised.instruction_texts),
             "\x1e".join(normalised.tool_texts),
         )
@@ -520,32 +521,32 @@ class TurnClassifier:
         segments = [_segments(turn) for turn in turns]
         unseen = list(
             dict.fromkeys(
-                text
+                segment.text
                 for found in segments
-                for text, origin in found
-                if origin != "directive" and text not in self._segment_stakes
+                for segment in found
+                if segment.origin != "directive" and segment.text not in self._segment_stakes
             )
         )
         if unseen:
             self._judge_segments(unseen)
         result: list[tuple[_Stakes, str] | None] = []
         for found in segments:
-            judged = [(self._earlier_stakes(text, origin), origin) for text, origin in found]
-            for text, origin in found:
-                if origin != "directive":
-                    self._segment_stakes.move_to_end(text)
+            judged = [(self._earlier_stakes(segment), segment.origin) for segment in found]
+            for segment in found:
+                if segment.origin != "directive":
+                    self._segment_stakes.move_to_end(segment.text)
             result.append(max(judged, key=lambda item: item[0].probability) if judged else None)
         return result
 
-    def _earlier_stakes(self, text: str, origin: str) -> _Stakes:
-        """A judged segment's stakes; a caller's earlier statement of a high-stakes act counts as it would have
-        in the latest turn. Cues read only what callers said: a system prompt describing the agent's job ("we
-        handle lost cards") is not a caller's report."""
-        if origin == "directive":
-            return _directive_stakes(text)
-        judged = self._segment_stakes[text]
-        if origin == EARLIER_USER_TURN and judged.probability < CUE_STAKES:
-            cue = _caller_cue(text)
+    def _earlier_stakes(self, segment: _Segment) -> _Stakes:
+        """A judged segment's stakes; a caller's earlier statement of a high-stakes act, or answer that discloses
+        one, counts as it would have in the latest turn. Cues read only what callers said: a system prompt
+        describing the agent's job ("we handle lost cards") is not a caller's report."""
+        if segment.origin == "directive":
+            return _directive_stakes(segment.text)
+        judged = self._segment_stakes[segment.text]
+        if segment.origin == EARLIER_USER_TURN and judged.probability < CUE_STAKES:
+            cue = _caller_cue(segment.text, segment.answers)
             if cue is not None:
                 return _Stakes(CUE_STAKES, f"stakes:cue:{cue}")
         return judged
@@ -572,17 +573,27 @@ def detect_both(text: str, folded_text: str, context: str = "") -> list[Detector
     return hits
 
 
-def _segments(turn: Conversation) -> list[tuple[str, str]]:
-    """(text, origin) of everything besides the latest turn that is read for stakes: earlier user turns, and the
-    sentences of system/developer messages (a report, ``instruction``, or a ``directive``) and of tool results (data
-    about this call: always judged, as ``instruction``)."""
-    found = [(text, EARLIER_USER_TURN) for text in turn.earlier_user_texts]
+class _Segment(NamedTuple):
+    """A text read for stakes besides the latest turn: where it came from, and for an earlier user turn the
+    assistant text it answers."""
+
+    text: str
+    origin: str
+    answers: str = ""
+
+
+def _segments(turn: Conversation) -> list[_Segment]:
+    """Everything besides the latest turn that is read for stakes: earlier user turns (with what they answer), and
+    the sentences of system/developer messages (a report, ``instruction``, or a ``directive``) and of tool results
+    (data about this call: always judged, as ``instruction``)."""
+    found = [_Segment(text, EARLIER_USER_TURN, answers) for text, answers in turn.earlier_turns]
     for message in turn.instruction_texts:
         found += [
-            (sentence, "directive" if is_directive(sentence) else "instruction") for sentence in _sentences(message)
+            _Segment(sentence, "directive" if is_directive(sentence) else "instruction")
+            for sentence in _sentences(message)
         ]
     for message in turn.tool_texts:
-        found += [(sentence, "instruction") for sentence in _sentences(message)]
+        found += [_Segment(sentence, "instruction") for sentence in _sentences(message)]
     return found
 
 
@@ -604,8 +615,9 @@ def turn_cue(folded: Conversation) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _caller_cue(text: str) -> str | None:
-    return stakes_cue(fold_disguises(text))
+def _caller_cue(text: str, answers: str) -> str | None:
+    folded = Conversation(latest_user_text=fold_disguises(text), previous_assistant_text=fold_disguises(answers))
+    return turn_cue(folded)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from classifiers.normalise import MAX_TURN_CHARS
 
@@ -63,6 +63,9 @@ class Conversation(BaseModel):
     message_count: int = Field(default=1, ge=0)
     has_tools: bool = False
     earlier_user_texts: tuple[str, ...] = ()
+    # The assistant text each earlier user turn answers ("" when none), one per ``earlier_user_texts``: an answer
+    # to a clinical or security question discloses what its words do not say, in the history as when it was new.
+    earlier_user_contexts: tuple[str, ...] = ()
     instruction_texts: tuple[str, ...] = ()
     tool_texts: tuple[str, ...] = ()
 
@@ -87,11 +90,17 @@ class Conversation(BaseModel):
                 instruction_texts=instructions,
                 tool_texts=tool_results,
             )
-        earlier = tuple(
-            _bounded(text)
-            for message in messages[:user_index]
-            if message.get("role") == "user" and (text := message_text(message.get("content")))
-        )[-MAX_EARLIER_USER_TURNS:]
+        earlier: list[tuple[str, str]] = []  # (user text, the assistant text it answers)
+        answered = ""
+        for message in messages[:user_index]:
+            role = message.get("role")
+            if role == "assistant" and (text := message_text(message.get("content"))):
+                answered = text
+            elif role == "user":
+                if text := message_text(message.get("content")):
+                    earlier.append((_bounded(text), answered[-MAX_SEGMENT_CHARS:]))
+                answered = ""
+        earlier = earlier[-MAX_EARLIER_USER_TURNS:]
         previous_assistant = None
         for message in reversed(messages[:user_index]):
             if message.get("role") == "user":
@@ -104,10 +113,23 @@ class Conversation(BaseModel):
             previous_assistant_text=previous_assistant,
             message_count=len(messages),
             has_tools=has_tools,
-            earlier_user_texts=earlier,
+            earlier_user_texts=tuple(text for text, _ in earlier),
+            earlier_user_contexts=tuple(context for _, context in earlier),
             instruction_texts=instructions,
             tool_texts=tool_results,
         )
+
+    @model_validator(mode="after")
+    def _one_context_per_earlier_turn(self) -> Conversation:
+        if self.earlier_user_contexts and len(self.earlier_user_contexts) != len(self.earlier_user_texts):
+            raise ValueError("earlier_user_contexts needs one entry per earlier user text (or none)")
+        return self
+
+    @property
+    def earlier_turns(self) -> list[tuple[str, str]]:
+        """Each earlier user text with the assistant text it answers ("" when there was none or it is unknown)."""
+        contexts = self.earlier_user_contexts or ("",) * len(self.earlier_user_texts)
+        return list(zip(self.earlier_user_texts, contexts, strict=True))
 
     def normalised(self) -> Conversation:
         """The turn in its normal form, cut to what the classifier reads (``MAX_TURN_CHARS`` of each text)."""
@@ -118,6 +140,9 @@ class Conversation(BaseModel):
                 "latest_user_text": user,
                 "previous_assistant_text": context,
                 "earlier_user_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.earlier_user_texts),
+                "earlier_user_contexts": tuple(
+                    normalise_text(text[-MAX_TURN_CHARS:]) for text in self.earlier_user_contexts
+                ),
                 "instruction_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.instruction_texts),
                 "tool_texts": tuple(normalise_text(text[:MAX_TURN_CHARS]) for text in self.tool_texts),
             }

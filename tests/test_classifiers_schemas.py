@@ -47,3 +47,29 @@ def test_conversation_is_frozen_and_normalises() -> None:
     normalised = conversation.normalised()
     assert normalised.latest_user_text == "what time do you open"
     assert normalised.previous_assistant_text is None
+
+
+def test_each_earlier_user_turn_keeps_the_assistant_text_it_answers() -> None:
+    conversation = Conversation.from_messages(
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Any more nausea or vomiting?"},
+            {"role": "tool", "content": "{}"},
+            {"role": "user", "content": "no I don't"},
+            {"role": "user", "content": "well, a little"},  # follows a user turn: answers nothing
+            {"role": "assistant", "content": "Thanks."},
+            {"role": "user", "content": "ok"},
+        ]
+    )
+    assert conversation.earlier_turns == [
+        ("hi", ""),
+        ("no I don't", "Any more nausea or vomiting?"),
+        ("well, a little", ""),
+    ]
+    # Built by hand without contexts, each earlier turn answers nothing known.
+    assert Conversation(latest_user_text="ok", earlier_user_texts=("a", "b")).earlier_turns == [("a", ""), ("b", "")]
+
+
+def test_earlier_contexts_must_match_earlier_turns() -> None:
+    with pytest.raises(ValidationError, match="one entry per earlier user text"):
+        Conversation(latest_user_text="ok", earlier_user_texts=("a", "b"), earlier_user_contexts=("x",))
