@@ -170,13 +170,15 @@ def route(
     """Per turn: source, call, contract label, routed tier, cost and all-frontier cost."""
     result = replay(traffic_records(rows), {POLICY_LABEL: policy}, config, classifier)
     turns = result.turns
+    sticky = after_high_stakes(rows)
+    tiers = [contract_tier(row.contract, after) for row, after in zip(rows, sticky, strict=True)]
     return pd.DataFrame(
         {
             "source": [row.source for row in rows],
             "call_id": [row.call_id for row in rows],
             "turn_index": [row.turn_index for row in rows],
             "contract": [row.contract for row in rows],
-            "after_high_stakes": after_high_stakes(rows),
+            "after_high_stakes": sticky,
             "text": [row.text for row in rows],
             "source_label": [row.source_label for row in rows],
             "intent": turns["intent"].to_numpy(),
@@ -186,7 +188,7 @@ def route(
             "tier": turns[f"tier.{POLICY_LABEL}"].to_numpy(),
             "cost": turns[f"cost.{POLICY_LABEL}"].to_numpy(dtype=float),
             "baseline_cost": turns["baseline_cost"].to_numpy(dtype=float),
-            "contract_cost": contract_costs(rows, turns, config),
+            "contract_cost": contract_costs(tiers, turns, config),
         }
     )
 
@@ -200,11 +202,10 @@ def contract_tier(contract: str, after_high: bool) -> str:
     return STANDARD if contract == "standard" else SMALL
 
 
-def contract_costs(rows: Sequence[CorpusRow], turns: pd.DataFrame, config: GatewayConfig) -> np.ndarray:
-    """Each replayed turn priced on the first deployment of its ``contract_tier``, with the tokens the replay
-    priced it with (no prompt cache: the ceiling does not count on one)."""
+def contract_costs(tiers: Sequence[str], turns: pd.DataFrame, config: GatewayConfig) -> np.ndarray:
+    """Each replayed turn priced on the first deployment of its tier (``contract_tier``), with the tokens the
+    replay priced it with (no prompt cache: the ceiling does not count on one)."""
     prices = PriceBook({d.name: (d.model, d.price) for d in config.deployments})
-    tiers = [contract_tier(row.contract, after) for row, after in zip(rows, after_high_stakes(rows), strict=True)]
     usages = turns[["prompt_tokens", "completion_tokens", "reasoning_tokens"]].itertuples(index=False)
     return np.array(
         [
