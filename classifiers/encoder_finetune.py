@@ -32,7 +32,7 @@ from classifiers.contract import HIGH_STAKES, SMALL_SAFE
 from classifiers.dataset import load_turns
 from classifiers.embeddings import FINETUNE_RECORD, model_dir, offline, weights_encoder_id
 from classifiers.folding import fold_disguises
-from classifiers.train import corpus_sample, file_sha256, stakes_targets
+from classifiers.train import SHIPPED_CORPUS_PER_SOURCE, corpus_sample, file_sha256, stakes_targets
 
 DEFAULT_PAIRS = 6000
 DEFAULT_SEED = 13
@@ -140,7 +140,7 @@ def shipped_frame(data_path: Path, corpus_per_source: int, seed: int) -> pd.Data
     default=Path(__file__).resolve().parent / "data" / "utterances.csv",
     show_default=True,
 )
-@click.option("--corpus-per-source", default=2000, show_default=True)
+@click.option("--corpus-per-source", default=SHIPPED_CORPUS_PER_SOURCE, show_default=True)
 @click.option("--pairs", default=DEFAULT_PAIRS, show_default=True)
 @click.option("--seed", default=DEFAULT_SEED, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))

@@ -48,7 +48,7 @@ from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_call
 from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, load_encoder
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnClassifier, TurnModel
-from classifiers.train import TrainingSettings, fit_model
+from classifiers.train import SHIPPED_CORPUS_PER_SOURCE, TrainingSettings, fit_model
 from router.accounting.pricing import PriceBook
 from router.accounting.usage import Usage
 from router.config import GatewayConfig, load_config
@@ -69,12 +69,15 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class RoutingSettings(BaseModel):
     """Sample sizes and seed of a run; recorded in the report."""
 
-    # Defaults keep a whole run near 8 minutes with two workers on a quiet 2-core machine: fitting today's heads
-    # (with their calibration folds) dominates, about a minute per fold at these sizes.
+    # Defaults keep a whole run near 18 minutes with two workers on a quiet 2-core machine: fitting today's heads
+    # (with their calibration folds) dominates, about four minutes per fold at the shipped training size.
     seed: int = 7
     eval_turns: int = 400  # single-turn sources: turns measured per source
     eval_calls: int = 40  # multi-turn sources: calls measured per source, half with a high-stakes turn if possible
-    train_turns: int = 300  # turns per source in each fold's training set (plus the hand-written set)
+    # Turns per source in each fold's training set (plus the hand-written set): as many as the shipped model trains
+    # on, since the operating point moves with the amount of training data (300 per source measured a model with
+    # fewer leaks and less capture than the one that ships: docs/learner-comparison.md, round 6).
+    train_turns: int = SHIPPED_CORPUS_PER_SOURCE
     sources: tuple[str, ...] = SOURCES
     # Sources measured (each a fold, trained on every other source of ``sources``); empty: all of ``sources``.
     # A subset makes a quick check of a learner change that still trains as the full run does.

@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # the corpus module comes with the public data (branch route-
     from classifiers.corpus import CorpusRow
 
 STAKES = "stakes"
+# Public rows per source the shipped model is trained on (the README's ``switchboard train --corpus-per-source``);
+# the routing harness trains its folds at the same size, so that it measures the model that ships.
+SHIPPED_CORPUS_PER_SOURCE = 2000
 
 # Assistant turns that leave a reply's meaning as it is. Most labelled turns carry no context, but in a live
 # chat almost every user turn follows some assistant turn; training also sees context-free rows behind one of
