@@ -31,7 +31,6 @@ from classifiers.corpus import SOURCES, CorpusRow, load_corpus
 from classifiers.dataset import conversations, label_sets
 from classifiers.embeddings import CachingEncoder, TextEncoder, load_encoder
 from classifiers.features import (
-    FeatureScheme,
     embed_turns,
     lexical_vectorizer,
     turn_features,
@@ -52,21 +51,23 @@ from classifiers.routing_quality import (
 )
 from classifiers.schemas import Conversation
 from classifiers.stakes_cues import CUE_STAKES
-from classifiers.train import folded, stakes_targets
+from classifiers.train import TrainingSettings, folded, stakes_targets
 
+SHIPPED = TrainingSettings()  # the shipped learner's recipe: a variant changes only what it names
 UNCERTAIN_BAND_LOW = 0.3  # the default policy's ``uncertain-stakes`` rule: under it a turn without stakes goes small
 EQUAL_CAPTURE = 0.8
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A stakes learner: the head's C and n-gram weight, and the nearest-example vote's weight and k."""
+    """A stakes learner: the head's C and n-gram weight, and the nearest-example vote's weight and k (``base``: the
+    shipped head without the vote)."""
 
     name: str
-    c: float = 4.0
-    lexical_weight: float = 0.5
+    c: float = SHIPPED.stakes_c
+    lexical_weight: float = SHIPPED.stakes_lexical_weight
     vote_weight: float = 0.0
-    vote_k: int = 25
+    vote_k: int = SHIPPED.neighbour_stakes_k
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -97,7 +98,7 @@ def features(
     """The stakes head's inputs for turns already folded, as ``classifiers.train`` builds them."""
     texts = [turn.latest_user_text for turn in turns]
     user, context = embed_turns(encoder, turns)
-    dense = with_keywords(turn_features(user, context, FeatureScheme.CONCAT), texts, keywords, 1.0)
+    dense = with_keywords(turn_features(user, context, SHIPPED.feature_scheme), texts, keywords, SHIPPED.keyword_weight)
     return Features(user, dense, vectorizer.transform(texts), texts)
 
 
