@@ -47,11 +47,10 @@ from classifiers.routing_quality import (
     evaluation_sample,
     fold_frame,
     previous_assistant_text,
-    training_sample,
 )
 from classifiers.schemas import Conversation
 from classifiers.stakes_cues import CUE_STAKES
-from classifiers.train import TrainingSettings, folded, stakes_targets
+from classifiers.train import TrainingSettings, corpus_sample, folded, stakes_targets
 
 SHIPPED = TrainingSettings()  # the shipped learner's recipe: a variant changes only what it names
 UNCERTAIN_BAND_LOW = 0.3  # the default policy's ``uncertain-stakes`` rule: under it a turn without stakes goes small
@@ -112,7 +111,10 @@ def fold_scores(
     """Per measured turn of ``held_out``: its contract label, whether it follows a high-stakes turn of its call,
     and each variant's stakes (head, vote, cue)."""
     training = [
-        row for source in SOURCES if source != held_out for row in training_sample(source, rows[source], settings)
+        row
+        for source in SOURCES
+        if source != held_out
+        for row in corpus_sample(rows[source], settings.train_turns, settings.seed)
     ]
     frame = fold_frame(training)
     _, risks = label_sets(frame)

@@ -48,7 +48,7 @@ from classifiers.corpus import MULTI_TURN_SOURCES, SOURCES, CorpusRow, iter_call
 from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder, load_encoder
 from classifiers.pipeline import DEFAULT_MODEL_PATH, TurnClassifier, TurnModel
-from classifiers.train import SHIPPED_CORPUS_PER_SOURCE, TrainingSettings, fit_model
+from classifiers.train import SHIPPED_CORPUS_PER_SOURCE, TrainingSettings, corpus_sample, fit_model
 from router.accounting.pricing import PriceBook
 from router.accounting.usage import Usage
 from router.config import GatewayConfig, load_config
@@ -397,11 +397,6 @@ def risky_call_share(rows: Sequence[CorpusRow]) -> float:
     return sum(any(turn.contract == "high_stakes" for turn in turns) for _, turns in calls) / max(len(calls), 1)
 
 
-def training_sample(source: str, rows: Sequence[CorpusRow], settings: RoutingSettings) -> list[CorpusRow]:
-    sampler = random.Random(f"{settings.seed}-{source}-train")
-    return sampler.sample(list(rows), min(settings.train_turns, len(rows)))
-
-
 @dataclass
 class RoutingRun:
     settings: RoutingSettings
@@ -444,7 +439,8 @@ def run_routing_quality(
     caching = CachingEncoder(encoder or load_encoder())
     corpus = {source: load_source(source) for source in settings.sources}
     evaluation = {source: evaluation_sample(source, rows, settings) for source, rows in corpus.items()}
-    training = {source: training_sample(source, rows, settings) for source, rows in corpus.items()}
+    # Sampled as the shipped model's corpus is (multi-turn sources by whole calls), so folds measure that recipe.
+    training = {source: corpus_sample(rows, settings.train_turns, settings.seed) for source, rows in corpus.items()}
     risky_share = {
         source: risky_call_share(corpus[source]) for source in settings.sources if source in MULTI_TURN_SOURCES
     }
@@ -594,7 +590,8 @@ def render_markdown(run: RoutingRun) -> str:
         "",
         f"Sampled per source with seed {s.seed}: {s.eval_turns} turns of each single-turn source, {s.eval_calls}"
         f" whole calls of each multi-turn source (half with a high-stakes turn where available); each fold trains"
-        f" on up to {s.train_turns} turns of every other source plus the hand-written set. Run time"
+        f" on about {s.train_turns} turns of every other source (multi-turn sources by whole calls, as the shipped"
+        " model's corpus is sampled) plus the hand-written set. Run time"
         f" {run.timings.get('total', 0.0) / 60:.1f} min, {run.encoded_texts} distinct texts embedded.",
         "",
         "small_leak: high-stakes turns routed small (target ≤ 1%). small_capture: small-safe turns routed small"
