@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 import pytest
 
-from classifiers.corpus import CorpusRow
+from classifiers.corpus import CorpusRow, iter_calls, load_source
 from classifiers.dataset import load_turns
 from classifiers.embeddings import TextEncoder
 from classifiers.pipeline import TurnClassifier
@@ -156,10 +156,14 @@ def test_training_frame_takes_the_agent_turn_right_before_the_caller() -> None:
 def test_harness_smoke_on_a_tiny_subset() -> None:
     """Before and leave-one-source-out on two small sources, with a real (tiny) learner that records its rows."""
     seen: list[set[str]] = []
+    trained_calls: dict[str, int] = {}
 
     def tiny_learner(rows: Sequence[CorpusRow], encoder: TextEncoder) -> TurnClassifier:
         """A real model, fitted on the fold's rows and 25 written turns per intent (not all 2,800) to stay quick."""
         seen.append({row.source for row in rows})
+        for row in rows:
+            if row.call_id:
+                trained_calls[row.call_id] = trained_calls.get(row.call_id, 0) + 1
         written = load_turns(WRITTEN_TURNS_PATH).groupby("intent").head(25)
         frame = pd.concat([written, training_frame(rows)], ignore_index=True).drop_duplicates(subset="text")
         settings = TrainingSettings(test_size=0.0, neutral_context_augmentation=False)
@@ -168,6 +172,9 @@ def test_harness_smoke_on_a_tiny_subset() -> None:
     settings = RoutingSettings(eval_turns=12, eval_calls=4, train_turns=40, sources=("hint3", "taskmaster4"))
     run = run_routing_quality(settings, learner=tiny_learner)
     assert seen == [{"taskmaster4"}, {"hint3"}]  # each fold trains without the source it measures
+    # Folds sample a multi-turn source as the shipped model's corpus does: whole calls, never scattered turns.
+    call_lengths = {call_id: len(turns) for call_id, turns in iter_calls(load_source("taskmaster4"))}
+    assert trained_calls and all(call_lengths[call_id] == count for call_id, count in trained_calls.items())
     for summary in (run.before, run.loso):
         assert summary is not None
         assert summary["per_source"]["hint3"]["turns"] == 12
