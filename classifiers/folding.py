@@ -134,6 +134,8 @@ def skeleton(text: str) -> str:
     A text where look-alikes are at least as many as Latin letters (a Russian or Greek sentence) is left as it is:
     folding it would turn a real language into nonsense rather than undo a disguise.
     """
+    if text.isascii():  # the common case: look-alikes are all outside ASCII
+        return text
     latin = len(_LATIN_LETTER.findall(text))
     confusable = len(_CONFUSABLE_LETTER.findall(text))
     if confusable == 0 or confusable >= latin:

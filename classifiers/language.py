@@ -51,9 +51,10 @@ def guess_language(text: str) -> str:
     """ISO 639-1 code of the language with most function words in ``text`` (ties and no evidence: ``en``);
     ``other`` when most letters are not Latin script."""
     folded = fold(text)
-    letters = len(_LETTER.findall(folded))
-    if letters and len(_LATIN.findall(folded)) * 2 < letters:
-        return "other"
+    if not folded.isascii():  # folded ASCII letters are all Latin
+        letters = len(_LETTER.findall(folded))
+        if letters and len(_LATIN.findall(folded)) * 2 < letters:
+            return "other"
     words = _WORD.findall(folded)
     counts = {language: sum(word in vocabulary for word in words) for language, vocabulary in FUNCTION_WORDS.items()}
     best = max(counts, key=lambda language: counts[language])

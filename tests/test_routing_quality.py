@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import pandas as pd
@@ -156,14 +157,12 @@ def test_training_frame_takes_the_agent_turn_right_before_the_caller() -> None:
 def test_harness_smoke_on_a_tiny_subset() -> None:
     """Before and leave-one-source-out on two small sources, with a real (tiny) learner that records its rows."""
     seen: list[set[str]] = []
-    trained_calls: dict[str, int] = {}
+    trained_calls: Counter[str] = Counter()
 
     def tiny_learner(rows: Sequence[CorpusRow], encoder: TextEncoder) -> TurnClassifier:
         """A real model, fitted on the fold's rows and 25 written turns per intent (not all 2,800) to stay quick."""
         seen.append({row.source for row in rows})
-        for row in rows:
-            if row.call_id:
-                trained_calls[row.call_id] = trained_calls.get(row.call_id, 0) + 1
+        trained_calls.update(row.call_id for row in rows if row.call_id)
         written = load_turns(WRITTEN_TURNS_PATH).groupby("intent").head(25)
         frame = pd.concat([written, training_frame(rows)], ignore_index=True).drop_duplicates(subset="text")
         settings = TrainingSettings(test_size=0.0, neutral_context_augmentation=False)
